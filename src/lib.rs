@@ -1,0 +1,9 @@
+//! podcert-signer: a Kubernetes PodCertificate signer issuing SPIFFE X.509-SVIDs.
+//!
+//! `api`, `proof`, `policy`, `issue` and `ca` are pure and synchronous: no Kubernetes client.
+
+pub mod api;
+pub mod ca;
+pub mod issue;
+pub mod key_type;
+pub mod proof;

@@ -1,0 +1,1 @@
+//! The API server emulator (owned by the apiserver task).

@@ -1,0 +1,1 @@
+//! The kubelet emulator (owned by the kubelet task).
