@@ -4,6 +4,10 @@
 
 pub mod api;
 pub mod ca;
+pub mod cli;
 pub mod issue;
 pub mod key_type;
+pub mod policy;
 pub mod proof;
+pub mod signer;
+pub mod spiffe_id;

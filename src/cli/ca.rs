@@ -1,0 +1,77 @@
+//! `podcert-signer ca ...`: CA material for files mode.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use time::OffsetDateTime;
+
+use crate::ca::{files, generate, CaKeyType};
+use crate::spiffe_id::TrustDomain;
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Write a fresh self-signed CA (ca.crt, and ca.key with mode 0600) into a directory.
+    Init(InitArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KeyTypeArg {
+    #[value(name = "ecdsa-p256")]
+    EcdsaP256,
+    #[value(name = "ecdsa-p384")]
+    EcdsaP384,
+    #[value(name = "ed25519")]
+    Ed25519,
+    #[value(name = "rsa3072")]
+    Rsa3072,
+}
+
+impl From<KeyTypeArg> for CaKeyType {
+    fn from(k: KeyTypeArg) -> Self {
+        match k {
+            KeyTypeArg::EcdsaP256 => CaKeyType::EcdsaP256,
+            KeyTypeArg::EcdsaP384 => CaKeyType::EcdsaP384,
+            KeyTypeArg::Ed25519 => CaKeyType::Ed25519,
+            KeyTypeArg::Rsa3072 => CaKeyType::Rsa3072,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Directory to write ca.crt and ca.key into (created if missing; existing files are kept).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "ecdsa-p256")]
+    pub key_type: KeyTypeArg,
+    /// Trust domain named in the CA's subject (informational).
+    #[arg(long)]
+    pub trust_domain: Option<String>,
+    /// How long the CA is valid.
+    #[arg(long, default_value = "365d", value_parser = super::parse_duration)]
+    pub validity: time::Duration,
+}
+
+pub fn run(cmd: CaCommand) -> anyhow::Result<()> {
+    match cmd {
+        CaCommand::Init(args) => init(args),
+    }
+}
+
+fn init(args: InitArgs) -> anyhow::Result<()> {
+    if let Some(td) = &args.trust_domain {
+        TrustDomain::new(td)?;
+    }
+    let generated = generate::generate_self_signed(
+        args.key_type.into(),
+        args.trust_domain.as_deref(),
+        args.validity,
+        OffsetDateTime::now_utc(),
+    )
+    .context("generating the CA")?;
+    let (cert, key) = files::write_ca_dir(&args.out, &generated)
+        .with_context(|| format!("writing the CA into {}", args.out.display()))?;
+    println!("wrote {} and {} (mode 0600)", cert.display(), key.display());
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! `podcert-signer inspect FILE`: describes a certificate, chain, credential bundle or
+//! PodCertificateRequest. Private keys are never printed: only their type and whether they
+//! match the leaf.
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::PathBuf;
+
+use ::time::OffsetDateTime;
+use anyhow::{bail, Context};
+use clap::Args;
+use x509_parser::prelude::*;
+
+use crate::api::wire;
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The file to describe (`-` for stdin): PEM or DER certificate(s), a credential bundle
+    /// (private key + chain, as the kubelet writes it), or a PodCertificateRequest (JSON/YAML).
+    pub file: PathBuf,
+}
+
+pub fn run(args: InspectArgs) -> anyhow::Result<()> {
+    let mut data = Vec::new();
+    if args.file.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_end(&mut data)
+            .context("reading stdin")?;
+    } else {
+        data = std::fs::read(&args.file)
+            .with_context(|| format!("reading {}", args.file.display()))?;
+    }
+    print!("{}", describe(&data, OffsetDateTime::now_utc())?);
+    Ok(())
+}
+
+/// Describes `data` in a few readable lines.
+pub fn describe(data: &[u8], now: OffsetDateTime) -> anyhow::Result<String> {
+    if data.windows(11).any(|w| w == b"-----BEGIN ") {
+        return describe_pem(data, now);
+    }
+    let trimmed = data
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map(|i| &data[i..])
+        .unwrap_or(&[]);
+    if trimmed.first() == Some(&0x30) {
+        let cert_out = describe_certs(&[data.to_vec()], now)?;
+        return Ok(cert_out);
+    }
+    if std::str::from_utf8(data).is_ok() {
+        return describe_request(data, now);
+    }
+    bail!("not a certificate, credential bundle or PodCertificateRequest (neither PEM, DER, JSON nor YAML)")
+}
+
+fn describe_request(data: &[u8], now: OffsetDateTime) -> anyhow::Result<String> {
+    let obj = wire::decode(data)?;
+    let r = &obj.request;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "PodCertificateRequest {}/{} ({})",
+        r.namespace,
+        r.name,
+        r.api_version.api_version()
+    );
+    let _ = writeln!(out, "  signer:          {}", r.signer_name);
+    let _ = writeln!(out, "  pod:             {} (uid {})", r.pod_name, r.pod_uid);
+    let _ = writeln!(out, "  service account: {}", r.service_account_name);
+    let _ = writeln!(out, "  node:            {}", r.node_name);
+    let carrier = if r.stub_pkcs10_request.is_some() {
+        "stub PKCS#10 request"
+    } else {
+        "pkixPublicKey + proofOfPossession"
+    };
+    let _ = writeln!(out, "  key carrier:     {carrier}");
+    let _ = writeln!(out, "  max expiration:  {}s", r.max_expiration_seconds);
+    for (k, v) in &r.unverified_user_annotations {
+        let _ = writeln!(out, "  user annotation: {k}={v:?} (unverified)");
+    }
+    let status = obj.raw.get("status");
+    let cond = status
+        .and_then(|s| s.get("conditions"))
+        .and_then(|c| c.as_array())
+        .and_then(|c| c.first());
+    match cond {
+        None => {
+            let _ = writeln!(out, "  status:          pending");
+        }
+        Some(c) => {
+            let field = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or("");
+            let _ = writeln!(
+                out,
+                "  status:          {} ({}): {}",
+                field("type"),
+                field("reason"),
+                field("message")
+            );
+        }
+    }
+    if let Some(refresh) = status
+        .and_then(|s| s.get("beginRefreshAt"))
+        .and_then(|v| v.as_str())
+    {
+        let _ = writeln!(out, "  refresh at:      {refresh}");
+    }
+    if let Some(chain) = status
+        .and_then(|s| s.get("certificateChain"))
+        .and_then(|v| v.as_str())
+    {
+        out.push_str(&describe_pem(chain.as_bytes(), now)?);
+    }
+    Ok(out)
+}
+
+fn describe_pem(data: &[u8], now: OffsetDateTime) -> anyhow::Result<String> {
+    let blocks = ::pem::parse_many(data).context("reading PEM")?;
+    let mut certs = Vec::new();
+    let mut key: Option<(String, Vec<u8>)> = None;
+    let mut out = String::new();
+    for b in &blocks {
+        match b.tag() {
+            "CERTIFICATE" => certs.push(b.contents().to_vec()),
+            tag @ ("PRIVATE KEY" | "EC PRIVATE KEY" | "RSA PRIVATE KEY") => {
+                key = Some((tag.to_string(), ::pem::encode(b).into_bytes()));
+            }
+            "CERTIFICATE REQUEST" => {
+                let (_, csr) = X509CertificationRequest::from_der(b.contents()).map_err(|e| {
+                    anyhow::anyhow!("the CERTIFICATE REQUEST block does not parse: {e}")
+                })?;
+                let info = &csr.certification_request_info;
+                let _ = writeln!(out, "certificate request");
+                let _ = writeln!(out, "  subject:  {}", display_name(&info.subject));
+                let _ = writeln!(out, "  key:      {}", describe_spki(&info.subject_pki));
+            }
+            other => bail!("unexpected PEM block {other:?}"),
+        }
+    }
+    if let Some((tag, key_pem)) = &key {
+        let _ = writeln!(
+            out,
+            "credential bundle: private key ({tag}) + {} certificate(s)",
+            certs.len()
+        );
+        let matches = std::str::from_utf8(key_pem)
+            .ok()
+            .and_then(|p| rcgen::KeyPair::from_pem(p).ok())
+            .map(|kp| rcgen::PublicKeyData::subject_public_key_info(&kp));
+        if let (Some(pub_der), Some(leaf)) = (matches, certs.first()) {
+            let same = X509Certificate::from_der(leaf)
+                .map(|(_, c)| c.public_key().raw == pub_der.as_slice())
+                .unwrap_or(false);
+            let _ = writeln!(
+                out,
+                "  private key matches the leaf: {}",
+                if same { "yes" } else { "NO" }
+            );
+        }
+    }
+    if certs.is_empty() && out.is_empty() {
+        bail!("no CERTIFICATE, PRIVATE KEY or CERTIFICATE REQUEST block found");
+    }
+    out.push_str(&describe_certs(&certs, now)?);
+    Ok(out)
+}
+
+fn describe_certs(certs: &[Vec<u8>], now: OffsetDateTime) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for (i, der) in certs.iter().enumerate() {
+        let (_, c) = X509Certificate::from_der(der)
+            .map_err(|e| anyhow::anyhow!("certificate {} does not parse: {e}", i + 1))?;
+        let role = if i == 0 && !c.is_ca() {
+            "leaf"
+        } else if c.is_ca() {
+            "CA"
+        } else {
+            "certificate"
+        };
+        let _ = writeln!(out, "certificate {} ({role})", i + 1);
+        let mut uris = Vec::new();
+        let mut dns = Vec::new();
+        if let Ok(Some(san)) = c.subject_alternative_name() {
+            for n in &san.value.general_names {
+                match n {
+                    GeneralName::URI(u) => uris.push(u.to_string()),
+                    GeneralName::DNSName(d) => dns.push(d.to_string()),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(id) = uris.iter().find(|u| u.starts_with("spiffe://")) {
+            let _ = writeln!(out, "  SPIFFE ID:  {id}");
+        }
+        if !dns.is_empty() {
+            let _ = writeln!(out, "  DNS names:  {}", dns.join(", "));
+        }
+        let subject = display_name(c.subject());
+        if !subject.is_empty() {
+            let _ = writeln!(out, "  subject:    {subject}");
+        }
+        let _ = writeln!(out, "  issuer:     {}", display_name(c.issuer()));
+        let _ = writeln!(out, "  key:        {}", describe_spki(c.public_key()));
+        let _ = writeln!(out, "  serial:     {}", c.raw_serial_as_string());
+        let nb = c.validity().not_before.to_datetime();
+        let na = c.validity().not_after.to_datetime();
+        let _ = writeln!(out, "  not before: {}", wire::format_time(nb));
+        let left = na - now;
+        let state = if left.is_negative() {
+            "expired".to_string()
+        } else {
+            format!("{} left", human(left))
+        };
+        let _ = writeln!(
+            out,
+            "  not after:  {} ({state}; lifetime {})",
+            wire::format_time(na),
+            human(na - nb)
+        );
+    }
+    Ok(out)
+}
+
+fn display_name(n: &X509Name<'_>) -> String {
+    n.to_string()
+}
+
+/// A human name for a public key, e.g. `ECDSA P-256` or `RSA 3072-bit`.
+pub fn describe_spki(spki: &SubjectPublicKeyInfo<'_>) -> String {
+    use x509_parser::public_key::PublicKey;
+    match spki.parsed() {
+        Ok(PublicKey::RSA(k)) => format!("RSA {}-bit", k.key_size()),
+        Ok(PublicKey::EC(_)) => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|oid| match oid.to_id_string().as_str() {
+                    "1.2.840.10045.3.1.7" => "P-256".to_string(),
+                    "1.3.132.0.34" => "P-384".to_string(),
+                    "1.3.132.0.35" => "P-521".to_string(),
+                    other => format!("curve {other}"),
+                })
+                .unwrap_or_else(|| "unknown curve".into());
+            format!("ECDSA {curve}")
+        }
+        _ if spki.algorithm.algorithm.to_id_string() == "1.3.101.112" => "Ed25519".to_string(),
+        _ => format!("algorithm {}", spki.algorithm.algorithm.to_id_string()),
+    }
+}
+
+fn human(d: ::time::Duration) -> String {
+    let s = d.whole_seconds().max(0);
+    let (days, hours, mins) = (s / 86400, (s % 86400) / 3600, (s % 3600) / 60);
+    if days > 0 {
+        format!("{days}d{hours}h")
+    } else if hours > 0 {
+        format!("{hours}h{mins}m")
+    } else {
+        format!("{mins}m{}s", s % 60)
+    }
+}

@@ -1,0 +1,36 @@
+//! The command line (stable: tests and benchmarks call it).
+
+pub mod ca;
+pub mod inspect;
+pub mod sign;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "podcert-signer",
+    version,
+    about = "A Kubernetes PodCertificate signer issuing SPIFFE X.509-SVIDs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Decide one PodCertificateRequest offline: reads it (JSON or YAML) on stdin, prints it with .status set, as JSON.
+    Sign(sign::SignArgs),
+    /// Decode a certificate, chain, credential bundle or PodCertificateRequest and describe it.
+    Inspect(inspect::InspectArgs),
+    /// CA material for files mode.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
+}
+
+/// Parses a duration such as `24h`, `90m`, `3600s` or `365d`.
+pub fn parse_duration(s: &str) -> Result<time::Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration {s:?}: {e} (examples: 90m, 24h, 365d)"))?;
+    time::Duration::try_from(d).map_err(|e| format!("duration {s:?} out of range: {e}"))
+}
