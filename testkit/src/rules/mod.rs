@@ -3,9 +3,14 @@
 //! The API server (`crate::apiserver`) calls these; they hold no state and do no I/O.
 
 pub mod ctb;
+pub mod gofmt;
+pub mod keys;
+pub mod names;
 pub mod node_restriction;
 pub mod pcr;
+pub mod pem_go;
 pub mod rbac;
+pub mod signers;
 
 use serde_json::Value;
 
@@ -54,7 +59,13 @@ impl UserInfo {
 /// (NodeRestriction reads pods and nodes, RBAC reads roles and bindings).
 pub trait Lookup {
     /// One object; `namespace` is `None` for cluster-scoped resources.
-    fn get(&self, group: &str, resource: &str, namespace: Option<&str>, name: &str) -> Option<Value>;
+    fn get(
+        &self,
+        group: &str,
+        resource: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value>;
     /// Every object of a resource, all namespaces.
     fn list(&self, group: &str, resource: &str) -> Vec<Value>;
 }
