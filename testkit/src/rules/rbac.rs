@@ -122,7 +122,7 @@ pub fn rule_allows(attrs: &Attributes, rule: &Value) -> bool {
         return false;
     }
     let names = strings(rule, "resourceNames");
-    names.is_empty() || names.iter().any(|n| *n == attrs.name)
+    names.is_empty() || names.contains(&attrs.name)
 }
 
 /// forbiddenMessage (responsewriters/errors.go).
