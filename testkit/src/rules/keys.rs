@@ -302,3 +302,90 @@ pub fn parse_stub_request(der_bytes: &[u8]) -> Option<StubRequest> {
         signature_ok,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
+
+    const KEYS: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/kubelet-vectors/keys"
+    );
+
+    fn rsa3072() -> rsa::RsaPrivateKey {
+        let pem = std::fs::read_to_string(format!("{KEYS}/RSA3072.key.pem")).unwrap();
+        rsa::RsaPrivateKey::from_pkcs8_pem(&pem).unwrap()
+    }
+
+    #[test]
+    fn pss_accepts_any_salt_length_like_go_auto() {
+        let k = rsa3072();
+        let spki = k.to_public_key().to_public_key_der().unwrap();
+        let key = parse_spki(spki.as_bytes()).unwrap();
+        assert_eq!(key.rsa_size_bits(), Some(3072));
+        let digest = Sha256::digest(b"pod-uid");
+        for salt in [0usize, 20, 32, 350] {
+            let sig = k
+                .sign_with_rng(
+                    &mut rand::thread_rng(),
+                    rsa::Pss::new_with_salt::<Sha256>(salt),
+                    &digest,
+                )
+                .unwrap();
+            assert!(
+                verify_proof_of_possession(&key, "pod-uid", &sig),
+                "salt {salt}"
+            );
+            assert!(
+                !verify_proof_of_possession(&key, "other-uid", &sig),
+                "salt {salt}"
+            );
+        }
+        // PKCS#1 v1.5 is not a proof (the alpha-era scheme was replaced by PSS).
+        let sig = k.sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest).unwrap();
+        assert!(!verify_proof_of_possession(&key, "pod-uid", &sig));
+    }
+
+    #[test]
+    fn compressed_points_and_missing_rsa_null_are_refused_like_go() {
+        let sk = p256::SecretKey::random(&mut rand::thread_rng());
+        let pk = sk.public_key();
+        let spki = pk.to_public_key_der().unwrap();
+        assert!(matches!(
+            parse_spki(spki.as_bytes()),
+            Some(PublicKey::Ec {
+                curve: Curve::P256,
+                ..
+            })
+        ));
+        // Same key, compressed point: Go's elliptic.Unmarshal refuses it.
+        let compressed = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&pk, true);
+        let mut info = spki::SubjectPublicKeyInfoOwned::from_der(spki.as_bytes()).unwrap();
+        info.subject_public_key = der::asn1::BitString::from_bytes(compressed.as_bytes()).unwrap();
+        let der_bytes = der::Encode::to_der(&info).unwrap();
+        assert!(p256::PublicKey::from_sec1_bytes(compressed.as_bytes()).is_ok());
+        assert!(parse_spki(&der_bytes).is_none());
+        // RSA without the NULL parameters: refused.
+        let k = rsa3072();
+        let mut info = spki::SubjectPublicKeyInfoOwned::from_der(
+            k.to_public_key().to_public_key_der().unwrap().as_bytes(),
+        )
+        .unwrap();
+        assert!(parse_spki(&der::Encode::to_der(&info).unwrap()).is_some());
+        info.algorithm.parameters = None;
+        assert!(parse_spki(&der::Encode::to_der(&info).unwrap()).is_none());
+        assert!(parse_spki(b"garbage").is_none());
+    }
+
+    #[test]
+    fn keys_compare_by_value() {
+        let k = rsa3072();
+        let a = parse_spki(k.to_public_key().to_public_key_der().unwrap().as_bytes()).unwrap();
+        let b = parse_spki(k.to_public_key().to_public_key_der().unwrap().as_bytes()).unwrap();
+        assert_eq!(a, b);
+        let sk = p256::SecretKey::random(&mut rand::thread_rng());
+        let c = parse_spki(sk.public_key().to_public_key_der().unwrap().as_bytes()).unwrap();
+        assert_ne!(a, c);
+    }
+}
