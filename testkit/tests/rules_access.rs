@@ -414,3 +414,48 @@ fn release_1_37_also_requires_the_volume() {
         "pod \"team/pod-1\" does not have a podCertificate volume for signer \"other.example/s\""
     ));
 }
+
+#[test]
+fn aggregated_cluster_roles_and_denial_reasons() {
+    let mut s = Store::default();
+    s.put(RBAC, "clusterroles", json!({ "metadata": { "name": "agg" },
+        "aggregationRule": { "clusterRoleSelectors": [{ "matchLabels": { "podcert.io/aggregate": "true" } }] }, "rules": [] }));
+    s.put(
+        RBAC,
+        "clusterroles",
+        json!({ "metadata": { "name": "part", "labels": { "podcert.io/aggregate": "true" } },
+        "rules": [{ "apiGroups": [""], "resources": ["pods"], "verbs": ["get"] }] }),
+    );
+    s.put(
+        RBAC,
+        "clusterroles",
+        json!({ "metadata": { "name": "unlabelled" },
+        "rules": [{ "apiGroups": [""], "resources": ["secrets"], "verbs": ["get"] }] }),
+    );
+    s.put(RBAC, "clusterrolebindings", json!({ "metadata": { "name": "agg" },
+        "roleRef": { "apiGroup": RBAC, "kind": "ClusterRole", "name": "agg" }, "subjects": [{ "kind": "User", "name": "dan" }] }));
+    s.put(RBAC, "clusterrolebindings", json!({ "metadata": { "name": "dangling" },
+        "roleRef": { "apiGroup": RBAC, "kind": "ClusterRole", "name": "missing" }, "subjects": [{ "kind": "User", "name": "dan" }] }));
+    let dan = UserInfo {
+        username: "dan".into(),
+        uid: String::new(),
+        groups: vec![],
+    };
+    assert!(rbac::authorize(
+        &dan,
+        &attrs("get", "", "pods", "", "ns", "p"),
+        &s
+    ));
+    let denied = attrs("get", "", "secrets", "", "ns", "s");
+    let (ok, reason) = rbac::decide(&dan, &denied, &s);
+    assert!(!ok);
+    assert_eq!(
+        reason,
+        "RBAC: clusterrole.rbac.authorization.k8s.io \"missing\" not found"
+    );
+    let e = rbac::forbidden_error_with_reason(&dan, &denied, &reason);
+    assert_eq!(
+        e.message,
+        "secrets \"s\" is forbidden: User \"dan\" cannot get resource \"secrets\" in API group \"\" in the namespace \"ns\": RBAC: clusterrole.rbac.authorization.k8s.io \"missing\" not found"
+    );
+}

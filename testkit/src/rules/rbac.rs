@@ -12,47 +12,119 @@ const GROUP: &str = "rbac.authorization.k8s.io";
 /// Whether `user` may do `attrs`. `system:masters` is always allowed (the privileged-group
 /// authorizer in front of RBAC).
 pub fn authorize(user: &UserInfo, attrs: &Attributes, lookup: &dyn Lookup) -> bool {
-    if user.groups.iter().any(|g| g == "system:masters") {
-        return true;
-    }
-    for binding in lookup.list(GROUP, "clusterrolebindings") {
-        if !applies_to(user, &binding, "") {
-            continue;
-        }
-        if let Some(rules) = role_rules(&binding, "", lookup) {
-            if rules.iter().any(|r| rule_allows(attrs, r)) {
-                return true;
-            }
-        }
-    }
-    if attrs.namespace.is_empty() {
-        return false;
-    }
-    for binding in lookup.list(GROUP, "rolebindings") {
-        let ns = binding["metadata"]["namespace"].as_str().unwrap_or("");
-        if ns != attrs.namespace || !applies_to(user, &binding, ns) {
-            continue;
-        }
-        if let Some(rules) = role_rules(&binding, ns, lookup) {
-            if rules.iter().any(|r| rule_allows(attrs, r)) {
-                return true;
-            }
-        }
-    }
-    false
+    decide(user, attrs, lookup).0
 }
 
-/// The rules of the role a binding refers to: a ClusterRole, or a Role in the binding's
-/// namespace. `None` when it does not exist (RBAC then reports it as a reason, not an error).
-fn role_rules(binding: &Value, namespace: &str, lookup: &dyn Lookup) -> Option<Vec<Value>> {
+/// RBACAuthorizer.Authorize: the decision, and on a denial the reason kube-apiserver appends
+/// to the forbidden message (`RBAC: <errors>`, e.g. a binding to a role that does not exist).
+pub fn decide(user: &UserInfo, attrs: &Attributes, lookup: &dyn Lookup) -> (bool, String) {
+    if user.groups.iter().any(|g| g == "system:masters") {
+        return (true, String::new());
+    }
+    let mut errors = Vec::new();
+    let mut bindings: Vec<(Value, String)> = lookup
+        .list(GROUP, "clusterrolebindings")
+        .into_iter()
+        .map(|b| (b, String::new()))
+        .collect();
+    if !attrs.namespace.is_empty() {
+        bindings.extend(
+            lookup
+                .list(GROUP, "rolebindings")
+                .into_iter()
+                .filter(|b| b["metadata"]["namespace"].as_str() == Some(attrs.namespace.as_str()))
+                .map(|b| (b, attrs.namespace.clone())),
+        );
+    }
+    for (binding, ns) in bindings {
+        if !applies_to(user, &binding, &ns) {
+            continue;
+        }
+        match role_rules(&binding, &ns, lookup) {
+            Ok(rules) if rules.iter().any(|r| rule_allows(attrs, r)) => {
+                return (true, String::new())
+            }
+            Ok(_) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    let reason = match errors.len() {
+        0 => String::new(),
+        1 => format!("RBAC: {}", errors[0]),
+        _ => format!("RBAC: [{}]", errors.join(", ")),
+    };
+    (false, reason)
+}
+
+/// The rules of the role a binding refers to: a ClusterRole (with the rules of the
+/// ClusterRoles its aggregationRule selects, which the aggregation controller would have
+/// copied in), or a Role in the binding's namespace. Errors read like the listers' NotFound.
+fn role_rules(binding: &Value, namespace: &str, lookup: &dyn Lookup) -> Result<Vec<Value>, String> {
     let kind = binding["roleRef"]["kind"].as_str().unwrap_or("");
     let name = binding["roleRef"]["name"].as_str().unwrap_or("");
-    let role = match kind {
-        "ClusterRole" => lookup.get(GROUP, "clusterroles", None, name)?,
-        "Role" if !namespace.is_empty() => lookup.get(GROUP, "roles", Some(namespace), name)?,
-        _ => return None,
+    let (role, cluster) = match kind {
+        "ClusterRole" => (lookup.get(GROUP, "clusterroles", None, name), true),
+        "Role" if !namespace.is_empty() => {
+            (lookup.get(GROUP, "roles", Some(namespace), name), false)
+        }
+        other => return Err(format!("unsupported role reference kind: {other:?}")),
     };
-    Some(role["rules"].as_array().cloned().unwrap_or_default())
+    let Some(role) = role else {
+        let r = if cluster { "clusterrole" } else { "role" };
+        return Err(format!("{r}.{GROUP} {name:?} not found"));
+    };
+    let mut rules = role["rules"].as_array().cloned().unwrap_or_default();
+    if cluster {
+        rules.extend(aggregated_rules(&role, lookup));
+    }
+    Ok(rules)
+}
+
+/// Rules of the ClusterRoles an aggregationRule selects (matchLabels and matchExpressions).
+fn aggregated_rules(role: &Value, lookup: &dyn Lookup) -> Vec<Value> {
+    let Some(selectors) = role["aggregationRule"]["clusterRoleSelectors"].as_array() else {
+        return Vec::new();
+    };
+    let self_name = &role["metadata"]["name"];
+    lookup
+        .list(GROUP, "clusterroles")
+        .into_iter()
+        .filter(|r| &r["metadata"]["name"] != self_name)
+        .filter(|r| {
+            selectors
+                .iter()
+                .any(|s| selector_matches(s, &r["metadata"]["labels"]))
+        })
+        .flat_map(|r| r["rules"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// metav1.LabelSelector semantics.
+fn selector_matches(selector: &Value, labels: &Value) -> bool {
+    let label = |k: &str| labels.get(k).and_then(Value::as_str);
+    let ml_ok = selector["matchLabels"]
+        .as_object()
+        .is_none_or(|m| m.iter().all(|(k, v)| label(k) == v.as_str()));
+    let empty = Vec::new();
+    let me_ok = selector["matchExpressions"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .all(|e| {
+            let key = e["key"].as_str().unwrap_or("");
+            let values: Vec<&str> = e["values"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            match e["operator"].as_str().unwrap_or("") {
+                "In" => label(key).is_some_and(|v| values.contains(&v)),
+                "NotIn" => label(key).is_none_or(|v| !values.contains(&v)),
+                "Exists" => label(key).is_some(),
+                "DoesNotExist" => label(key).is_none(),
+                _ => false,
+            }
+        });
+    ml_ok && me_ok
 }
 
 /// appliesToUser (pkg/registry/rbac/validation/rule.go).
@@ -150,7 +222,15 @@ pub fn forbidden_message(user: &UserInfo, attrs: &Attributes) -> String {
 /// The 403 kube-apiserver answers (responsewriters.Forbidden → errors.NewForbidden with the
 /// request's group/resource and name; `forbidden: ...` for non-resource paths).
 pub fn forbidden_error(user: &UserInfo, attrs: &Attributes) -> ApiError {
-    let msg = forbidden_message(user, attrs);
+    forbidden_error_with_reason(user, attrs, "")
+}
+
+/// As `forbidden_error`, with the authorizer's reason appended (`: RBAC: ...`) when non-empty.
+pub fn forbidden_error_with_reason(user: &UserInfo, attrs: &Attributes, reason: &str) -> ApiError {
+    let mut msg = forbidden_message(user, attrs);
+    if !reason.is_empty() {
+        msg = format!("{msg}: {reason}");
+    }
     if attrs.path.is_some() {
         let mut e = ApiError::forbidden("", "", "", &msg);
         e.message = format!("forbidden: {msg}");
