@@ -355,3 +355,21 @@ fn field_selectors() {
     );
     assert_eq!(pcr::field_value(&o, "spec.podUID"), None);
 }
+
+#[test]
+fn mistyped_fields_are_a_bad_request() {
+    let mut o = vector_object("ED25519-pop-v1beta1");
+    o["spec"]["maxExpirationSeconds"] = json!("3600");
+    let e = pcr::check_decodable(&o, "v1beta1").unwrap_err();
+    assert_eq!(e.code, 400);
+    assert_eq!(
+        e.message,
+        "PodCertificateRequest in version \"v1beta1\" cannot be handled as a PodCertificateRequest: json: cannot unmarshal string into Go struct field PodCertificateRequestSpec.spec.maxExpirationSeconds of type int32"
+    );
+    o["spec"]["maxExpirationSeconds"] = json!(4_294_967_296_i64);
+    assert!(pcr::check_decodable(&o, "v1beta1").unwrap_err().message.ends_with("cannot unmarshal number 4294967296 into Go struct field PodCertificateRequestSpec.spec.maxExpirationSeconds of type int32"));
+    let mut o = vector_object("ED25519-pop-v1beta1");
+    o["spec"]["unverifiedUserAnnotations"] = json!({ "example.com/k": 1 });
+    assert!(pcr::check_decodable(&o, "v1beta1").is_err());
+    pcr::check_decodable(&vector_object("ED25519-pop-v1beta1"), "v1beta1").unwrap();
+}

@@ -44,16 +44,81 @@ pub fn from_internal_at(obj: &Value, version: &str, kube_minor: u32) -> Value {
     convert::from_internal(obj, version, kube_minor)
 }
 
-/// The decoder's verdict on the `[]byte` fields (base64, as Go's encoding/json reads them):
-/// kube-apiserver answers 400 BadRequest before any validation when one does not decode.
-/// Call before `to_internal`.
+/// The decoder's verdict on the spec (types, and `[]byte` fields in base64 as Go's
+/// encoding/json reads them): kube-apiserver answers 400 BadRequest before any validation
+/// when the body does not decode. Call before `to_internal`.
 pub fn check_decodable(obj: &Value, version: &str) -> Result<(), ApiError> {
+    let fail = |e: String| {
+        ApiError::bad_request(format!(
+            "{KIND} in version {version:?} cannot be handled as a {KIND}: {e}"
+        ))
+    };
+    let spec = &obj["spec"];
     for f in ["pkixPublicKey", "proofOfPossession", "stubPKCS10Request"] {
-        if let Err(e) = decode_bytes(&obj["spec"][f]) {
-            return Err(ApiError::bad_request(format!(
-                "{KIND} in version {:?} cannot be handled as a {KIND}: {e}",
-                version
-            )));
+        decode_bytes(&spec[f]).map_err(&fail)?;
+    }
+    let type_error = |field: &str, got: &Value, go_type: &str| {
+        let what = match got {
+            Value::String(_) => "string".to_string(),
+            Value::Number(n) => format!("number {n}"),
+            Value::Bool(_) => "bool".into(),
+            Value::Array(_) => "array".into(),
+            Value::Object(_) => "object".into(),
+            Value::Null => "null".into(),
+        };
+        fail(format!(
+            "json: cannot unmarshal {what} into Go struct field PodCertificateRequestSpec.spec.{field} of type {go_type}"
+        ))
+    };
+    for f in [
+        "signerName",
+        "podName",
+        "podUID",
+        "serviceAccountName",
+        "serviceAccountUID",
+        "nodeName",
+        "nodeUID",
+        "pkixPublicKey",
+        "proofOfPossession",
+        "stubPKCS10Request",
+    ] {
+        match &spec[f] {
+            Value::Null | Value::String(_) => {}
+            other => {
+                return Err(type_error(
+                    f,
+                    other,
+                    if f.ends_with("UID") {
+                        "types.UID"
+                    } else {
+                        "string"
+                    },
+                ))
+            }
+        }
+    }
+    match &spec["maxExpirationSeconds"] {
+        Value::Null => {}
+        Value::Number(n) if n.as_i64().is_some_and(|v| i32::try_from(v).is_ok()) => {}
+        other => return Err(type_error("maxExpirationSeconds", other, "int32")),
+    }
+    match &spec["unverifiedUserAnnotations"] {
+        Value::Null => {}
+        Value::Object(m) => {
+            if let Some((k, v)) = m.iter().find(|(_, v)| !v.is_string() && !v.is_null()) {
+                return Err(type_error(
+                    &format!("unverifiedUserAnnotations.{k}"),
+                    v,
+                    "string",
+                ));
+            }
+        }
+        other => {
+            return Err(type_error(
+                "unverifiedUserAnnotations",
+                other,
+                "map[string]string",
+            ))
         }
     }
     Ok(())
