@@ -96,8 +96,10 @@ pub fn is_dns1123_subdomain(s: &str) -> Vec<String> {
 /// apimachineryvalidation.NameIsDNSSubdomain (with maskTrailingDash for prefixes).
 pub fn name_is_dns_subdomain(name: &str, prefix: bool) -> Vec<String> {
     if prefix && name.len() > 1 && name.ends_with('-') {
-        let masked = format!("{}a", &name[..name.len() - 2]);
-        return is_dns1123_subdomain(&masked);
+        // Go drops the last two bytes and appends "a"; bytes, as a char boundary may not fall there.
+        let mut masked = name.as_bytes()[..name.len() - 2].to_vec();
+        masked.push(b'a');
+        return is_dns1123_subdomain(&String::from_utf8_lossy(&masked));
     }
     is_dns1123_subdomain(name)
 }
@@ -358,6 +360,13 @@ mod tests {
         assert!(is_kubernetes_signer_name("kubernetes.io/x"));
         assert!(is_kubernetes_signer_name("foo.kubernetes.io/x"));
         assert!(!is_kubernetes_signer_name("notkubernetes.io/x"));
+    }
+
+    #[test]
+    fn generate_name_prefixes_may_end_with_a_dash() {
+        assert!(name_is_dns_subdomain("req-", true).is_empty());
+        assert!(!name_is_dns_subdomain("req-", false).is_empty());
+        assert!(!name_is_dns_subdomain("\u{e9}-", true).is_empty());
     }
 
     #[test]
