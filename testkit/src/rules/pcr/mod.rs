@@ -241,7 +241,9 @@ pub fn should_clean(obj: &Value, now: OffsetDateTime, max_age: time::Duration) -
     }) else {
         return false;
     };
-    created + max_age < now
+    created
+        .checked_add(max_age)
+        .is_some_and(|deadline| deadline < now)
 }
 
 /// The fields served as field selectors (pkg/registry/certificates/podcertificaterequest

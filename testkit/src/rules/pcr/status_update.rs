@@ -488,7 +488,8 @@ fn validate_issued(old: &Value, s: &Status, now: OffsetDateTime) -> Vec<FieldErr
         ));
         return errs;
     }
-    if refresh < nb + ten {
+    // Checked: the times come from the client; an overflow means "far outside the window".
+    if nb.checked_add(ten).is_none_or(|t| refresh < t) {
         errs.push(FieldError::invalid_raw(
             REFRESH_PATH,
             gofmt::time(refresh),
@@ -496,7 +497,7 @@ fn validate_issued(old: &Value, s: &Status, now: OffsetDateTime) -> Vec<FieldErr
         ));
         return errs;
     }
-    if refresh > na - ten {
+    if na.checked_sub(ten).is_none_or(|t| refresh > t) {
         errs.push(FieldError::invalid_raw(
             REFRESH_PATH,
             gofmt::time(refresh),
