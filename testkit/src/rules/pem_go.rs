@@ -154,6 +154,15 @@ mod tests {
     }
 
     #[test]
+    fn every_truncation_of_a_bundle_decodes_without_panicking() {
+        let text = "x\n-----BEGIN A-----\nK: v\n\nAQID\n-----END A-----\n-----BEGIN B-----\n-----END B-----\n";
+        for i in 0..=text.len() {
+            let _ = decode_all(&text.as_bytes()[..i]);
+        }
+        assert_eq!(decode_all(text.as_bytes()).len(), 2);
+    }
+
+    #[test]
     fn nothing_to_find() {
         assert!(decode(b"no pem here").is_none());
     }
