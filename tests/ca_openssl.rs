@@ -32,6 +32,11 @@ const EXTENSIONS: &str = "\
 distinguished_name = dn
 [dn]
 
+[v3_root]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+
 [v3_ca]
 basicConstraints = critical, CA:TRUE, pathlen:0
 keyUsage = critical, keyCertSign, cRLSign
@@ -77,7 +82,7 @@ fn root_and_intermediate(dir: &Path) {
             "-config",
             "ext.cnf",
             "-extensions",
-            "v3_ca",
+            "v3_root",
         ],
     );
     openssl(
