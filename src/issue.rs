@@ -90,7 +90,7 @@ pub fn issue_leaf(
     let cert = params
         .signed_by(&public_key, &ca.issuer)
         .map_err(|e| IssueError::Signing(e.to_string()))?;
-    let mut chain_pem = cert.pem().replace("\r\n", "\n");
+    let mut chain_pem = cert.pem();
     chain_pem.push_str(&ca.chain_tail_pem);
     Ok(IssuedLeaf {
         chain_pem,

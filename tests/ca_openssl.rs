@@ -299,3 +299,42 @@ fn a_ca_with_uri_name_constraints_is_refused() {
     assert!(matches!(err, CaError::UriNameConstraints(_)), "{err}");
     assert!(err.to_string().contains("URI name constraints"), "{err}");
 }
+
+#[test]
+fn a_subject_rcgen_cannot_reproduce_is_refused_not_mis_signed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("ext.cnf"), EXTENSIONS).unwrap();
+    openssl(dir, &["genpkey", "-algorithm", "ED25519", "-out", "dc.key"]);
+    // Repeated attributes (DC=example, DC=org) and a multi-valued RDN.
+    for (name, subj, extra) in [
+        ("dc", "/DC=example/DC=org/CN=Repeated", None),
+        ("mv", "/O=Org+OU=Unit/CN=Multi", Some("-multivalue-rdn")),
+    ] {
+        let out = format!("{name}.crt");
+        let mut args = vec![
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "dc.key",
+            "-subj",
+            subj,
+            "-days",
+            "5",
+            "-out",
+            &out,
+            "-config",
+            "ext.cnf",
+            "-extensions",
+            "v3_root",
+        ];
+        args.extend(extra);
+        openssl(dir, &args);
+        let err = Ca::from_pem(&read(dir, &out), &read(dir, "dc.key"), None, now()).unwrap_err();
+        assert!(
+            matches!(err, CaError::UnrepresentableSubject),
+            "{name}: {err}"
+        );
+    }
+}

@@ -33,7 +33,7 @@ pub(crate) fn parse_pem_certs(pem_text: &str, what: &str) -> Result<Vec<Vec<u8>>
 /// Parses one DER certificate, refusing trailing bytes.
 pub(crate) fn parse(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     match X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         Ok(_) => Err("a certificate has trailing bytes after its DER encoding".into()),
         Err(e) => Err(format!("a certificate could not be parsed ({e})")),
     }

@@ -243,3 +243,15 @@ fn check_issuer_name_round_trips(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_can_be_shared_across_threads() {
+        // The controller signs from many tasks through an Arc<Ca>.
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Ca>();
+    }
+}
