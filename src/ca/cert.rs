@@ -21,7 +21,7 @@ pub(crate) fn parse_pem_certs(pem_text: &str, what: &str) -> Result<Vec<Vec<u8>>
             )));
         }
         let der = block.into_contents();
-        parse(&der).map_err(|e| CaError::BadCertificate(format!("{what}: {e}")))?;
+        parse(&der).map_err(|e| CaError::BadCertificate(format!("{e} in {what}")))?;
         ders.push(der);
     }
     if ders.is_empty() {
