@@ -59,7 +59,7 @@ fn from_pkcs8(der: &[u8]) -> Result<(KeyPair, CaKeyType), CaError> {
             Ok(OID_P384) => CaKeyType::EcdsaP384,
             Ok(other) => {
                 return Err(CaError::UnsupportedKey(format!(
-                    "an EC key on curve {other} (use P-256 or P-384)"
+                    "an EC key on curve {other}"
                 )))
             }
             Err(_) => {
