@@ -1,0 +1,89 @@
+//! A fresh self-signed CA for files mode (`podcert-signer ca init`).
+
+use super::key::signature_algorithm;
+use super::{CaError, CaKeyType};
+use rand::RngCore;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    RsaKeySize, SerialNumber,
+};
+use time::{Duration, OffsetDateTime};
+
+/// A generated CA: certificate and PKCS#8 key, both PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GeneratedCa {
+    pub cert_pem: String,
+    /// PKCS#8 `PRIVATE KEY`.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for GeneratedCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeneratedCa")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Generates a self-signed CA valid from `now - 60 s` until `now + validity`: CA:TRUE, key
+/// usage keyCertSign + cRLSign (critical), SKI, random serial, no name constraints (rustls-webpki
+/// would reject URI ones). RSA keys are 3072 bits.
+pub fn generate_self_signed(
+    key_type: CaKeyType,
+    trust_domain: Option<&str>,
+    validity: Duration,
+    now: OffsetDateTime,
+) -> Result<GeneratedCa, CaError> {
+    let alg = signature_algorithm(key_type);
+    let key_pair = match key_type {
+        CaKeyType::Rsa3072 => KeyPair::generate_rsa_for(alg, RsaKeySize::_3072),
+        _ => KeyPair::generate_for(alg),
+    }
+    .map_err(|e| CaError::Generate(format!("key generation failed ({e})")))?;
+
+    let now = now.replace_nanosecond(0).unwrap_or(now);
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "podcert-signer");
+    dn.push(
+        DnType::CommonName,
+        match trust_domain {
+            Some(td) => format!("podcert-signer CA {td}"),
+            None => "podcert-signer CA".to_string(),
+        },
+    );
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = now - Duration::seconds(60);
+    params.not_after = now + validity;
+    params.serial_number = Some(random_serial());
+
+    let cert = params
+        .self_signed(&key_pair)
+        .map_err(|e| CaError::Generate(format!("self-signing failed ({e})")))?;
+    // aws-lc-rs serialises every generated key as PKCS#8 (RSA included).
+    let key_pem = pem::encode_config(
+        &pem::Pem::new("PRIVATE KEY", key_pair.serialize_der()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    );
+    Ok(GeneratedCa {
+        cert_pem: cert.pem(),
+        key_pem,
+    })
+}
+
+/// 128 random bits as a positive serial; the first byte is never zero so the serial keeps
+/// its full 16-byte width.
+pub(crate) fn random_serial_bytes() -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    if bytes[0] == 0 {
+        bytes[0] = 1;
+    }
+    bytes
+}
+
+fn random_serial() -> SerialNumber {
+    SerialNumber::from_slice(&random_serial_bytes())
+}

@@ -1,0 +1,148 @@
+//! Helpers shared by the ca_* and issue_* integration tests.
+#![allow(dead_code)]
+
+use podcert_signer::ca::{generate_self_signed, Ca, CaKeyType, GeneratedCa};
+use podcert_signer::issue::LeafProfile;
+use podcert_signer::key_type::KeyType;
+use podcert_signer::proof::SubjectKey;
+use std::sync::OnceLock;
+use time::{Duration, OffsetDateTime};
+
+pub const CA_TYPES: [CaKeyType; 4] = [
+    CaKeyType::EcdsaP256,
+    CaKeyType::EcdsaP384,
+    CaKeyType::Ed25519,
+    CaKeyType::Rsa3072,
+];
+
+pub const TRUST_DOMAIN: &str = "example.org";
+pub const SPIFFE_ID: &str = "spiffe://example.org/ns/team-a/sa/web";
+
+/// The requester's PKCS#8 private key (DER) from the repo's kubelet vectors.
+pub fn private_key_der(kt: KeyType) -> Vec<u8> {
+    let path = format!(
+        "{}/testdata/kubelet-vectors/keys/{}.key.pem",
+        env!("CARGO_MANIFEST_DIR"),
+        kt.as_str()
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let block = pem::parse(text).unwrap();
+    assert_eq!(block.tag(), "PRIVATE KEY");
+    block.into_contents()
+}
+
+/// The SubjectKey for a vector key, its SPKI derived independently with RustCrypto.
+pub fn subject_key(kt: KeyType) -> SubjectKey {
+    use pkcs8::DecodePrivateKey;
+    use spki::EncodePublicKey;
+    let der = private_key_der(kt);
+    let spki = match kt {
+        KeyType::Ed25519 => ed25519_dalek::SigningKey::from_pkcs8_der(&der)
+            .unwrap()
+            .verifying_key()
+            .to_public_key_der(),
+        KeyType::EcdsaP256 => p256::SecretKey::from_pkcs8_der(&der)
+            .unwrap()
+            .public_key()
+            .to_public_key_der(),
+        KeyType::EcdsaP384 => p384::SecretKey::from_pkcs8_der(&der)
+            .unwrap()
+            .public_key()
+            .to_public_key_der(),
+        KeyType::EcdsaP521 => p521::SecretKey::from_pkcs8_der(&der)
+            .unwrap()
+            .public_key()
+            .to_public_key_der(),
+        KeyType::Rsa3072 | KeyType::Rsa4096 => rsa::RsaPrivateKey::from_pkcs8_der(&der)
+            .unwrap()
+            .to_public_key()
+            .to_public_key_der(),
+    }
+    .unwrap();
+    SubjectKey {
+        key_type: kt,
+        spki_der: spki.as_bytes().to_vec(),
+    }
+}
+
+pub fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+/// One generated self-signed CA per key type, shared by the tests of one binary.
+pub fn generated(ca_type: CaKeyType) -> &'static GeneratedCa {
+    static CAS: OnceLock<Vec<(CaKeyType, GeneratedCa)>> = OnceLock::new();
+    let cas = CAS.get_or_init(|| {
+        CA_TYPES
+            .iter()
+            .map(|&t| {
+                let ca =
+                    generate_self_signed(t, Some(TRUST_DOMAIN), Duration::days(30), now()).unwrap();
+                (t, ca)
+            })
+            .collect()
+    });
+    &cas.iter().find(|(t, _)| *t == ca_type).unwrap().1
+}
+
+pub fn load(g: &GeneratedCa) -> Ca {
+    Ca::from_pem(&g.cert_pem, &g.key_pem, None, now()).unwrap()
+}
+
+pub fn profile() -> LeafProfile {
+    LeafProfile {
+        spiffe_id: SPIFFE_ID.to_string(),
+        dns_names: vec![],
+        max_lifetime: Duration::hours(24),
+        backdate: Duration::seconds(60),
+        refresh_fraction: 0.5,
+    }
+}
+
+/// DER of every CERTIFICATE block.
+pub fn pem_certs(pem_text: &str) -> Vec<Vec<u8>> {
+    pem::parse_many(pem_text)
+        .unwrap()
+        .into_iter()
+        .map(|p| {
+            assert_eq!(p.tag(), "CERTIFICATE");
+            p.into_contents()
+        })
+        .collect()
+}
+
+/// Verifies `chain` (leaf first) with rustls-webpki against `anchors`, for `usage`.
+pub fn webpki_verify(
+    chain: &[Vec<u8>],
+    anchors: &[Vec<u8>],
+    usage: webpki::KeyUsage,
+    at: OffsetDateTime,
+) -> Result<(), webpki::Error> {
+    use rustls::pki_types::{CertificateDer, UnixTime};
+    let anchors: Vec<_> = anchors
+        .iter()
+        .map(|a| {
+            webpki::anchor_from_trusted_cert(&CertificateDer::from(a.as_slice()))
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let leaf = CertificateDer::from(chain[0].as_slice());
+    let ee = webpki::EndEntityCert::try_from(&leaf)?;
+    let intermediates: Vec<CertificateDer<'_>> = chain[1..]
+        .iter()
+        .map(|c| CertificateDer::from(c.as_slice()))
+        .collect();
+    let time =
+        UnixTime::since_unix_epoch(std::time::Duration::from_secs(at.unix_timestamp() as u64));
+    ee.verify_for_usage(
+        webpki::ALL_VERIFICATION_ALGS,
+        &anchors,
+        &intermediates,
+        time,
+        usage,
+        None,
+        None,
+    )
+    .map(|_| ())
+}
