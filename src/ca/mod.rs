@@ -255,29 +255,3 @@ mod tests {
         assert_send_sync::<Ca>();
     }
 }
-// TEMP STUB
-pub mod generate {
-    use super::*;
-    pub struct GeneratedCa {
-        pub cert_pem: String,
-        pub key_pem: String,
-    }
-    pub fn generate_self_signed(
-        _k: CaKeyType,
-        _t: Option<&str>,
-        _v: time::Duration,
-        _n: OffsetDateTime,
-    ) -> Result<GeneratedCa, CaError> {
-        Err(CaError::Invalid("x".into()))
-    }
-}
-pub mod files {
-    use super::*;
-    use std::path::{Path, PathBuf};
-    pub fn write_ca_dir(
-        _d: &Path,
-        _c: &generate::GeneratedCa,
-    ) -> Result<(PathBuf, PathBuf), CaError> {
-        Err(CaError::Invalid("x".into()))
-    }
-}
