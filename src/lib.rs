@@ -4,10 +4,17 @@
 
 pub mod api;
 pub mod ca;
+pub mod ca_source;
 pub mod cli;
+pub mod controller;
+pub mod discovery;
+pub mod http;
 pub mod issue;
 pub mod key_type;
+pub mod leader;
 pub mod policy;
 pub mod proof;
 pub mod signer;
 pub mod spiffe_id;
+pub mod telemetry;
+pub mod trust_bundle;

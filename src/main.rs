@@ -6,6 +6,7 @@ use podcert_signer::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => podcert_signer::cli::run::run(*args),
         Command::Sign(args) => podcert_signer::cli::sign::run(args),
         Command::Inspect(args) => podcert_signer::cli::inspect::run(args),
         Command::Ca(cmd) => podcert_signer::cli::ca::run(cmd),

@@ -2,6 +2,7 @@
 
 pub mod ca;
 pub mod inspect;
+pub mod run;
 pub mod sign;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the controller: watch PodCertificateRequests for a signer name and decide them.
+    Run(Box<run::RunArgs>),
     /// Decide one PodCertificateRequest offline: reads it (JSON or YAML) on stdin, prints it with .status set, as JSON.
     Sign(sign::SignArgs),
     /// Decode a certificate, chain, credential bundle or PodCertificateRequest and describe it.

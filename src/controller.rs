@@ -1,0 +1,350 @@
+//! The PodCertificateRequest controller: watches the requests addressed to one signer name,
+//! runs each through the pure pipeline and writes the decision in one guarded status write.
+//!
+//! Every replica keeps a warm watch cache; only the leader writes. When a replica becomes
+//! leader every cached request is reconciled again, so nothing waits for its next change.
+//! 409 (someone else decided, or the object moved on) and 404 (the cleaner deleted it) are
+//! normal endings; everything transient is retried with backoff and never becomes Failed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::discovery::ApiResource;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::api::{wire, ConditionType};
+use crate::ca_source::CaHandle;
+use crate::policy::SignerConfig;
+use crate::signer::{self, NotDecided};
+use crate::telemetry::{ErrorLabels, Metrics, ReasonLabels, SignerLabels};
+
+/// Everything a reconcile needs.
+pub struct Context {
+    pub client: kube::Client,
+    pub resource: ApiResource,
+    pub config: SignerConfig,
+    pub ca: Arc<CaHandle>,
+    pub metrics: Arc<Metrics>,
+    pub leader: watch::Receiver<bool>,
+    pub recorder: Option<Recorder>,
+    backoff: Mutex<HashMap<(String, String), u32>>,
+    labels: SignerLabels,
+}
+
+impl Context {
+    pub fn new(
+        client: kube::Client,
+        resource: ApiResource,
+        config: SignerConfig,
+        ca: Arc<CaHandle>,
+        metrics: Arc<Metrics>,
+        leader: watch::Receiver<bool>,
+        events: Option<Reporter>,
+    ) -> Self {
+        let labels = Metrics::signer(&config.signer_name);
+        let recorder = events.map(|r| Recorder::new(client.clone(), r));
+        Context {
+            client,
+            resource,
+            config,
+            ca,
+            metrics,
+            leader,
+            recorder,
+            backoff: Mutex::new(HashMap::new()),
+            labels,
+        }
+    }
+
+    fn error(&self, kind: &str) {
+        self.metrics
+            .errors
+            .get_or_create(&ErrorLabels {
+                signer: self.config.signer_name.clone(),
+                kind: kind.into(),
+            })
+            .inc();
+    }
+}
+
+/// Why a reconcile is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("no CA is loaded yet")]
+    CaNotLoaded,
+    #[error("cannot issue now: {0}")]
+    Issue(#[from] crate::issue::IssueError),
+    #[error("status write failed: {0}")]
+    Write(#[source] kube::Error),
+    #[error("encoding the request: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl ReconcileError {
+    fn kind(&self) -> &'static str {
+        match self {
+            ReconcileError::CaNotLoaded => "ca_not_loaded",
+            ReconcileError::Issue(_) => "issue",
+            ReconcileError::Write(kube::Error::Api(e)) if e.code == 429 => "api_throttled",
+            ReconcileError::Write(kube::Error::Api(e)) if e.code >= 500 => "api_server_error",
+            ReconcileError::Write(_) => "api_write",
+            ReconcileError::Encode(_) => "encode",
+        }
+    }
+}
+
+/// Whether the raw object already carries a terminal condition (checked before decoding).
+fn is_terminal(obj: &DynamicObject) -> bool {
+    obj.data
+        .get("status")
+        .and_then(|s| s.get("conditions"))
+        .and_then(|c| c.as_array())
+        .is_some_and(|conds| {
+            conds.iter().any(|c| {
+                matches!(
+                    c.get("type").and_then(|t| t.as_str()),
+                    Some("Issued" | "Denied" | "Failed")
+                ) && c.get("status").and_then(|s| s.as_str()) == Some("True")
+            })
+        })
+}
+
+async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    if is_terminal(&obj) || !*ctx.leader.borrow() {
+        return Ok(Action::await_change());
+    }
+    let namespace = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let request = match wire::from_value(serde_json::to_value(&*obj)?) {
+        Ok(r) => r,
+        Err(e) => {
+            // The apiserver validated this object; if we cannot read it, the fault is ours.
+            // Leave it pending (never Denied/Failed) and say so loudly.
+            ctx.error("decode");
+            warn!(%namespace, %name, error = %e, "cannot decode request; leaving it pending");
+            return Ok(Action::await_change());
+        }
+    };
+    if request.request.signer_name != ctx.config.signer_name {
+        return Ok(Action::await_change());
+    }
+    let ca = ctx.ca.get().ok_or(ReconcileError::CaNotLoaded)?;
+    let now = OffsetDateTime::now_utc();
+    let outcome = match signer::process(&request.request, &ctx.config, &ca, now) {
+        Ok(o) => o,
+        Err(NotDecided::AlreadyTerminal { .. }) => return Ok(Action::await_change()),
+        Err(NotDecided::Issue(e)) => return Err(e.into()),
+    };
+    let generation = obj.metadata.generation;
+    let status = wire::status_json(&outcome.status, generation, now);
+    // The resourceVersion makes this a compare-and-swap: exactly one writer can win.
+    let patch = json!({
+        "metadata": { "resourceVersion": obj.resource_version() },
+        "status": status,
+    });
+    if !*ctx.leader.borrow() {
+        return Ok(Action::await_change());
+    }
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &namespace, &ctx.resource);
+    match api
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            ctx.metrics.conflicts.get_or_create(&ctx.labels).inc();
+            debug!(%namespace, %name, "status conflict: another writer decided or the object changed");
+            return Ok(Action::await_change());
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            debug!(%namespace, %name, "request deleted before its status was written");
+            return Ok(Action::await_change());
+        }
+        Err(e) => return Err(ReconcileError::Write(e)),
+    }
+    if let Ok(mut b) = ctx.backoff.lock() {
+        b.remove(&(namespace.clone(), name.clone()));
+    }
+    let st = &outcome.status;
+    match st.condition {
+        ConditionType::Issued => {
+            ctx.metrics.issued.get_or_create(&ctx.labels).inc();
+            if let Some(created) = request.request.creation_timestamp {
+                let secs = (now - created).as_seconds_f64().max(0.0);
+                ctx.metrics
+                    .issue_latency
+                    .get_or_create(&ctx.labels)
+                    .observe(secs);
+            }
+            info!(%namespace, %name, spiffe_id = outcome.spiffe_id.as_deref().unwrap_or(""), "issued");
+        }
+        ConditionType::Denied => {
+            ctx.metrics
+                .denied
+                .get_or_create(&ReasonLabels {
+                    signer: ctx.config.signer_name.clone(),
+                    reason: st.reason.clone(),
+                })
+                .inc();
+            info!(%namespace, %name, reason = %st.reason, message = %st.message, "denied");
+        }
+        ConditionType::Failed => {
+            ctx.metrics.failed.get_or_create(&ctx.labels).inc();
+        }
+    }
+    publish_event(&ctx, &obj, st.condition, &st.reason, &st.message);
+    Ok(Action::await_change())
+}
+
+/// Records an Event on the request without holding up the next reconcile.
+fn publish_event(
+    ctx: &Arc<Context>,
+    obj: &DynamicObject,
+    condition: ConditionType,
+    reason: &str,
+    message: &str,
+) {
+    let Some(recorder) = ctx.recorder.clone() else {
+        return;
+    };
+    let reference = obj.object_ref(&ctx.resource);
+    let event = Event {
+        type_: if condition == ConditionType::Issued {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        },
+        reason: if condition == ConditionType::Issued {
+            "Issued".into()
+        } else {
+            reason.to_string()
+        },
+        note: Some(message.chars().take(1000).collect()),
+        action: condition.as_str().to_string(),
+        secondary: None,
+    };
+    tokio::spawn(async move {
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            debug!(error = %e, "could not record an event");
+        }
+    });
+}
+
+fn error_policy(obj: Arc<DynamicObject>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
+    ctx.error(err.kind());
+    let key = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let attempt = ctx
+        .backoff
+        .lock()
+        .map(|mut b| {
+            let n = b.entry(key.clone()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        })
+        .unwrap_or(1);
+    // 200 ms doubling to 30 s: quick recovery from a blip, no hammering during an outage.
+    let delay = Duration::from_millis(200u64.saturating_mul(1u64 << attempt.min(8)))
+        .min(Duration::from_secs(30));
+    warn!(namespace = %key.0, name = %key.1, error = %err, attempt, retry_in_ms = delay.as_millis() as u64, "will retry");
+    Action::requeue(delay)
+}
+
+/// Settings of one controller run.
+pub struct RunOptions {
+    pub concurrency: u16,
+    /// Set to true once the watch cache has synced.
+    pub synced: watch::Sender<bool>,
+}
+
+/// Runs the controller until `shutdown` fires.
+pub async fn run(ctx: Arc<Context>, opts: RunOptions, mut shutdown: watch::Receiver<bool>) {
+    let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &ctx.resource);
+    let wc =
+        watcher::Config::default().fields(&format!("spec.signerName={}", ctx.config.signer_name));
+    info!(
+        signer = %ctx.config.signer_name,
+        version = %ctx.resource.api_version,
+        "watching PodCertificateRequests"
+    );
+    let controller = Controller::new_with(api, wc, ctx.resource.clone())
+        .with_config(ControllerConfig::default().concurrency(opts.concurrency));
+    let store = controller.store();
+
+    // Reconcile everything again whenever this replica becomes leader.
+    let became_leader = futures::stream::unfold(ctx.leader.clone(), |mut rx| async move {
+        loop {
+            rx.changed().await.ok()?;
+            if *rx.borrow() {
+                return Some(((), rx));
+            }
+        }
+    });
+
+    let synced = opts.synced;
+    let sync_store = store.clone();
+    let sync_task = tokio::spawn(async move {
+        if sync_store.wait_until_ready().await.is_ok() {
+            let _ = synced.send(true);
+            info!("request cache synced");
+        }
+    });
+    let gauges = tokio::spawn(pending_gauges(store, ctx.clone()));
+
+    let mut shutdown2 = shutdown.clone();
+    let run = controller
+        .reconcile_all_on(became_leader)
+        .graceful_shutdown_on(async move {
+            let _ = shutdown2.wait_for(|s| *s).await;
+        })
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    tokio::select! {
+        _ = run => {}
+        _ = shutdown.wait_for(|s| *s) => {}
+    }
+    sync_task.abort();
+    gauges.abort();
+}
+
+/// Pending requests and the oldest one's age, from the watch cache, every few seconds.
+async fn pending_gauges(store: Store<DynamicObject>, ctx: Arc<Context>) {
+    loop {
+        let now = OffsetDateTime::now_utc();
+        let mut pending = 0i64;
+        let mut oldest = 0f64;
+        for obj in store.state() {
+            if is_terminal(&obj) {
+                continue;
+            }
+            pending += 1;
+            if let Some(ts) = obj.meta().creation_timestamp.as_ref() {
+                let age = now.unix_timestamp() as f64 - ts.0.as_second() as f64;
+                oldest = oldest.max(age);
+            }
+        }
+        ctx.metrics.pending.get_or_create(&ctx.labels).set(pending);
+        ctx.metrics
+            .oldest_pending_seconds
+            .get_or_create(&ctx.labels)
+            .set(oldest);
+        if let Some(ca) = ctx.ca.get() {
+            ctx.metrics
+                .ca_not_after
+                .get_or_create(&ctx.labels)
+                .set(ca.not_after().unix_timestamp());
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}

@@ -1,0 +1,183 @@
+//! Publishes the trust anchors as a ClusterTrustBundle (and optionally ConfigMaps) and keeps
+//! them in sync: re-created when deleted, updated when the anchors change, retried on failure.
+//! Only the leader writes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DynamicObject, ObjectMeta, PostParams};
+use kube::discovery::ApiResource;
+use serde_json::json;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::ca_source::CaHandle;
+
+/// Labels every published bundle carries; pods can select on them.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "podcert-signer");
+pub const BUNDLE_LABEL: &str = "podcert.dev/trust-bundle";
+
+#[derive(Debug, Clone)]
+pub struct TrustBundleConfig {
+    pub signer_name: String,
+    /// Last part of the ClusterTrustBundle name: `<signer with / as :>:<suffix>`.
+    pub suffix: String,
+    /// Extra labels (added to the defaults).
+    pub labels: BTreeMap<String, String>,
+    /// Namespaces that also get a ConfigMap with the bundle (key `ca.crt`).
+    pub configmap_namespaces: Vec<String>,
+    pub configmap_name: String,
+    /// How often to check the published objects even when nothing changed.
+    pub resync: Duration,
+}
+
+impl TrustBundleConfig {
+    pub fn new(signer_name: &str) -> Self {
+        TrustBundleConfig {
+            signer_name: signer_name.into(),
+            suffix: "live".into(),
+            labels: BTreeMap::new(),
+            configmap_namespaces: Vec::new(),
+            configmap_name: "podcert-trust-bundle".into(),
+            resync: Duration::from_secs(10),
+        }
+    }
+
+    /// The ClusterTrustBundle name the apiserver requires for this signer.
+    pub fn bundle_name(&self) -> String {
+        format!("{}:{}", self.signer_name.replace('/', ":"), self.suffix)
+    }
+
+    pub fn all_labels(&self) -> BTreeMap<String, String> {
+        let mut l = BTreeMap::from([
+            (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+            (BUNDLE_LABEL.to_string(), self.suffix.clone()),
+        ]);
+        l.extend(self.labels.clone());
+        l
+    }
+}
+
+/// Runs until `shutdown`.
+pub async fn run(
+    client: kube::Client,
+    resource: ApiResource,
+    cfg: TrustBundleConfig,
+    ca: Arc<CaHandle>,
+    mut leader: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ca_changes = ca.subscribe();
+    let mut failures = 0u32;
+    loop {
+        let mut wait = cfg.resync;
+        if *leader.borrow() {
+            if let Some(current) = ca.get() {
+                let pem = current.trust_anchors_pem();
+                match sync_once(&client, &resource, &cfg, &pem).await {
+                    Ok(()) => failures = 0,
+                    Err(e) => {
+                        failures = failures.saturating_add(1);
+                        wait = Duration::from_millis(500u64 << failures.min(5)).min(cfg.resync);
+                        warn!(error = %e, bundle = %cfg.bundle_name(), "publishing the trust bundle failed; retrying");
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = ca_changes.changed() => {}
+            _ = leader.changed() => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn sync_once(
+    client: &kube::Client,
+    resource: &ApiResource,
+    cfg: &TrustBundleConfig,
+    pem: &str,
+) -> Result<(), kube::Error> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), resource);
+    let name = cfg.bundle_name();
+    let labels = cfg.all_labels();
+    let spec = json!({ "signerName": cfg.signer_name, "trustBundle": pem });
+    match api.get_opt(&name).await? {
+        None => {
+            let mut obj = DynamicObject::new(&name, resource);
+            obj.metadata.labels = Some(labels);
+            obj.data = json!({ "spec": spec });
+            api.create(&PostParams::default(), &obj).await?;
+            info!(bundle = %name, version = %resource.api_version, "published the trust bundle");
+        }
+        Some(mut existing) => {
+            let current_labels = existing.metadata.labels.clone().unwrap_or_default();
+            let labels_ok = labels.iter().all(|(k, v)| current_labels.get(k) == Some(v));
+            if existing.data.get("spec") != Some(&spec) || !labels_ok {
+                let mut merged = current_labels;
+                merged.extend(labels);
+                existing.metadata.labels = Some(merged);
+                existing.data["spec"] = spec;
+                api.replace(&name, &PostParams::default(), &existing)
+                    .await?;
+                info!(bundle = %name, "updated the trust bundle");
+            }
+        }
+    }
+    for ns in &cfg.configmap_namespaces {
+        sync_configmap(client, ns, cfg, pem).await?;
+    }
+    Ok(())
+}
+
+async fn sync_configmap(
+    client: &kube::Client,
+    ns: &str,
+    cfg: &TrustBundleConfig,
+    pem: &str,
+) -> Result<(), kube::Error> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let data = BTreeMap::from([("ca.crt".to_string(), pem.to_string())]);
+    match api.get_opt(&cfg.configmap_name).await? {
+        None => {
+            let cm = ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some(cfg.configmap_name.clone()),
+                    labels: Some(cfg.all_labels()),
+                    ..Default::default()
+                },
+                data: Some(data),
+                ..Default::default()
+            };
+            api.create(&PostParams::default(), &cm).await?;
+            info!(namespace = ns, name = %cfg.configmap_name, "published the trust bundle ConfigMap");
+        }
+        Some(mut cm) if cm.data.as_ref() != Some(&data) => {
+            cm.data = Some(data);
+            api.replace(&cfg.configmap_name, &PostParams::default(), &cm)
+                .await?;
+            info!(namespace = ns, name = %cfg.configmap_name, "updated the trust bundle ConfigMap");
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_apiserver_rule() {
+        let c = TrustBundleConfig::new("example.com/spiffe");
+        assert_eq!(c.bundle_name(), "example.com:spiffe:live");
+        let l = c.all_labels();
+        assert_eq!(
+            l.get("podcert.dev/trust-bundle").map(String::as_str),
+            Some("live")
+        );
+    }
+}
