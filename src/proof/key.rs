@@ -1,0 +1,184 @@
+//! SubjectPublicKeyInfo parsing and the key-type rules of the API: Ed25519, ECDSA P-256/P-384/
+//! P-521 (named curves), RSA with a modulus of exactly 3072 or 4096 bits. Mirrors Go's
+//! `x509.ParsePKIXPublicKey` strictness where it matters (NULL RSA parameters, no Ed25519
+//! parameters, uncompressed EC points on the curve).
+
+use der::asn1::{ObjectIdentifier, UintRef};
+use der::{Decode, Tag, Tagged};
+use spki::SubjectPublicKeyInfoRef;
+
+use super::ProofError;
+use crate::key_type::KeyType;
+
+const OID_RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const OID_RSASSA_PSS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
+const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+const OID_ED448: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.113");
+const OID_X25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.110");
+const OID_X448: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.111");
+const OID_DSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10040.4.1");
+const OID_DH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10046.2.1");
+
+const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const OID_P521: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.35");
+const OID_P224: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.33");
+const OID_P192: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.1");
+const OID_SECP256K1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.10");
+
+/// Suggested in every refusal of a key type.
+pub(crate) const SUPPORTED_HINT: &str = "use ECDSAP256, ED25519, RSA3072 or RSA4096";
+
+/// A public key the API allows, borrowed from the DER it was parsed from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ParsedKey<'a> {
+    pub key_type: KeyType,
+    /// The whole SubjectPublicKeyInfo TLV.
+    pub spki_der: &'a [u8],
+    /// The subjectPublicKey BIT STRING contents: the Ed25519 key, the uncompressed EC point,
+    /// or the PKCS#1 RSAPublicKey DER (what aws-lc-rs expects for each).
+    pub key_bytes: &'a [u8],
+}
+
+fn malformed(what: impl std::fmt::Display) -> ProofError {
+    ProofError::Malformed(what.to_string())
+}
+
+fn unsupported(what: impl std::fmt::Display) -> ProofError {
+    ProofError::UnsupportedKeyType(format!("{what}; {SUPPORTED_HINT}"))
+}
+
+/// Parses a DER SubjectPublicKeyInfo (no trailing bytes) and applies the key-type rules.
+/// `field` names where the key came from, for messages.
+pub(crate) fn parse_spki<'a>(der: &'a [u8], field: &str) -> Result<ParsedKey<'a>, ProofError> {
+    let spki = SubjectPublicKeyInfoRef::from_der(der).map_err(|e| {
+        malformed(format_args!(
+            "{field} is not a DER SubjectPublicKeyInfo: {e}"
+        ))
+    })?;
+    let key_bytes = spki.subject_public_key.as_bytes().ok_or_else(|| {
+        malformed(format_args!(
+            "{field}: the public key BIT STRING has unused bits"
+        ))
+    })?;
+    let params = spki.algorithm.parameters;
+    let oid = spki.algorithm.oid;
+
+    let key_type = match oid {
+        OID_ED25519 => {
+            if params.is_some() {
+                return Err(malformed(format_args!(
+                    "{field}: an Ed25519 key must not carry algorithm parameters"
+                )));
+            }
+            if key_bytes.len() != 32 {
+                return Err(malformed(format_args!(
+                    "{field}: an Ed25519 public key is 32 bytes, got {}",
+                    key_bytes.len()
+                )));
+            }
+            KeyType::Ed25519
+        }
+        OID_EC_PUBLIC_KEY => {
+            let curve = params
+                .filter(|p| p.tag() == Tag::ObjectIdentifier)
+                .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
+                .ok_or_else(|| {
+                    malformed(format_args!(
+                        "{field}: an EC key must name its curve (namedCurve OID parameters)"
+                    ))
+                })?;
+            let (key_type, coord_len) = match curve {
+                OID_P256 => (KeyType::EcdsaP256, 32),
+                OID_P384 => (KeyType::EcdsaP384, 48),
+                OID_P521 => (KeyType::EcdsaP521, 66),
+                OID_P224 => return Err(unsupported("ECDSA P-224 keys are not supported")),
+                OID_P192 => return Err(unsupported("ECDSA P-192 keys are not supported")),
+                OID_SECP256K1 => return Err(unsupported("ECDSA secp256k1 keys are not supported")),
+                other => {
+                    return Err(unsupported(format_args!(
+                        "ECDSA keys on curve {other} are not supported"
+                    )))
+                }
+            };
+            // Go accepts only the uncompressed form; the point itself is checked on the curve
+            // when the proof is verified (aws-lc-rs parses and validates it there).
+            if key_bytes.len() != 1 + 2 * coord_len || key_bytes[0] != 0x04 {
+                return Err(malformed(format_args!(
+                    "{field}: the {key_type} public key is not an uncompressed point"
+                )));
+            }
+            key_type
+        }
+        OID_RSA_ENCRYPTION => {
+            if !params.is_some_and(|p| p.tag() == Tag::Null && p.value().is_empty()) {
+                return Err(malformed(format_args!(
+                    "{field}: an RSA key must carry NULL algorithm parameters"
+                )));
+            }
+            rsa_key_type(key_bytes, field)?
+        }
+        OID_RSASSA_PSS => {
+            return Err(unsupported(
+                "RSASSA-PSS (id-RSASSA-PSS) keys are not supported",
+            ))
+        }
+        OID_ED448 => return Err(unsupported("Ed448 keys are not supported")),
+        OID_X25519 => return Err(unsupported("X25519 keys cannot sign and are not supported")),
+        OID_X448 => return Err(unsupported("X448 keys cannot sign and are not supported")),
+        OID_DSA => return Err(unsupported("DSA keys are not supported")),
+        OID_DH => return Err(unsupported("Diffie-Hellman keys are not supported")),
+        other => {
+            return Err(unsupported(format_args!(
+                "public key algorithm {other} is not supported"
+            )))
+        }
+    };
+    Ok(ParsedKey {
+        key_type,
+        spki_der: der,
+        key_bytes,
+    })
+}
+
+/// Classifies an RSAPublicKey by modulus size; only 3072 and 4096 bits are allowed.
+fn rsa_key_type(pkcs1: &[u8], field: &str) -> Result<KeyType, ProofError> {
+    let key = rsa::pkcs1::RsaPublicKey::from_der(pkcs1)
+        .map_err(|e| malformed(format_args!("{field}: not a PKCS#1 RSAPublicKey: {e}")))?;
+    let bits = uint_bits(key.modulus);
+    check_exponent(key.public_exponent, field)?;
+    match bits {
+        3072 => Ok(KeyType::Rsa3072),
+        4096 => Ok(KeyType::Rsa4096),
+        0 => Err(malformed(format_args!("{field}: the RSA modulus is zero"))),
+        n => Err(unsupported(format_args!(
+            "RSA {n}-bit keys are not supported"
+        ))),
+    }
+}
+
+/// Go requires 2 <= e <= 2^31-1; an even exponent cannot be a real RSA key either.
+fn check_exponent(e: UintRef<'_>, field: &str) -> Result<(), ProofError> {
+    let bytes = e.as_bytes();
+    let value = if bytes.len() > 4 {
+        None
+    } else {
+        Some(bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+    };
+    match value {
+        Some(v) if (3..=0x7fff_ffff).contains(&v) && v % 2 == 1 => Ok(()),
+        _ => Err(malformed(format_args!(
+            "{field}: the RSA public exponent is not an odd number between 3 and 2^31-1"
+        ))),
+    }
+}
+
+/// The bit length of a DER unsigned integer (leading zero bytes are already stripped).
+fn uint_bits(n: UintRef<'_>) -> usize {
+    let bytes = n.as_bytes();
+    match bytes.first() {
+        None | Some(0) => 0,
+        Some(first) => (bytes.len() - 1) * 8 + (8 - first.leading_zeros() as usize),
+    }
+}
