@@ -36,20 +36,18 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
 
 /// Describes `data` in a few readable lines.
 pub fn describe(data: &[u8], now: OffsetDateTime) -> anyhow::Result<String> {
+    let trimmed = data.iter().position(|b| !b.is_ascii_whitespace()).map(|i| &data[i..]).unwrap_or(&[]);
+    // A request (JSON or YAML) may itself hold PEM in its status, so recognise it first.
+    let looks_like_object = trimmed.first() == Some(&b'{')
+        || std::str::from_utf8(trimmed).is_ok_and(|t| t.lines().any(|l| l.starts_with("kind:") || l.starts_with("apiVersion:")));
+    if looks_like_object {
+        return describe_request(data, now);
+    }
     if data.windows(11).any(|w| w == b"-----BEGIN ") {
         return describe_pem(data, now);
     }
-    let trimmed = data
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .map(|i| &data[i..])
-        .unwrap_or(&[]);
     if trimmed.first() == Some(&0x30) {
-        let cert_out = describe_certs(&[data.to_vec()], now)?;
-        return Ok(cert_out);
-    }
-    if std::str::from_utf8(data).is_ok() {
-        return describe_request(data, now);
+        return describe_certs(&[data.to_vec()], now);
     }
     bail!("not a certificate, credential bundle or PodCertificateRequest (neither PEM, DER, JSON nor YAML)")
 }
