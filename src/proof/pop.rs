@@ -245,7 +245,7 @@ mod tests {
             .chain_update(seed)
             .chain_update([0, 0, 0, 1])
             .finalize();
-        assert_eq!(&out[..32], h0.as_slice());
+        assert_eq!(&out[..32], &h0[..]);
         assert_eq!(&out[32..], &h1[..8]);
     }
 }
