@@ -313,7 +313,7 @@ fn to_request(raw: &Value) -> Result<Request, DecodeError> {
         None | Some("") => None,
         Some(s) => Some(parse_time(s).map_err(|e| DecodeError::InvalidField {
             field: "metadata.creationTimestamp",
-            reason: e,
+            reason: e.to_string(),
         })?),
     };
 
@@ -538,9 +538,20 @@ pub fn format_time(t: OffsetDateTime) -> String {
     )
 }
 
+/// A timestamp that is not RFC 3339.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{input:?} is not an RFC 3339 time: {reason}")]
+pub struct InvalidTime {
+    pub input: String,
+    pub reason: String,
+}
+
 /// Parses an RFC 3339 time (any offset, fractional seconds allowed) into UTC.
-pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
+pub fn parse_time(s: &str) -> Result<OffsetDateTime, InvalidTime> {
     OffsetDateTime::parse(s, &Rfc3339)
         .map(|t| t.to_offset(UtcOffset::UTC))
-        .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
+        .map_err(|e| InvalidTime {
+            input: s.to_string(),
+            reason: e.to_string(),
+        })
 }

@@ -4,7 +4,9 @@
 //! MGF1-SHA-256 over SHA-256(uid), any salt length (Go signs with the maximum and verifies with
 //! `PSSSaltLengthAuto`).
 //!
-//! aws-lc-rs does every scheme except PSS with an arbitrary salt; for that the fast path is the
+//! aws-lc-rs does every scheme except PSS with an arbitrary salt (it also covers P-521 with
+//! SHA-256, which RustCrypto `ecdsa` 0.16 `verify_prehash` refuses: a 32-byte prehash is
+//! shorter than half the P-521 field); for PSS the fast path is the
 //! maximum salt (what the kubelet sends) and the fallback detects the salt length with
 //! RustCrypto `rsa` 0.9, which has no auto-detecting verifier of its own.
 
