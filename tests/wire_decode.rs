@@ -176,6 +176,7 @@ fn with_status_keeps_unknown_fields_and_sets_the_wire_status() {
     obj["topLevelExtension"] = json!("kept");
     obj["status"] = json!({"conditions": [], "unknownStatusField": 1});
     let decoded = decode_json(&obj).unwrap();
+    assert_eq!(decoded.generation(), Some(3));
     let now = datetime!(2026-11-25 10:00:05.5 +02:00);
     let out = wire::with_status(&decoded.raw, &issued_status(), now);
 

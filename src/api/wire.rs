@@ -43,6 +43,17 @@ pub struct RequestObject {
     pub raw: Value,
 }
 
+impl RequestObject {
+    /// `metadata.generation`, for the condition's `observedGeneration` in [`status_json`].
+    pub fn generation(&self) -> Option<i64> {
+        generation_of(&self.raw)
+    }
+}
+
+fn generation_of(raw: &Value) -> Option<i64> {
+    raw.get("metadata")?.get("generation")?.as_i64()
+}
+
 /// Why an input is not a PodCertificateRequest this signer can read. Each message is one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -302,7 +313,7 @@ fn to_request(raw: &Value) -> Result<Request, DecodeError> {
         None | Some("") => None,
         Some(s) => Some(parse_time(s).map_err(|e| DecodeError::InvalidField {
             field: "metadata.creationTimestamp",
-            reason: e,
+            reason: e.to_string(),
         })?),
     };
 
@@ -472,10 +483,7 @@ fn terminal_condition(status: &WireStatus) -> Option<ConditionType> {
 /// unknown ones included, is left as it was.
 pub fn with_status(raw: &Value, status: &Status, now: OffsetDateTime) -> Value {
     let mut out = raw.clone();
-    let generation = raw
-        .get("metadata")
-        .and_then(|m| m.get("generation"))
-        .and_then(Value::as_i64);
+    let generation = generation_of(raw);
     if let Some(obj) = out.as_object_mut() {
         obj.insert("status".to_string(), status_json(status, generation, now));
     }
@@ -530,9 +538,20 @@ pub fn format_time(t: OffsetDateTime) -> String {
     )
 }
 
+/// A timestamp that is not RFC 3339.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{input:?} is not an RFC 3339 time: {reason}")]
+pub struct InvalidTime {
+    pub input: String,
+    pub reason: String,
+}
+
 /// Parses an RFC 3339 time (any offset, fractional seconds allowed) into UTC.
-pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
+pub fn parse_time(s: &str) -> Result<OffsetDateTime, InvalidTime> {
     OffsetDateTime::parse(s, &Rfc3339)
         .map(|t| t.to_offset(UtcOffset::UTC))
-        .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
+        .map_err(|e| InvalidTime {
+            input: s.to_string(),
+            reason: e.to_string(),
+        })
 }

@@ -182,3 +182,30 @@ fn uint_bits(n: UintRef<'_>) -> usize {
         Some(first) => (bytes.len() - 1) * 8 + (8 - first.leading_zeros() as usize),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uint(bytes: &[u8]) -> UintRef<'_> {
+        UintRef::new(bytes).unwrap()
+    }
+
+    #[test]
+    fn modulus_bits_count_from_the_top_byte() {
+        assert_eq!(uint_bits(uint(&[0x01])), 1);
+        assert_eq!(uint_bits(uint(&[0x80, 0])), 16);
+        assert_eq!(uint_bits(uint(&[0x7f, 0, 0])), 23);
+        assert_eq!(uint_bits(uint(&[0])), 0);
+    }
+
+    #[test]
+    fn exponent_must_be_odd_and_in_range() {
+        assert!(check_exponent(uint(&[1, 0, 1]), "f").is_ok());
+        assert!(check_exponent(uint(&[3]), "f").is_ok());
+        assert!(check_exponent(uint(&[0x7f, 0xff, 0xff, 0xff]), "f").is_ok());
+        for bad in [&[1u8][..], &[4], &[0x80, 0, 0, 1], &[1, 0, 0, 0, 1]] {
+            assert!(check_exponent(uint(bad), "f").is_err(), "{bad:?}");
+        }
+    }
+}

@@ -4,7 +4,9 @@
 //! MGF1-SHA-256 over SHA-256(uid), any salt length (Go signs with the maximum and verifies with
 //! `PSSSaltLengthAuto`).
 //!
-//! aws-lc-rs does every scheme except PSS with an arbitrary salt; for that the fast path is the
+//! aws-lc-rs does every scheme except PSS with an arbitrary salt (it also covers P-521 with
+//! SHA-256, which RustCrypto `ecdsa` 0.16 `verify_prehash` refuses: a 32-byte prehash is
+//! shorter than half the P-521 field); for PSS the fast path is the
 //! maximum salt (what the kubelet sends) and the fallback detects the salt length with
 //! RustCrypto `rsa` 0.9, which has no auto-detecting verifier of its own.
 
@@ -124,5 +126,128 @@ fn mgf1_sha256_xor(out: &mut [u8], seed: &[u8]) {
         for (o, m) in chunk.iter_mut().zip(mask.iter()) {
             *o ^= m;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proof::key::parse_spki;
+    use base64::Engine;
+
+    /// (pkix, pod UID, proof) of a vector in the repo copy of the kubelet vectors.
+    fn pop_vector(name: &str) -> (Vec<u8>, String, Vec<u8>) {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/kubelet-vectors/vectors.json"
+        );
+        let all: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let v = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap();
+        let spec = &v["object"]["spec"];
+        let b64 = |f: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(spec[f].as_str().unwrap())
+                .unwrap()
+        };
+        let uid = spec["podUID"].as_str().unwrap().to_string();
+        (b64("pkixPublicKey"), uid, b64("proofOfPossession"))
+    }
+
+    fn rsa_key(pkix: &[u8]) -> RsaPublicKey {
+        RsaPublicKey::from_pkcs1_der(parse_spki(pkix, "t").unwrap().key_bytes).unwrap()
+    }
+
+    #[test]
+    fn salt_length_is_read_from_the_signature() {
+        for (name, want) in [
+            ("RSA3072-pop-v1beta1", 350),
+            ("RSA3072-pop-salt32", 32),
+            ("RSA4096-pop-v1beta1", 478),
+            ("RSA4096-pop-salt32", 32),
+        ] {
+            let (pkix, _, proof) = pop_vector(name);
+            assert_eq!(
+                detect_pss_salt_len(&rsa_key(&pkix), &proof),
+                Some(want),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_rsa_path_alone_accepts_what_it_should() {
+        for name in ["RSA3072-pop-v1beta1", "RSA4096-pop-v1alpha1"] {
+            // Maximum salt: both the aws-lc-rs fast path and the RustCrypto fallback accept.
+            let (pkix, uid, proof) = pop_vector(name);
+            let key = parse_spki(&pkix, "t").unwrap();
+            let fast = parse_public_key(&RSA_PSS_SHA256_MAX_SALT, &key).unwrap();
+            assert!(fast.verify_sig(uid.as_bytes(), &proof).is_ok(), "{name}");
+            assert!(
+                verify_pss_any_salt(key.key_bytes, uid.as_bytes(), &proof),
+                "{name}"
+            );
+        }
+        for name in ["RSA3072-pop-salt32", "RSA4096-pop-salt32"] {
+            // 32-byte salt: only the fallback can accept, so the fallback is what makes it pass.
+            let (pkix, uid, proof) = pop_vector(name);
+            let key = parse_spki(&pkix, "t").unwrap();
+            let fast = parse_public_key(&RSA_PSS_SHA256_MAX_SALT, &key).unwrap();
+            assert!(fast.verify_sig(uid.as_bytes(), &proof).is_err(), "{name}");
+            assert!(
+                verify_pss_any_salt(key.key_bytes, uid.as_bytes(), &proof),
+                "{name}"
+            );
+            assert!(
+                !verify_pss_any_salt(key.key_bytes, b"other-uid", &proof),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn salt_detection_rejects_non_pss_input() {
+        let (pkix, _, proof) = pop_vector("RSA3072-pop-v1beta1");
+        let key = rsa_key(&pkix);
+        assert_eq!(
+            detect_pss_salt_len(&key, &proof[1..]),
+            None,
+            "short signature"
+        );
+        assert_eq!(
+            detect_pss_salt_len(&key, &vec![0xff; proof.len()]),
+            None,
+            ">= n"
+        );
+        let mut flipped = proof.clone();
+        flipped[10] ^= 0x80;
+        assert_eq!(
+            detect_pss_salt_len(&key, &flipped),
+            None,
+            "garbled encoding"
+        );
+    }
+
+    #[test]
+    fn mgf1_matches_its_definition() {
+        // MGF1-SHA-256(seed, 40) = SHA-256(seed || 0^4) || SHA-256(seed || 0001)[..8].
+        let seed = b"seed";
+        let mut out = [0u8; 40];
+        mgf1_sha256_xor(&mut out, seed);
+        let h0 = Sha256::new()
+            .chain_update(seed)
+            .chain_update([0, 0, 0, 0])
+            .finalize();
+        let h1 = Sha256::new()
+            .chain_update(seed)
+            .chain_update([0, 0, 0, 1])
+            .finalize();
+        assert_eq!(&out[..32], &h0[..]);
+        assert_eq!(&out[32..], &h1[..8]);
     }
 }
