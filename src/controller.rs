@@ -295,9 +295,17 @@ pub async fn run(ctx: Arc<Context>, opts: RunOptions, mut shutdown: watch::Recei
     let synced = opts.synced;
     let sync_store = store.clone();
     let sync_task = tokio::spawn(async move {
-        if sync_store.wait_until_ready().await.is_ok() {
-            let _ = synced.send(true);
-            info!("request cache synced");
+        // Re-poll: kube-runtime's ready signal wakes only its first waiter (the controller),
+        // later polls see the memoized value.
+        loop {
+            if let Ok(Ok(())) =
+                tokio::time::timeout(Duration::from_millis(200), sync_store.wait_until_ready())
+                    .await
+            {
+                let _ = synced.send(true);
+                info!("request cache synced");
+                return;
+            }
         }
     });
     let gauges = tokio::spawn(pending_gauges(store, ctx.clone()));
@@ -309,7 +317,12 @@ pub async fn run(ctx: Arc<Context>, opts: RunOptions, mut shutdown: watch::Recei
             let _ = shutdown2.wait_for(|s| *s).await;
         })
         .run(reconcile, error_policy, ctx.clone())
-        .for_each(|_| async {});
+        .for_each(|res| async move {
+            // Reconcile errors are reported by error_policy; what reaches here is the watch.
+            if let Err(kube::runtime::controller::Error::QueueError(e)) = res {
+                warn!(error = %e, "watch failed; retrying");
+            }
+        });
     tokio::select! {
         _ = run => {}
         _ = shutdown.wait_for(|s| *s) => {}

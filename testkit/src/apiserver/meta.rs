@@ -82,6 +82,11 @@ pub fn validate_name(resource: &str, name: &str) -> Vec<FieldError> {
         }
         return vec![];
     }
+    // ClusterTrustBundle names follow their own rule (`<signer with / as :>:<suffix>`, so ':'
+    // is legal): rules::ctb validates them (ValidateClusterTrustBundleName).
+    if resource == "clustertrustbundles" {
+        return vec![];
+    }
     if resource == "namespaces" {
         let mut errs = vec![];
         if name.len() > 63 {

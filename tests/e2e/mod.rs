@@ -1,0 +1,243 @@
+//! Running the real `podcert-signer run` binary against the API emulator.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::discovery::ApiResource;
+use podcert_testkit::apiserver::TestServer;
+use podcert_testkit::rules::UserInfo;
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_podcert-signer");
+pub const SIGNER: &str = "acceptance.podcert.test/spiffe";
+pub const SIGNER_NS: &str = "podcert-system";
+pub const SIGNER_SA: &str = "podcert-signer";
+
+/// The RBAC the Helm chart ships (rendered with release `podcert-signer` in `podcert-system`
+/// and signer `acceptance.podcert.test/spiffe`): the signer runs with exactly that.
+pub fn shipped_rbac() -> String {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/podcert-signer/rendered/rbac.yaml");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn signer_identity() -> UserInfo {
+    UserInfo::service_account(SIGNER_NS, SIGNER_SA)
+}
+
+pub fn pcr_resource(version: &str) -> ApiResource {
+    ApiResource {
+        group: "certificates.k8s.io".into(),
+        version: version.into(),
+        api_version: format!("certificates.k8s.io/{version}"),
+        kind: "PodCertificateRequest".into(),
+        plural: "podcertificaterequests".into(),
+    }
+}
+
+pub fn ctb_resource(version: &str) -> ApiResource {
+    ApiResource {
+        group: "certificates.k8s.io".into(),
+        version: version.into(),
+        api_version: format!("certificates.k8s.io/{version}"),
+        kind: "ClusterTrustBundle".into(),
+        plural: "clustertrustbundles".into(),
+    }
+}
+
+/// Namespaces and the signer's own namespace, then the shipped RBAC.
+pub fn prepare(server: &TestServer, namespaces: &[&str]) {
+    let mut yaml = String::new();
+    for ns in namespaces.iter().chain([SIGNER_NS].iter()) {
+        yaml.push_str(&format!(
+            "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"
+        ));
+    }
+    yaml.push_str(&format!(
+        "---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {SIGNER_SA}\n  namespace: {SIGNER_NS}\n"
+    ));
+    server.load_yaml(&yaml).unwrap();
+    server.load_yaml(&shipped_rbac()).unwrap();
+}
+
+/// A running signer process; killed on drop.
+pub struct Signer {
+    pub child: Child,
+    pub metrics: String,
+    pub log: PathBuf,
+}
+
+impl Drop for Signer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Signer {
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, as the kubelet stops a pod.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
+    /// SIGKILL: a crash, no lease release.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(&self.metrics, path).await
+    }
+
+    pub async fn wait_ready(&self, within: Duration) {
+        let start = Instant::now();
+        loop {
+            if let (200, _) = self.get("/readyz").await {
+                return;
+            }
+            assert!(
+                start.elapsed() < within,
+                "signer not ready in {within:?}; logs:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `podcert-signer run` as the chart's service account, with `extra` flags.
+pub fn spawn_signer(server: &TestServer, dir: &Path, name: &str, extra: &[&str]) -> Signer {
+    let kubeconfig = dir.join(format!("{name}.kubeconfig"));
+    server
+        .write_kubeconfig(&kubeconfig, &signer_identity())
+        .unwrap();
+    let port = free_port();
+    let log = dir.join(format!("{name}.log"));
+    let child = Command::new(BIN)
+        .arg("run")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["--signer-name", SIGNER, "--trust-domain", "cluster.local"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .args(["--identity", name])
+        .args(extra)
+        .env("RUST_LOG", "info,podcert_signer=debug")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    Signer {
+        child,
+        metrics: format!("127.0.0.1:{port}"),
+        log,
+    }
+}
+
+pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, String::new());
+    };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return (0, String::new());
+    }
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The kubelet vectors (Go-built requests).
+pub fn vectors() -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/kubelet-vectors/vectors.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Creates a vector's request (as the administrator: the vectors' pods do not exist, so
+/// NodeRestriction, which only restricts node identities, is not in play). Names are lowered
+/// as a generateName would make them.
+pub async fn create_vector(server: &TestServer, v: &Value, name: &str) -> (String, String) {
+    let mut obj = v["object"].clone();
+    let version = obj["apiVersion"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let ns = obj["metadata"]["namespace"].as_str().unwrap().to_string();
+    obj["metadata"] = json!({ "name": name, "namespace": ns });
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(server.admin_client(), &ns, &pcr_resource(&version));
+    let o: DynamicObject = serde_json::from_value(obj).unwrap();
+    api.create(&PostParams::default(), &o)
+        .await
+        .unwrap_or_else(|e| panic!("creating {name}: {e}"));
+    (ns, name.to_string())
+}
+
+/// Waits for a terminal condition and returns the object (as `version` serves it).
+pub async fn wait_terminal(
+    server: &TestServer,
+    version: &str,
+    ns: &str,
+    name: &str,
+    within: Duration,
+) -> Value {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(server.admin_client(), ns, &pcr_resource(version));
+    let start = Instant::now();
+    loop {
+        if let Ok(o) = api.get(name).await {
+            let v = serde_json::to_value(&o).unwrap();
+            if let Some(c) = v["status"]["conditions"].as_array().and_then(|c| c.first()) {
+                if c["status"] == "True" {
+                    return v;
+                }
+            }
+        }
+        assert!(
+            start.elapsed() < within,
+            "{ns}/{name} not decided within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn condition(obj: &Value) -> (String, String) {
+    let c = &obj["status"]["conditions"][0];
+    (
+        c["type"].as_str().unwrap_or("").into(),
+        c["reason"].as_str().unwrap_or("").into(),
+    )
+}
