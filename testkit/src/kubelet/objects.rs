@@ -139,3 +139,80 @@ pub(crate) fn pcr(
         "spec": spec,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubelet::config::KubeletVersion;
+
+    fn info() -> PodInfo {
+        PodInfo {
+            index: 0,
+            namespace: "ns".into(),
+            pod: "pod-0".into(),
+            pod_uid: "uid-p".into(),
+            service_account: "sa-0".into(),
+            service_account_uid: "uid-s".into(),
+            node: "node-0".into(),
+            node_uid: "uid-n".into(),
+            key_type: KeyType::Ed25519,
+            user_annotations: [("example.com/a".to_string(), "b".to_string())].into(),
+        }
+    }
+
+    #[test]
+    fn request_carries_the_kubelets_fields_and_carrier() {
+        let key = KubeletKey::generate(KeyType::Ed25519).unwrap();
+        let mut cfg = KubeletConfig {
+            kube_version: KubeletVersion::V1_35,
+            ..Default::default()
+        };
+        let v = pcr(&cfg, PcrVersion::V1beta1, &info(), &key).unwrap();
+        assert_eq!(v["apiVersion"], "certificates.k8s.io/v1beta1");
+        assert_eq!(v["metadata"]["generateName"], "req-");
+        assert_eq!(v["metadata"]["ownerReferences"][0]["uid"], "uid-p");
+        assert_eq!(v["spec"]["nodeUID"], "uid-n");
+        assert_eq!(v["spec"]["serviceAccountUID"], "uid-s");
+        assert!(
+            v["spec"]["pkixPublicKey"].is_string() && v["spec"]["proofOfPossession"].is_string()
+        );
+        assert!(v["spec"].get("stubPKCS10Request").is_none());
+        assert_eq!(v["spec"]["unverifiedUserAnnotations"]["example.com/a"], "b");
+        assert!(
+            v["spec"].get("maxExpirationSeconds").is_none(),
+            "left to the server's default"
+        );
+
+        cfg.kube_version = KubeletVersion::V1_37;
+        cfg.max_expiration_seconds = Some(3600);
+        let v = pcr(&cfg, PcrVersion::V1, &info(), &key).unwrap();
+        assert!(v["spec"]["stubPKCS10Request"].is_string());
+        assert!(
+            v["spec"].get("pkixPublicKey").is_none()
+                && v["spec"].get("proofOfPossession").is_none()
+        );
+        assert_eq!(v["spec"]["maxExpirationSeconds"], 3600);
+
+        cfg.kube_version = KubeletVersion::V1_34;
+        let v = pcr(&cfg, PcrVersion::V1alpha1, &info(), &key).unwrap();
+        assert!(
+            v["spec"].get("unverifiedUserAnnotations").is_none(),
+            "1.34 has no user annotations"
+        );
+    }
+
+    #[test]
+    fn pod_is_bound_and_mounts_a_pod_certificate() {
+        let cfg = KubeletConfig {
+            signer_name: "example.com/x".into(),
+            ..Default::default()
+        };
+        let p = pod(&cfg, &info());
+        assert_eq!(p["spec"]["nodeName"], "node-0");
+        assert_eq!(p["spec"]["serviceAccountName"], "sa-0");
+        let src = &p["spec"]["volumes"][0]["projected"]["sources"][0]["podCertificate"];
+        assert_eq!(src["signerName"], "example.com/x");
+        assert_eq!(src["keyType"], "ED25519");
+        assert_eq!(src["credentialBundlePath"], "credentialbundle.pem");
+    }
+}
