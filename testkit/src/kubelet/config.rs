@@ -185,7 +185,7 @@ impl KubeletConfig {
     pub fn for_tests() -> Self {
         KubeletConfig {
             refresh_jitter: Duration::ZERO,
-            recreate_after: Duration::from_millis(500),
+            recreate_after: Duration::from_secs(2),
             recreate_jitter: Duration::ZERO,
             tick: Duration::from_millis(50),
             keys: KeySource::shared_test_pool(),

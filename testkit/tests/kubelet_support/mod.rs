@@ -90,3 +90,94 @@ pub fn denied_status(reason: &str, message: &str) -> Value {
         }],
     })
 }
+
+/// A minimal signer for end-to-end tests: polls PodCertificateRequests as an administrator and
+/// answers each pending one (Issued with a leaf for the request's key, or Denied for pods in
+/// `deny`); requests of pods in `hold` are left pending until released.
+pub mod signer {
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine;
+    use der::{Decode, Encode};
+    use kube::api::{Api, ListParams, Patch, PatchParams};
+    use kube::core::DynamicObject;
+    use kube::Client;
+    use podcert_testkit::kubelet::issuance::terminal_condition;
+    use podcert_testkit::kubelet::objects::pcr_resource;
+    use podcert_testkit::kubelet::{Clock, PcrVersion};
+    use serde_json::{json, Value};
+
+    use super::{denied_status, issued_status, TestCa};
+
+    #[derive(Clone, Default)]
+    pub struct Controls {
+        pub deny: Arc<Mutex<HashSet<String>>>,
+        pub hold: Arc<Mutex<HashSet<String>>>,
+        /// Requests answered so far.
+        pub answered: Arc<Mutex<Vec<String>>>,
+    }
+
+    pub struct FakeSigner {
+        pub controls: Controls,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for FakeSigner {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    /// The requester's SPKI from either carrier.
+    pub fn request_spki(spec: &Value) -> Option<Vec<u8>> {
+        if let Some(p) = spec.get("pkixPublicKey").and_then(Value::as_str) {
+            return B64.decode(p).ok();
+        }
+        let csr = B64.decode(spec.get("stubPKCS10Request")?.as_str()?).ok()?;
+        let req = x509_cert::request::CertReq::from_der(&csr).ok()?;
+        req.info.public_key.to_der().ok()
+    }
+
+    /// Starts the signer on `version`, using `clock` for the certificate times.
+    pub fn spawn(client: Client, version: PcrVersion, clock: Clock, controls: Controls) -> FakeSigner {
+        let ca = TestCa::new();
+        let c = controls.clone();
+        let task = tokio::spawn(async move {
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &pcr_resource(version));
+            loop {
+                if let Ok(list) = api.list(&ListParams::default()).await {
+                    for obj in list.items {
+                        answer(&client, version, &ca, &clock, &c, obj).await;
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            }
+        });
+        FakeSigner { controls, task }
+    }
+
+    async fn answer(client: &Client, version: PcrVersion, ca: &TestCa, clock: &Clock, c: &Controls, obj: DynamicObject) {
+        let v = serde_json::to_value(&obj).unwrap();
+        if v.get("status").is_some_and(|s| terminal_condition(s).is_some()) {
+            return;
+        }
+        let (Some(ns), Some(name)) = (obj.metadata.namespace.clone(), obj.metadata.name.clone()) else { return };
+        let pod = v["spec"]["podName"].as_str().unwrap_or_default().to_string();
+        if c.hold.lock().unwrap().contains(&pod) {
+            return;
+        }
+        let status = if c.deny.lock().unwrap().contains(&pod) {
+            denied_status("PolicyDenied", "this pod may not have a certificate")
+        } else {
+            let Some(spki) = request_spki(&v["spec"]) else { return };
+            issued_status(ca, &spki, clock.now())
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &pcr_resource(version));
+        let patch = json!({ "status": status });
+        if api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.is_ok() {
+            c.answered.lock().unwrap().push(format!("{ns}/{name}"));
+        }
+    }
+}
