@@ -64,8 +64,18 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub fn new(kind: FieldErrorKind, field: impl Into<String>, bad_value: Option<Value>, detail: impl Into<String>) -> Self {
-        FieldError { kind, field: field.into(), bad_value, detail: detail.into() }
+    pub fn new(
+        kind: FieldErrorKind,
+        field: impl Into<String>,
+        bad_value: Option<Value>,
+        detail: impl Into<String>,
+    ) -> Self {
+        FieldError {
+            kind,
+            field: field.into(),
+            bad_value,
+            detail: detail.into(),
+        }
     }
     pub fn invalid(field: impl Into<String>, bad_value: Value, detail: impl Into<String>) -> Self {
         Self::new(FieldErrorKind::Invalid, field, Some(bad_value), detail)
@@ -85,8 +95,17 @@ impl FieldError {
         )
     }
     pub fn not_supported(field: impl Into<String>, bad_value: Value, supported: &[&str]) -> Self {
-        let list = supported.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
-        Self::new(FieldErrorKind::NotSupported, field, Some(bad_value), format!("supported values: {list}"))
+        let list = supported
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Self::new(
+            FieldErrorKind::NotSupported,
+            field,
+            Some(bad_value),
+            format!("supported values: {list}"),
+        )
     }
 
     /// ErrorBody(): the message without the field path.
@@ -147,7 +166,13 @@ pub fn group_resource(group: &str, resource: &str) -> String {
 
 impl ApiError {
     fn new(code: u16, reason: &str, message: String, details: Option<Value>) -> Self {
-        ApiError { code, reason: reason.into(), message, details, retry_after_seconds: None }
+        ApiError {
+            code,
+            reason: reason.into(),
+            message,
+            details,
+            retry_after_seconds: None,
+        }
     }
 
     fn details(group: &str, kind: &str, name: &str) -> Value {
@@ -171,7 +196,11 @@ impl ApiError {
         Self::new(
             409,
             "AlreadyExists",
-            format!("{} {:?} already exists", group_resource(group, resource), name),
+            format!(
+                "{} {:?} already exists",
+                group_resource(group, resource),
+                name
+            ),
             Some(Self::details(group, resource, name)),
         )
     }
@@ -181,7 +210,12 @@ impl ApiError {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} {:?}: {}", group_resource(group, resource), name, err),
+            format!(
+                "Operation cannot be fulfilled on {} {:?}: {}",
+                group_resource(group, resource),
+                name,
+                err
+            ),
             Some(Self::details(group, resource, name)),
         )
     }
@@ -195,7 +229,13 @@ impl ApiError {
         let joined = if errs.len() == 1 {
             errs[0].message()
         } else {
-            format!("[{}]", errs.iter().map(|e| e.message()).collect::<Vec<_>>().join(", "))
+            format!(
+                "[{}]",
+                errs.iter()
+                    .map(|e| e.message())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         };
         let causes: Vec<Value> = errs
             .iter()
@@ -203,8 +243,17 @@ impl ApiError {
             .collect();
         let mut details = Self::details(group, kind, name);
         details["causes"] = Value::Array(causes);
-        let qualified = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
-        Self::new(422, "Invalid", format!("{qualified} {name:?} is invalid: {joined}"), Some(details))
+        let qualified = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
+        Self::new(
+            422,
+            "Invalid",
+            format!("{qualified} {name:?} is invalid: {joined}"),
+            Some(details),
+        )
     }
 
     /// 403 Forbidden (errors.NewForbidden).
@@ -215,7 +264,12 @@ impl ApiError {
         } else {
             format!("{gr} {name:?} is forbidden: {err}")
         };
-        Self::new(403, "Forbidden", message, Some(Self::details(group, resource, name)))
+        Self::new(
+            403,
+            "Forbidden",
+            message,
+            Some(Self::details(group, resource, name)),
+        )
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -230,7 +284,10 @@ impl ApiError {
         Self::new(
             405,
             "MethodNotAllowed",
-            format!("{action} is not supported on resources of kind {:?}", group_resource(group, resource)),
+            format!(
+                "{action} is not supported on resources of kind {:?}",
+                group_resource(group, resource)
+            ),
             None,
         )
     }
@@ -301,19 +358,29 @@ mod tests {
             "certificates.k8s.io",
             "PodCertificateRequest",
             "req-1",
-            &[FieldError::invalid("spec.maxExpirationSeconds", json!(60), "must be in the range [3600, 7862400]")],
+            &[FieldError::invalid(
+                "spec.maxExpirationSeconds",
+                json!(60),
+                "must be in the range [3600, 7862400]",
+            )],
         );
         assert_eq!(e.code, 422);
         assert_eq!(
             e.message,
             "PodCertificateRequest.certificates.k8s.io \"req-1\" is invalid: spec.maxExpirationSeconds: Invalid value: 60: must be in the range [3600, 7862400]"
         );
-        assert_eq!(e.to_status()["details"]["causes"][0]["reason"], "FieldValueInvalid");
+        assert_eq!(
+            e.to_status()["details"]["causes"][0]["reason"],
+            "FieldValueInvalid"
+        );
     }
 
     #[test]
     fn not_found_omits_core_group() {
-        assert_eq!(ApiError::not_found("", "pods", "p").message, "pods \"p\" not found");
+        assert_eq!(
+            ApiError::not_found("", "pods", "p").message,
+            "pods \"p\" not found"
+        );
         assert_eq!(
             ApiError::conflict("coordination.k8s.io", "leases", "l", ApiError::STALE_RV).message,
             "Operation cannot be fulfilled on leases.coordination.k8s.io \"l\": the object has been modified; please apply your changes to the latest version and try again"

@@ -54,7 +54,13 @@ impl UserInfo {
 /// (NodeRestriction reads pods and nodes, RBAC reads roles and bindings).
 pub trait Lookup {
     /// One object; `namespace` is `None` for cluster-scoped resources.
-    fn get(&self, group: &str, resource: &str, namespace: Option<&str>, name: &str) -> Option<Value>;
+    fn get(
+        &self,
+        group: &str,
+        resource: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value>;
     /// Every object of a resource, all namespaces.
     fn list(&self, group: &str, resource: &str) -> Vec<Value>;
 }

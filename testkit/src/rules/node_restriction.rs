@@ -5,6 +5,10 @@ use crate::status::ApiError;
 use serde_json::Value;
 
 /// Admits (or refuses) the creation of a PCR by `user`. Only node identities are restricted.
-pub fn admit_pcr_create(_user: &UserInfo, _obj: &Value, _lookup: &dyn Lookup) -> Result<(), ApiError> {
+pub fn admit_pcr_create(
+    _user: &UserInfo,
+    _obj: &Value,
+    _lookup: &dyn Lookup,
+) -> Result<(), ApiError> {
     Ok(())
 }

@@ -31,7 +31,11 @@ pub fn validate_update(_old: &Value, _new: &mut Value) -> Result<(), Vec<FieldEr
 
 /// The status strategy: PrepareForUpdate (spec/metadata from old) + ValidateUpdate of status,
 /// with the apiserver clock `now`.
-pub fn validate_status_update(_old: &Value, _new: &mut Value, _now: OffsetDateTime) -> Result<(), Vec<FieldError>> {
+pub fn validate_status_update(
+    _old: &Value,
+    _new: &mut Value,
+    _now: OffsetDateTime,
+) -> Result<(), Vec<FieldError>> {
     Ok(())
 }
 

@@ -1,0 +1,114 @@
+//! Admission and strategy hooks: where the server calls the pure rules of `crate::rules`.
+
+use super::crd;
+use super::meta::name_of;
+use super::registry::ResourceDef;
+use super::store::State;
+use crate::rules::{self, Attributes, UserInfo};
+use crate::status::{ApiError, FieldError};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+fn invalid(def: &ResourceDef, obj: &Value, errs: &[FieldError]) -> ApiError {
+    ApiError::invalid(&def.group, &def.kind, name_of(obj), errs)
+}
+
+/// The RBAC authorizer over the current store.
+pub fn authorize(st: &State, user: &UserInfo, attrs: &Attributes) -> bool {
+    rules::rbac::authorize(user, attrs, st)
+}
+
+/// Admission and validation of a create, after defaulting and name generation.
+pub fn admit_create(
+    st: &State,
+    user: &UserInfo,
+    def: &ResourceDef,
+    obj: &mut Value,
+) -> Result<(), ApiError> {
+    match (def.group.as_str(), def.resource.as_str()) {
+        ("certificates.k8s.io", "podcertificaterequests") => {
+            rules::node_restriction::admit_pcr_create(user, obj, st)?;
+            rules::pcr::validate_create(obj).map_err(|e| invalid(def, obj, &e))
+        }
+        ("certificates.k8s.io", "clustertrustbundles") => {
+            rules::ctb::authorize_write(user, obj, &|a| authorize(st, user, a))?;
+            rules::ctb::validate_create(obj).map_err(|e| invalid(def, obj, &e))
+        }
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            crd::validate(obj).map_err(|e| invalid(def, obj, &e))
+        }
+        ("", "pods") => admit_pod_service_account(st, obj),
+        _ if def.custom => crd::validate_custom(def, obj).map_err(|e| invalid(def, obj, &e)),
+        _ => Ok(()),
+    }
+}
+
+/// Admission and validation of a main-resource update (status already reset from `old`).
+pub fn admit_update(
+    st: &State,
+    user: &UserInfo,
+    def: &ResourceDef,
+    old: &Value,
+    new: &mut Value,
+) -> Result<(), ApiError> {
+    match (def.group.as_str(), def.resource.as_str()) {
+        ("certificates.k8s.io", "podcertificaterequests") => {
+            rules::pcr::validate_update(old, new).map_err(|e| invalid(def, new, &e))
+        }
+        ("certificates.k8s.io", "clustertrustbundles") => {
+            rules::ctb::authorize_write(user, new, &|a| authorize(st, user, a))?;
+            rules::ctb::validate_update(old, new).map_err(|e| invalid(def, new, &e))
+        }
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            crd::validate(new).map_err(|e| invalid(def, new, &e))
+        }
+        _ if def.custom => crd::validate_custom(def, new).map_err(|e| invalid(def, new, &e)),
+        _ => Ok(()),
+    }
+}
+
+/// Admission and validation of a `/status` write (`new` is `old` with the new status).
+pub fn admit_status(
+    st: &State,
+    user: &UserInfo,
+    def: &ResourceDef,
+    old: &Value,
+    new: &mut Value,
+    now: OffsetDateTime,
+) -> Result<(), ApiError> {
+    if def.group == "certificates.k8s.io" && def.resource == "podcertificaterequests" {
+        rules::pcr::authorize_status_update(user, old, new, &|a| authorize(st, user, a))?;
+        return rules::pcr::validate_status_update(old, new, now)
+            .map_err(|e| invalid(def, new, &e));
+    }
+    Ok(())
+}
+
+/// The ServiceAccount admission plugin: a pod runs as `default` unless it names an account,
+/// and the account must exist (plugin/pkg/admission/serviceaccount/admission.go).
+fn admit_pod_service_account(st: &State, pod: &mut Value) -> Result<(), ApiError> {
+    let ns = super::meta::namespace_of(pod).to_string();
+    let spec = match pod.get_mut("spec").and_then(Value::as_object_mut) {
+        Some(s) => s,
+        None => return Ok(()),
+    };
+    let sa = spec
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default")
+        .to_string();
+    spec.insert("serviceAccountName".into(), Value::String(sa.clone()));
+    spec.insert("serviceAccount".into(), Value::String(sa.clone()));
+    if st.get_obj("", "serviceaccounts", &ns, &sa).is_none() {
+        return Err(ApiError::forbidden(
+            "",
+            "pods",
+            name_of(pod),
+            &format!(
+                "error looking up service account {ns}/{sa}: serviceaccount \"{sa}\" not found"
+            ),
+        ));
+    }
+    Ok(())
+}
