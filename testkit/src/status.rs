@@ -94,6 +94,24 @@ impl FieldError {
             format!("may not be more than {max_bytes} bytes"),
         )
     }
+    /// Invalid with a bad value printed verbatim (Go prints times, durations and byte slices
+    /// unquoted through their String()/%#v forms).
+    pub fn invalid_raw(
+        field: impl Into<String>,
+        printed: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self::new(
+            FieldErrorKind::Invalid,
+            field,
+            Some(json!({ RAW_KEY: printed.into() })),
+            detail,
+        )
+    }
+    /// Invalid with the value omitted (field.OmitValueType).
+    pub fn invalid_omitted(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::new(FieldErrorKind::Invalid, field, None, detail)
+    }
     pub fn not_supported(field: impl Into<String>, bad_value: Value, supported: &[&str]) -> Self {
         let list = supported
             .iter()
@@ -136,8 +154,14 @@ impl FieldError {
     }
 }
 
+/// Marks a bad value that is printed verbatim (see `FieldError::invalid_raw`).
+const RAW_KEY: &str = "$goValue";
+
 /// How Go's field errors print a bad value: strings quoted, numbers bare, others as JSON.
 fn go_value(v: &Value) -> String {
+    if let Some(raw) = v.get(RAW_KEY).and_then(Value::as_str) {
+        return raw.to_string();
+    }
     match v {
         Value::String(s) => format!("{s:?}"),
         Value::Null => "null".into(),

@@ -4,6 +4,7 @@
 use super::admission::authorize;
 use super::auth;
 use super::discovery;
+use super::openapi;
 use super::ops::{self, Ctx, ListOpts, Sub};
 use super::patch::{self, PatchType};
 use super::registry::{ResourceDef, Virtual};
@@ -73,7 +74,9 @@ enum Route {
     Apis,
     Group(String),
     GroupVersion(String, String),
-    OpenApi,
+    OpenApiV3Index,
+    OpenApiV3(String),
+    OpenApiOther,
     Resource(ResourcePath),
     NotFound,
 }
@@ -105,7 +108,9 @@ fn route(path: &str) -> Route {
     match segs.as_slice() {
         ["healthz"] | ["livez"] | ["readyz"] => Route::Health,
         ["version"] => Route::Version,
-        ["openapi", ..] => Route::OpenApi,
+        ["openapi", "v3"] => Route::OpenApiV3Index,
+        ["openapi", "v3", rest @ ..] => Route::OpenApiV3(rest.join("/")),
+        ["openapi", ..] => Route::OpenApiOther,
         ["api"] => Route::Api,
         ["api", v] => Route::GroupVersion(String::new(), v.to_string()),
         ["api", v, rest @ ..] => parse_resource("", v, rest),
@@ -143,7 +148,12 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     match r {
         Route::Health => (StatusCode::OK, "ok").into_response(),
         Route::Version => json_response(200, &discovery::version(sh.version)),
-        Route::OpenApi => error_response(&not_found_path()),
+        Route::OpenApiV3Index => json_response(200, &openapi::index(&lock(&sh.state).registry)),
+        Route::OpenApiV3(rest) => match openapi::group_version(&lock(&sh.state).registry, &rest) {
+            Some(v) => json_response(200, &v),
+            None => error_response(&not_found_path()),
+        },
+        Route::OpenApiOther => error_response(&not_found_path()),
         Route::Api => {
             let st = lock(&sh.state);
             match discovery::wants_aggregated(&accept) {

@@ -4,8 +4,9 @@
 //! applied fields (no managedFields, no conflicts between managers); list continue tokens page
 //! over the current state rather than a snapshot; pods are deleted immediately (no graceful
 //! termination); core and events.k8s.io Events are stored separately; CRD schemas prune
-//! unknown fields and check `required` but not types or CEL rules; OpenAPI is not served
-//! (kubectl falls back to its built-in schemas).
+//! unknown fields and check `required` but not types or CEL rules; OpenAPI v3 lists operations
+//! but no schemas, and `fieldValidation=Strict` does not detect unknown fields of built-in
+//! kinds; kubectl's typed generators (`kubectl create configmap`, which send protobuf) get 415.
 
 mod admission;
 mod auth;
@@ -16,6 +17,7 @@ mod faults;
 mod http;
 mod kubeconfig;
 mod meta;
+mod openapi;
 mod ops;
 mod patch;
 mod registry;

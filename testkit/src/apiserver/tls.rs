@@ -3,8 +3,7 @@
 //! clientcmd only sends credentials over TLS, so kubeconfigs must point at https.
 
 use anyhow::Context as _;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use std::sync::Arc;
@@ -77,16 +76,16 @@ pub async fn serve(
                         return;
                     }
                     let svc = TowerToHyperService::new(app);
-                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let builder = hyper::server::conn::http1::Builder::new();
                     if first[0] == 0x16 {
                         match acceptor.accept(tcp).await {
                             Ok(s) => {
-                                let _ = builder.serve_connection_with_upgrades(TokioIo::new(s), svc).await;
+                                let _ = builder.serve_connection(TokioIo::new(s), svc).with_upgrades().await;
                             }
                             Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
                         }
                     } else {
-                        let _ = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc).await;
+                        let _ = builder.serve_connection(TokioIo::new(tcp), svc).with_upgrades().await;
                     }
                 });
             }

@@ -1,11 +1,31 @@
 //! The resource rules kube-apiserver applies, as pure functions over JSON objects: validation,
 //! defaulting, version conversion, status strategies, NodeRestriction and RBAC.
 //! The API server (`crate::apiserver`) calls these; they hold no state and do no I/O.
+//!
+//! Call order, as kube-apiserver runs its stages (authorization, decoding, mutating admission,
+//! strategy, validating admission):
+//! - PCR create: `rbac::authorize` → `pcr::check_decodable` (400) → `pcr::to_internal` →
+//!   name from `generateName` → `node_restriction::admit_pcr_create` (NodeRestriction is a
+//!   mutating-phase plugin) → `pcr::validate_create` (422) → store.
+//! - PCR update: `pcr::validate_update`. PCR `/status`: `pcr::validate_status_update` (422)
+//!   then `pcr::authorize_status_update` (422 with a Forbidden cause, as the strategy does).
+//! - ClusterTrustBundle create/update: `ctb::validate_create`/`validate_update` (422), then
+//!   `ctb::authorize_write`/`authorize_update` (403; ClusterTrustBundleAttest validates last).
+//! - RBAC refusals: `rbac::forbidden_error`.
+
+// The shared signatures return `ApiError`/`FieldError` by value, as the apiserver consumes them;
+// refusals are rare and small in number, so boxing them buys nothing.
+#![allow(clippy::result_large_err)]
 
 pub mod ctb;
+pub mod gofmt;
+pub mod keys;
+pub mod names;
 pub mod node_restriction;
 pub mod pcr;
+pub mod pem_go;
 pub mod rbac;
+pub mod signers;
 
 use serde_json::Value;
 
