@@ -204,3 +204,66 @@ async fn a_denied_request_is_reported_and_not_retried() {
     s.handle.shutdown().await;
     s.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn polls_when_the_node_may_not_watch() {
+    // A node allowed to create and list, but not watch: the kubelet falls back to polling.
+    let server = TestServer::start(ServerConfig::default()).await.unwrap();
+    server.load_yaml(&NODE_RBAC.replace(r#""list", "watch""#, r#""list""#)).unwrap();
+    let controls = Controls::default();
+    let cfg = KubeletConfig { pods: 2, ..KubeletConfig::for_tests() };
+    let _signer = signer::spawn(server.admin_client(), PcrVersion::V1beta1, cfg.clock.clone(), controls);
+    let node = server.client_for(&UserInfo::node(&cfg.node_name(0)));
+    let handle = Kubelet::new(cfg, server.admin_client(), move |_| node.clone()).start().await.unwrap();
+    let summary = handle.wait_settled(WAIT).await.unwrap_or_else(|e| panic!("{e}: {:#?}", handle.states()));
+    assert_eq!(summary.issued, 2);
+    handle.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn discovery_picks_the_version_the_kubelet_knows() {
+    use podcert_testkit::apiserver::KubeVersion;
+    use podcert_testkit::kubelet::KubeletError;
+    let cases = [
+        (KubeVersion::V1_34, KubeletVersion::V1_34, Some(PcrVersion::V1alpha1)),
+        (KubeVersion::V1_36, KubeletVersion::V1_36, Some(PcrVersion::V1beta1)),
+        (KubeVersion::V1_37, KubeletVersion::V1_35, Some(PcrVersion::V1beta1)),
+        (KubeVersion::V1_37, KubeletVersion::V1_37, Some(PcrVersion::V1)),
+        // A 1.34 kubelet only knows v1alpha1, which a 1.37 server no longer serves.
+        (KubeVersion::V1_37, KubeletVersion::V1_34, None),
+    ];
+    for (server_version, kube_version, want) in cases {
+        let server = TestServer::start(ServerConfig { version: server_version, ..Default::default() }).await.unwrap();
+        let cfg = KubeletConfig { kube_version, ..KubeletConfig::for_tests() };
+        let admin = server.admin_client();
+        let kubelet = Kubelet::new(cfg, admin.clone(), move |_| admin.clone());
+        match (kubelet.pcr_version().await, want) {
+            (Ok(got), Some(want)) => assert_eq!(got, want, "{kube_version} kubelet"),
+            (Err(KubeletError::NoPcrVersion { .. }), None) => {}
+            (other, _) => panic!("{kube_version} kubelet: unexpected {other:?}"),
+        }
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn kubelet_1_34_talks_v1alpha1_to_a_1_34_server() {
+    use podcert_testkit::apiserver::KubeVersion;
+    let server = TestServer::start(ServerConfig { version: KubeVersion::V1_34, ..Default::default() }).await.unwrap();
+    server.load_yaml(NODE_RBAC).unwrap();
+    let cfg = KubeletConfig {
+        kube_version: KubeletVersion::V1_34,
+        key_types: vec![KeyType::Rsa3072, KeyType::EcdsaP521],
+        pods: 2,
+        ..KubeletConfig::for_tests()
+    };
+    let _signer = signer::spawn(server.admin_client(), PcrVersion::V1alpha1, cfg.clock.clone(), Controls::default());
+    let node = server.client_for(&UserInfo::node(&cfg.node_name(0)));
+    let handle = Kubelet::new(cfg, server.admin_client(), move |_| node.clone()).start().await.unwrap();
+    assert_eq!(handle.pcr_version(), PcrVersion::V1alpha1);
+    let summary = handle.wait_settled(WAIT).await.unwrap_or_else(|e| panic!("{e}: {:#?}", handle.states()));
+    assert_eq!(summary.issued, 2);
+    handle.shutdown().await;
+    server.shutdown().await;
+}
