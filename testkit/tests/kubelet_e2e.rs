@@ -14,7 +14,7 @@ use podcert_testkit::apiserver::{ServerConfig, TestServer};
 use podcert_testkit::kubelet::bundle::bundle_path;
 use podcert_testkit::kubelet::objects::pcr_resource;
 use podcert_testkit::kubelet::{
-    Clock, Kubelet, KubeletConfig, KubeletHandle, KubeletVersion, KeyType, PcrVersion, Phase,
+    Clock, KeyType, Kubelet, KubeletConfig, KubeletHandle, KubeletVersion, PcrVersion, Phase,
 };
 use podcert_testkit::rules::UserInfo;
 
@@ -53,7 +53,12 @@ async fn start(mut cfg: KubeletConfig, controls: Controls) -> Setup {
     let server = TestServer::start(ServerConfig::default()).await.unwrap();
     server.load_yaml(NODE_RBAC).unwrap();
     let clock = cfg.clock.clone();
-    let signer = signer::spawn(server.admin_client(), PcrVersion::V1beta1, clock.clone(), controls.clone());
+    let signer = signer::spawn(
+        server.admin_client(),
+        PcrVersion::V1beta1,
+        clock.clone(),
+        controls.clone(),
+    );
     let nodes: HashMap<String, kube::Client> = (0..cfg.nodes)
         .map(|j| {
             let n = cfg.node_name(j);
@@ -64,7 +69,13 @@ async fn start(mut cfg: KubeletConfig, controls: Controls) -> Setup {
     cfg.signer_name = "example.com/spiffe".into();
     let kubelet = Kubelet::new(cfg, server.admin_client(), move |n| nodes[n].clone());
     let handle = kubelet.start().await.unwrap();
-    Setup { server, handle, _signer: signer, controls, clock }
+    Setup {
+        server,
+        handle,
+        _signer: signer,
+        controls,
+        clock,
+    }
 }
 
 fn pem_blocks(path: &std::path::Path) -> Vec<pem::Pem> {
@@ -79,15 +90,23 @@ fn check_bundle(path: &std::path::Path) -> Vec<u8> {
     assert_eq!(blocks[0].tag(), "PRIVATE KEY");
     assert!(blocks.len() >= 2 && blocks[1..].iter().all(|b| b.tag() == "CERTIFICATE"));
     let key = rcgen::KeyPair::try_from(blocks[0].contents()).unwrap();
-    let (_, leaf) = <x509_parser::certificate::X509Certificate as x509_parser::prelude::FromDer<_>>::from_der(
-        blocks[1].contents(),
-    )
+    let (_, leaf) = <x509_parser::certificate::X509Certificate as x509_parser::prelude::FromDer<
+        _,
+    >>::from_der(blocks[1].contents())
     .unwrap();
-    assert_eq!(leaf.tbs_certificate.subject_pki.raw, rcgen::PublicKeyData::subject_public_key_info(&key).as_slice(), "leaf is not for the bundle's key");
+    assert_eq!(
+        leaf.tbs_certificate.subject_pki.raw,
+        rcgen::PublicKeyData::subject_public_key_info(&key).as_slice(),
+        "leaf is not for the bundle's key"
+    );
     blocks[0].contents().to_vec()
 }
 
-async fn every_key_type_issued(kube_version: KubeletVersion, expect_version: PcrVersion, stub: bool) {
+async fn every_key_type_issued(
+    kube_version: KubeletVersion,
+    expect_version: PcrVersion,
+    stub: bool,
+) {
     let out = tempfile::tempdir().unwrap();
     let cfg = KubeletConfig {
         nodes: 2,
@@ -110,7 +129,8 @@ async fn every_key_type_issued(kube_version: KubeletVersion, expect_version: Pcr
         check_bundle(&bundle_path(out.path(), &p.namespace, &p.pod));
     }
     // The stored requests carry the carrier of the emulated version.
-    let api: Api<DynamicObject> = Api::all_with(s.server.admin_client(), &pcr_resource(PcrVersion::V1beta1));
+    let api: Api<DynamicObject> =
+        Api::all_with(s.server.admin_client(), &pcr_resource(PcrVersion::V1beta1));
     let reqs = api.list(&ListParams::default()).await.unwrap().items;
     assert_eq!(reqs.len(), 6);
     for r in reqs {
@@ -119,7 +139,10 @@ async fn every_key_type_issued(kube_version: KubeletVersion, expect_version: Pcr
         let spec = &r.data["spec"];
         assert_eq!(spec.get("stubPKCS10Request").is_some(), stub);
         assert_eq!(spec.get("proofOfPossession").is_some(), !stub);
-        assert!(spec["nodeName"].as_str().unwrap().starts_with("podcert-node-"));
+        assert!(spec["nodeName"]
+            .as_str()
+            .unwrap()
+            .starts_with("podcert-node-"));
     }
     s.handle.shutdown().await;
     s.server.shutdown().await;
@@ -155,7 +178,10 @@ async fn refresh_after_begin_refresh_at_uses_a_new_key() {
     s.clock.set_offset(offset);
     let states = s
         .handle
-        .wait_for(WAIT, |st| matches!(st[0].phase, Phase::Issued { issued_count, .. } if issued_count >= 2))
+        .wait_for(
+            WAIT,
+            |st| matches!(st[0].phase, Phase::Issued { issued_count, .. } if issued_count >= 2),
+        )
         .await
         .unwrap();
     assert!(states[0].requests_created >= 2);
@@ -170,13 +196,24 @@ async fn a_deleted_request_is_recreated() {
     let controls = Controls::default();
     controls.hold.lock().unwrap().insert("pod-0".into());
     let s = start(KubeletConfig::for_tests(), controls).await;
-    let states = s.handle.wait_for(WAIT, |st| st[0].current_request.is_some()).await.unwrap();
+    let states = s
+        .handle
+        .wait_for(WAIT, |st| st[0].current_request.is_some())
+        .await
+        .unwrap();
     let first = states[0].current_request.clone().unwrap();
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(s.server.admin_client(), &states[0].namespace, &pcr_resource(PcrVersion::V1beta1));
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        s.server.admin_client(),
+        &states[0].namespace,
+        &pcr_resource(PcrVersion::V1beta1),
+    );
     api.delete(&first, &DeleteParams::default()).await.unwrap();
 
-    let states = s.handle.wait_for(WAIT, |st| st[0].requests_created >= 2).await.unwrap();
+    let states = s
+        .handle
+        .wait_for(WAIT, |st| st[0].requests_created >= 2)
+        .await
+        .unwrap();
     assert_ne!(states[0].current_request.as_deref(), Some(first.as_str()));
     s.controls.hold.lock().unwrap().clear();
     let summary = s.handle.wait_settled(WAIT).await.unwrap();
@@ -189,18 +226,37 @@ async fn a_deleted_request_is_recreated() {
 async fn a_denied_request_is_reported_and_not_retried() {
     let controls = Controls::default();
     controls.deny.lock().unwrap().insert("pod-1".into());
-    let cfg = KubeletConfig { pods: 2, ..KubeletConfig::for_tests() };
+    let cfg = KubeletConfig {
+        pods: 2,
+        ..KubeletConfig::for_tests()
+    };
     let s = start(cfg, controls).await;
-    let summary = s.handle.wait_settled(WAIT).await.unwrap_or_else(|e| panic!("{e}: {:#?}", s.handle.states()));
+    let summary = s
+        .handle
+        .wait_settled(WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:#?}", s.handle.states()));
     assert_eq!((summary.issued, summary.denied), (1, 1));
-    let denied = s.handle.state(&s.handle.states()[1].namespace, "pod-1").unwrap();
+    let denied = s
+        .handle
+        .state(&s.handle.states()[1].namespace, "pod-1")
+        .unwrap();
     assert_eq!(
         denied.phase,
-        Phase::Denied { reason: "PolicyDenied".into(), message: "this pod may not have a certificate".into() }
+        Phase::Denied {
+            reason: "PolicyDenied".into(),
+            message: "this pod may not have a certificate".into()
+        }
     );
     // Permanent: a few ticks later still one request.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(s.handle.state(&denied.namespace, "pod-1").unwrap().requests_created, 1);
+    assert_eq!(
+        s.handle
+            .state(&denied.namespace, "pod-1")
+            .unwrap()
+            .requests_created,
+        1
+    );
     s.handle.shutdown().await;
     s.server.shutdown().await;
 }
@@ -209,13 +265,29 @@ async fn a_denied_request_is_reported_and_not_retried() {
 async fn polls_when_the_node_may_not_watch() {
     // A node allowed to create and list, but not watch: the kubelet falls back to polling.
     let server = TestServer::start(ServerConfig::default()).await.unwrap();
-    server.load_yaml(&NODE_RBAC.replace(r#""list", "watch""#, r#""list""#)).unwrap();
+    server
+        .load_yaml(&NODE_RBAC.replace(r#""list", "watch""#, r#""list""#))
+        .unwrap();
     let controls = Controls::default();
-    let cfg = KubeletConfig { pods: 2, ..KubeletConfig::for_tests() };
-    let _signer = signer::spawn(server.admin_client(), PcrVersion::V1beta1, cfg.clock.clone(), controls);
+    let cfg = KubeletConfig {
+        pods: 2,
+        ..KubeletConfig::for_tests()
+    };
+    let _signer = signer::spawn(
+        server.admin_client(),
+        PcrVersion::V1beta1,
+        cfg.clock.clone(),
+        controls,
+    );
     let node = server.client_for(&UserInfo::node(&cfg.node_name(0)));
-    let handle = Kubelet::new(cfg, server.admin_client(), move |_| node.clone()).start().await.unwrap();
-    let summary = handle.wait_settled(WAIT).await.unwrap_or_else(|e| panic!("{e}: {:#?}", handle.states()));
+    let handle = Kubelet::new(cfg, server.admin_client(), move |_| node.clone())
+        .start()
+        .await
+        .unwrap();
+    let summary = handle
+        .wait_settled(WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:#?}", handle.states()));
     assert_eq!(summary.issued, 2);
     handle.shutdown().await;
     server.shutdown().await;
@@ -226,16 +298,40 @@ async fn discovery_picks_the_version_the_kubelet_knows() {
     use podcert_testkit::apiserver::KubeVersion;
     use podcert_testkit::kubelet::KubeletError;
     let cases = [
-        (KubeVersion::V1_34, KubeletVersion::V1_34, Some(PcrVersion::V1alpha1)),
-        (KubeVersion::V1_36, KubeletVersion::V1_36, Some(PcrVersion::V1beta1)),
-        (KubeVersion::V1_37, KubeletVersion::V1_35, Some(PcrVersion::V1beta1)),
-        (KubeVersion::V1_37, KubeletVersion::V1_37, Some(PcrVersion::V1)),
+        (
+            KubeVersion::V1_34,
+            KubeletVersion::V1_34,
+            Some(PcrVersion::V1alpha1),
+        ),
+        (
+            KubeVersion::V1_36,
+            KubeletVersion::V1_36,
+            Some(PcrVersion::V1beta1),
+        ),
+        (
+            KubeVersion::V1_37,
+            KubeletVersion::V1_35,
+            Some(PcrVersion::V1beta1),
+        ),
+        (
+            KubeVersion::V1_37,
+            KubeletVersion::V1_37,
+            Some(PcrVersion::V1),
+        ),
         // A 1.34 kubelet only knows v1alpha1, which a 1.37 server no longer serves.
         (KubeVersion::V1_37, KubeletVersion::V1_34, None),
     ];
     for (server_version, kube_version, want) in cases {
-        let server = TestServer::start(ServerConfig { version: server_version, ..Default::default() }).await.unwrap();
-        let cfg = KubeletConfig { kube_version, ..KubeletConfig::for_tests() };
+        let server = TestServer::start(ServerConfig {
+            version: server_version,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let cfg = KubeletConfig {
+            kube_version,
+            ..KubeletConfig::for_tests()
+        };
         let admin = server.admin_client();
         let kubelet = Kubelet::new(cfg, admin.clone(), move |_| admin.clone());
         match (kubelet.pcr_version().await, want) {
@@ -250,7 +346,12 @@ async fn discovery_picks_the_version_the_kubelet_knows() {
 #[tokio::test]
 async fn kubelet_1_34_talks_v1alpha1_to_a_1_34_server() {
     use podcert_testkit::apiserver::KubeVersion;
-    let server = TestServer::start(ServerConfig { version: KubeVersion::V1_34, ..Default::default() }).await.unwrap();
+    let server = TestServer::start(ServerConfig {
+        version: KubeVersion::V1_34,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     server.load_yaml(NODE_RBAC).unwrap();
     let cfg = KubeletConfig {
         kube_version: KubeletVersion::V1_34,
@@ -258,11 +359,22 @@ async fn kubelet_1_34_talks_v1alpha1_to_a_1_34_server() {
         pods: 2,
         ..KubeletConfig::for_tests()
     };
-    let _signer = signer::spawn(server.admin_client(), PcrVersion::V1alpha1, cfg.clock.clone(), Controls::default());
+    let _signer = signer::spawn(
+        server.admin_client(),
+        PcrVersion::V1alpha1,
+        cfg.clock.clone(),
+        Controls::default(),
+    );
     let node = server.client_for(&UserInfo::node(&cfg.node_name(0)));
-    let handle = Kubelet::new(cfg, server.admin_client(), move |_| node.clone()).start().await.unwrap();
+    let handle = Kubelet::new(cfg, server.admin_client(), move |_| node.clone())
+        .start()
+        .await
+        .unwrap();
     assert_eq!(handle.pcr_version(), PcrVersion::V1alpha1);
-    let summary = handle.wait_settled(WAIT).await.unwrap_or_else(|e| panic!("{e}: {:#?}", handle.states()));
+    let summary = handle
+        .wait_settled(WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:#?}", handle.states()));
     assert_eq!(summary.issued, 2);
     handle.shutdown().await;
     server.shutdown().await;

@@ -141,7 +141,12 @@ pub mod signer {
     }
 
     /// Starts the signer on `version`, using `clock` for the certificate times.
-    pub fn spawn(client: Client, version: PcrVersion, clock: Clock, controls: Controls) -> FakeSigner {
+    pub fn spawn(
+        client: Client,
+        version: PcrVersion,
+        clock: Clock,
+        controls: Controls,
+    ) -> FakeSigner {
         let ca = TestCa::new();
         let c = controls.clone();
         let task = tokio::spawn(async move {
@@ -158,25 +163,47 @@ pub mod signer {
         FakeSigner { controls, task }
     }
 
-    async fn answer(client: &Client, version: PcrVersion, ca: &TestCa, clock: &Clock, c: &Controls, obj: DynamicObject) {
+    async fn answer(
+        client: &Client,
+        version: PcrVersion,
+        ca: &TestCa,
+        clock: &Clock,
+        c: &Controls,
+        obj: DynamicObject,
+    ) {
         let v = serde_json::to_value(&obj).unwrap();
-        if v.get("status").is_some_and(|s| terminal_condition(s).is_some()) {
+        if v.get("status")
+            .is_some_and(|s| terminal_condition(s).is_some())
+        {
             return;
         }
-        let (Some(ns), Some(name)) = (obj.metadata.namespace.clone(), obj.metadata.name.clone()) else { return };
-        let pod = v["spec"]["podName"].as_str().unwrap_or_default().to_string();
+        let (Some(ns), Some(name)) = (obj.metadata.namespace.clone(), obj.metadata.name.clone())
+        else {
+            return;
+        };
+        let pod = v["spec"]["podName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         if c.hold.lock().unwrap().contains(&pod) {
             return;
         }
         let status = if c.deny.lock().unwrap().contains(&pod) {
             denied_status("PolicyDenied", "this pod may not have a certificate")
         } else {
-            let Some(spki) = request_spki(&v["spec"]) else { return };
+            let Some(spki) = request_spki(&v["spec"]) else {
+                return;
+            };
             issued_status(ca, &spki, clock.now())
         };
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &pcr_resource(version));
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), &ns, &pcr_resource(version));
         let patch = json!({ "status": status });
-        if api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.is_ok() {
+        if api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .is_ok()
+        {
             c.answered.lock().unwrap().push(format!("{ns}/{name}"));
         }
     }
