@@ -150,14 +150,23 @@ pub mod signer {
         let ca = TestCa::new();
         let c = controls.clone();
         let task = tokio::spawn(async move {
+            use futures::StreamExt;
+            use kube::runtime::{watcher, WatchStreamExt};
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &pcr_resource(version));
+            let mut events = Box::pin(watcher(api.clone(), watcher::Config::default()).default_backoff().applied_objects());
+            // A periodic relist answers requests whose pod was released from `hold`.
+            let mut relist = tokio::time::interval(std::time::Duration::from_millis(250));
             loop {
-                if let Ok(list) = api.list(&ListParams::default()).await {
-                    for obj in list.items {
-                        answer(&client, version, &ca, &clock, &c, obj).await;
+                tokio::select! {
+                    Some(Ok(obj)) = events.next() => answer(&client, version, &ca, &clock, &c, obj).await,
+                    _ = relist.tick() => {
+                        if let Ok(list) = api.list(&ListParams::default()).await {
+                            for obj in list.items {
+                                answer(&client, version, &ca, &clock, &c, obj).await;
+                            }
+                        }
                     }
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(30)).await;
             }
         });
         FakeSigner { controls, task }
