@@ -115,6 +115,7 @@ async fn every_key_type_issued(
         key_types: KeyType::ALL.to_vec(),
         kube_version,
         out_dir: Some(out.path().to_path_buf()),
+        user_annotations: vec![[("example.com/tier".to_string(), "web".to_string())].into()],
         ..KubeletConfig::for_tests()
     };
     let s = start(cfg, Controls::default()).await;

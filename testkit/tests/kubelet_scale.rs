@@ -6,7 +6,7 @@ mod kubelet_support;
 use std::time::{Duration, Instant};
 
 use podcert_testkit::apiserver::{ServerConfig, TestServer};
-use podcert_testkit::kubelet::{Kubelet, KubeletConfig, KeyType, PcrVersion};
+use podcert_testkit::kubelet::{KeyType, Kubelet, KubeletConfig, PcrVersion};
 use podcert_testkit::rules::UserInfo;
 
 use kubelet_support::signer::{self, Controls};
@@ -14,7 +14,10 @@ use kubelet_support::signer::{self, Controls};
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "scale run: minutes, not seconds"]
 async fn many_pods_settle() {
-    let pods: usize = std::env::var("KUBELET_SCALE_PODS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let pods: usize = std::env::var("KUBELET_SCALE_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let server = TestServer::start(ServerConfig::default()).await.unwrap();
     server
         .load_yaml(
@@ -42,13 +45,26 @@ subjects: [{ apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:nod
         recreate_after: Duration::from_secs(600),
         ..KubeletConfig::for_tests()
     };
-    let _signer = signer::spawn(server.admin_client(), PcrVersion::V1beta1, cfg.clock.clone(), Controls::default());
-    let clients: std::collections::HashMap<String, kube::Client> =
-        (0..cfg.nodes).map(|j| cfg.node_name(j)).map(|n| (n.clone(), server.client_for(&UserInfo::node(&n)))).collect();
+    let _signer = signer::spawn(
+        server.admin_client(),
+        PcrVersion::V1beta1,
+        cfg.clock.clone(),
+        Controls::default(),
+    );
+    let clients: std::collections::HashMap<String, kube::Client> = (0..cfg.nodes)
+        .map(|j| cfg.node_name(j))
+        .map(|n| (n.clone(), server.client_for(&UserInfo::node(&n))))
+        .collect();
     let started = Instant::now();
-    let handle = Kubelet::new(cfg, server.admin_client(), move |n| clients[n].clone()).start().await.unwrap();
+    let handle = Kubelet::new(cfg, server.admin_client(), move |n| clients[n].clone())
+        .start()
+        .await
+        .unwrap();
     eprintln!("fleet of {pods} pods created in {:?}", started.elapsed());
-    let summary = handle.wait_settled(Duration::from_secs(1800)).await.unwrap();
+    let summary = handle
+        .wait_settled(Duration::from_secs(1800))
+        .await
+        .unwrap();
     eprintln!("settled in {:?}: {summary}", started.elapsed());
     assert_eq!(summary.issued, pods);
     assert_eq!(summary.requests_created, pods as u64);

@@ -133,8 +133,9 @@ pub(crate) fn pcr(
         "metadata": {
             "generateName": "req-",
             "namespace": p.namespace,
-            // The kubelet writes the owner reference without `controller`/`blockOwnerDeletion`.
-            "ownerReferences": [{ "apiVersion": "v1", "kind": "Pod", "name": p.pod, "uid": p.pod_uid }],
+            // Exactly the kubelet's owner reference: apiVersion "core/v1" (sic), no
+            // `controller`/`blockOwnerDeletion`.
+            "ownerReferences": [{ "apiVersion": "core/v1", "kind": "Pod", "name": p.pod, "uid": p.pod_uid }],
         },
         "spec": spec,
     }))
@@ -171,6 +172,7 @@ mod tests {
         assert_eq!(v["apiVersion"], "certificates.k8s.io/v1beta1");
         assert_eq!(v["metadata"]["generateName"], "req-");
         assert_eq!(v["metadata"]["ownerReferences"][0]["uid"], "uid-p");
+        assert_eq!(v["metadata"]["ownerReferences"][0]["apiVersion"], "core/v1");
         assert_eq!(v["spec"]["nodeUID"], "uid-n");
         assert_eq!(v["spec"]["serviceAccountUID"], "uid-s");
         assert!(

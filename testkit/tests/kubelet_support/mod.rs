@@ -153,7 +153,11 @@ pub mod signer {
             use futures::StreamExt;
             use kube::runtime::{watcher, WatchStreamExt};
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &pcr_resource(version));
-            let mut events = Box::pin(watcher(api.clone(), watcher::Config::default()).default_backoff().applied_objects());
+            let mut events = Box::pin(
+                watcher(api.clone(), watcher::Config::default())
+                    .default_backoff()
+                    .applied_objects(),
+            );
             // A periodic relist answers requests whose pod was released from `hold`.
             let mut relist = tokio::time::interval(std::time::Duration::from_millis(250));
             loop {
