@@ -172,6 +172,9 @@ async fn refresh_after_begin_refresh_at_uses_a_new_key() {
     let p = &s.handle.states()[0];
     let path = bundle_path(out.path(), &p.namespace, &p.pod);
     let first_key = check_bundle(&path);
+    // Before beginRefreshAt nothing is re-requested (several ticks pass here).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.handle.states()[0].requests_created, 1);
 
     // beginRefreshAt is notBefore + 1 h: move everyone's clock past it.
     let offset = time::Duration::minutes(70);
