@@ -2,7 +2,7 @@
 
 use super::crd;
 use super::meta::name_of;
-use super::registry::ResourceDef;
+use super::registry::{Conversion, ResourceDef};
 use super::store::State;
 use crate::rules::{self, Attributes, UserInfo};
 use crate::status::{ApiError, FieldError};
@@ -18,7 +18,18 @@ pub fn authorize(st: &State, user: &UserInfo, attrs: &Attributes) -> bool {
     rules::rbac::authorize(user, attrs, st)
 }
 
-/// Admission and validation of a create, after defaulting and name generation.
+/// Authorizes a request, answering a refusal with kube-apiserver's 403.
+pub fn require(st: &State, user: &UserInfo, attrs: &Attributes) -> Result<(), ApiError> {
+    let (allowed, reason) = rules::rbac::decide(user, attrs, st);
+    if allowed {
+        Ok(())
+    } else {
+        Err(rules::rbac::forbidden_error_with_reason(user, attrs, &reason))
+    }
+}
+
+/// Admission and validation of a create, after defaulting and name generation, in
+/// kube-apiserver's order (mutating admission, strategy validation, validating admission).
 pub fn admit_create(
     st: &State,
     user: &UserInfo,
@@ -27,12 +38,19 @@ pub fn admit_create(
 ) -> Result<(), ApiError> {
     match (def.group.as_str(), def.resource.as_str()) {
         ("certificates.k8s.io", "podcertificaterequests") => {
-            rules::node_restriction::admit_pcr_create(user, obj, st)?;
+            // NodeRestriction's pod-certificate volume requirement arrived in 1.37.
+            let opts = rules::node_restriction::PcrAdmission {
+                require_pod_certificate_volume: matches!(
+                    def.conversion,
+                    Conversion::Pcr { kube_minor } if kube_minor >= 37
+                ),
+            };
+            rules::node_restriction::admit_pcr_create_with(user, obj, st, opts)?;
             rules::pcr::validate_create(obj).map_err(|e| invalid(def, obj, &e))
         }
         ("certificates.k8s.io", "clustertrustbundles") => {
-            rules::ctb::authorize_write(user, obj, &|a| authorize(st, user, a))?;
-            rules::ctb::validate_create(obj).map_err(|e| invalid(def, obj, &e))
+            rules::ctb::validate_create(obj).map_err(|e| invalid(def, obj, &e))?;
+            rules::ctb::authorize_write(user, obj, &|a| authorize(st, user, a))
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             crd::validate(obj).map_err(|e| invalid(def, obj, &e))
@@ -56,8 +74,8 @@ pub fn admit_update(
             rules::pcr::validate_update(old, new).map_err(|e| invalid(def, new, &e))
         }
         ("certificates.k8s.io", "clustertrustbundles") => {
-            rules::ctb::authorize_write(user, new, &|a| authorize(st, user, a))?;
-            rules::ctb::validate_update(old, new).map_err(|e| invalid(def, new, &e))
+            rules::ctb::validate_update(old, new).map_err(|e| invalid(def, new, &e))?;
+            rules::ctb::authorize_update(user, old, new, &|a| authorize(st, user, a))
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             crd::validate(new).map_err(|e| invalid(def, new, &e))
@@ -77,9 +95,8 @@ pub fn admit_status(
     now: OffsetDateTime,
 ) -> Result<(), ApiError> {
     if def.group == "certificates.k8s.io" && def.resource == "podcertificaterequests" {
-        rules::pcr::authorize_status_update(user, old, new, &|a| authorize(st, user, a))?;
-        return rules::pcr::validate_status_update(old, new, now)
-            .map_err(|e| invalid(def, new, &e));
+        rules::pcr::validate_status_update(old, new, now).map_err(|e| invalid(def, new, &e))?;
+        return rules::pcr::authorize_status_update(user, old, new, &|a| authorize(st, user, a));
     }
     Ok(())
 }

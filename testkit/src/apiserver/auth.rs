@@ -1,8 +1,8 @@
 //! Authentication (bearer tokens) and impersonation.
 
-use super::admission::authorize;
+use super::admission::require;
 use super::store::State;
-use crate::rules::{rbac, Attributes, UserInfo};
+use crate::rules::{Attributes, UserInfo};
 use crate::status::ApiError;
 use axum::http::HeaderMap;
 use rand::Rng;
@@ -78,18 +78,7 @@ pub fn impersonate(st: &State, user: UserInfo, headers: &HeaderMap) -> Result<Us
         .filter_map(|v| v.to_str().ok())
         .map(String::from)
         .collect();
-    let check = |attrs: Attributes| -> Result<(), ApiError> {
-        if authorize(st, &user, &attrs) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(
-                &attrs.api_group,
-                &attrs.resource,
-                &attrs.name,
-                &rbac::forbidden_message(&user, &attrs),
-            ))
-        }
-    };
+    let check = |attrs: Attributes| require(st, &user, &attrs);
     let attrs = |resource: &str, namespace: &str, name: &str| Attributes {
         verb: "impersonate".into(),
         api_group: String::new(),

@@ -1,7 +1,7 @@
 //! HTTP routing: authentication, impersonation, authorization, fault injection, and the
 //! dispatch of each request to discovery, the registry operations or a watch.
 
-use super::admission::authorize;
+use super::admission::{self, authorize};
 use super::auth;
 use super::discovery;
 use super::openapi;
@@ -13,7 +13,7 @@ use super::store::lock;
 use super::table;
 use super::watch::{self, WatchParams};
 use super::Shared;
-use crate::rules::{rbac, Attributes, UserInfo};
+use crate::rules::{Attributes, UserInfo};
 use crate::status::ApiError;
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{Query, Request, State};
@@ -322,14 +322,7 @@ async fn resource_request(
         name: name.clone(),
         path: None,
     };
-    if !authorize(&lock(&sh.state), &user, &attrs) {
-        return Err(ApiError::forbidden(
-            &def.group,
-            &def.resource,
-            &name,
-            &rbac::forbidden_message(&user, &attrs),
-        ));
-    }
+    admission::require(&lock(&sh.state), &user, &attrs)?;
     let write = matches!(
         verb,
         "create" | "update" | "patch" | "delete" | "deletecollection"

@@ -274,7 +274,8 @@ fn admin_ctx(now: OffsetDateTime) -> (UserInfo, OffsetDateTime) {
     (UserInfo::admin(), now)
 }
 
-/// Objects every cluster starts with: system namespaces and the `cluster-admin` role.
+/// Objects every cluster starts with: system namespaces, `cluster-admin` and
+/// `system:basic-user`.
 fn bootstrap(sh: &Shared) -> anyhow::Result<()> {
     let mut docs = String::new();
     for ns in SYSTEM_NAMESPACES {
@@ -287,6 +288,14 @@ fn bootstrap(sh: &Shared) -> anyhow::Result<()> {
     );
     docs.push_str(
         "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: cluster-admin\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: cluster-admin\nsubjects:\n- apiGroup: rbac.authorization.k8s.io\n  kind: Group\n  name: system:masters\n",
+    );
+    // The bootstrap policy's system:basic-user: every authenticated user may review its own
+    // access (plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go).
+    docs.push_str(
+        "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: system:basic-user\nrules:\n- apiGroups: [authorization.k8s.io]\n  resources: [selfsubjectaccessreviews, selfsubjectrulesreviews]\n  verbs: [create]\n- apiGroups: [authentication.k8s.io]\n  resources: [selfsubjectreviews]\n  verbs: [create]\n",
+    );
+    docs.push_str(
+        "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: system:basic-user\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: system:basic-user\nsubjects:\n- apiGroup: rbac.authorization.k8s.io\n  kind: Group\n  name: system:authenticated\n",
     );
     load_yaml(sh, &docs)
 }

@@ -39,7 +39,7 @@ impl Sub {
 /// The object as received in `version` → internal (stored) form.
 pub fn to_internal(def: &ResourceDef, obj: Value, version: &str) -> Value {
     match def.conversion {
-        Conversion::Pcr => rules::pcr::to_internal(obj, version),
+        Conversion::Pcr { kube_minor } => rules::pcr::to_internal_at(obj, version, kube_minor),
         Conversion::Ctb => rules::ctb::to_internal(obj, version),
         Conversion::None => {
             let mut o = obj;
@@ -52,10 +52,18 @@ pub fn to_internal(def: &ResourceDef, obj: Value, version: &str) -> Value {
     }
 }
 
+/// Decodes a request body: the decoder's type checks (400), then conversion to internal.
+pub fn decode(def: &ResourceDef, body: Value, version: &str) -> Result<Value, ApiError> {
+    if let Conversion::Pcr { .. } = def.conversion {
+        rules::pcr::check_decodable(&body, version)?;
+    }
+    Ok(to_internal(def, body, version))
+}
+
 /// A stored object as `version` serves it.
 pub fn to_external(def: &ResourceDef, obj: &Value, version: &str) -> Value {
     match def.conversion {
-        Conversion::Pcr => rules::pcr::from_internal(obj, version),
+        Conversion::Pcr { kube_minor } => rules::pcr::from_internal_at(obj, version, kube_minor),
         Conversion::Ctb => rules::ctb::from_internal(obj, version),
         Conversion::None => {
             let mut o = obj.clone();
@@ -167,7 +175,7 @@ pub fn create(
     body: Value,
 ) -> Result<Value, ApiError> {
     check_type(def, version, &body)?;
-    let mut obj = to_internal(def, body, version);
+    let mut obj = decode(def, body, version)?;
     let now = timestamp(ctx.now);
     {
         let m = meta_mut(&mut obj);
@@ -334,7 +342,7 @@ pub fn update(
             ApiError::STALE_RV,
         ));
     }
-    let mut new = to_internal(def, body, version);
+    let mut new = decode(def, body, version)?;
     match sub {
         Sub::Status => {
             // ResetObjectMetaForStatus + status strategies: only status changes.
@@ -682,7 +690,7 @@ pub fn field_value(def: &ResourceDef, obj: &Value, field: &str) -> Option<String
         _ => {}
     }
     match def.conversion {
-        Conversion::Pcr => return rules::pcr::field_value(obj, field),
+        Conversion::Pcr { .. } => return rules::pcr::field_value(obj, field),
         Conversion::Ctb => return rules::ctb::field_value(obj, field),
         Conversion::None => {}
     }

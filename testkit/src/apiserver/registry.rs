@@ -8,8 +8,8 @@ use serde_json::Value;
 pub enum Conversion {
     /// Same shape in every version: only `apiVersion` changes.
     None,
-    /// `rules::pcr::{to_internal, from_internal}`.
-    Pcr,
+    /// `rules::pcr::{to_internal_at, from_internal_at}` for the emulated minor version.
+    Pcr { kube_minor: u32 },
     /// `rules::ctb::{to_internal, from_internal}`.
     Ctb,
 }
@@ -162,7 +162,6 @@ const GROUP_ORDER: &[&str] = &[
 
 impl Registry {
     pub fn new(version: KubeVersion, pcr_versions: Vec<String>, ctb_versions: Vec<String>) -> Self {
-        let _ = version;
         let pcr_v: Vec<&str> = pcr_versions.iter().map(String::as_str).collect();
         let ctb_v: Vec<&str> = ctb_versions.iter().map(String::as_str).collect();
         let mut defs = vec![
@@ -261,7 +260,7 @@ impl Registry {
                 true,
             )
             .status();
-            d.conversion = Conversion::Pcr;
+            d.conversion = Conversion::Pcr { kube_minor: version.minor() };
             d.allow_unconditional_update = false;
             defs.push(d);
         }
