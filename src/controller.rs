@@ -165,8 +165,11 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {
             ctx.metrics.conflicts.get_or_create(&ctx.labels).inc();
-            debug!(%namespace, %name, "status conflict: another writer decided or the object changed");
-            return Ok(Action::await_change());
+            // Usually another writer decided (the next pass sees it terminal and stops without
+            // an API call); but a conflict can also leave it pending, so look again shortly
+            // rather than wait for a change that may never come.
+            debug!(%namespace, %name, "status conflict; checking again");
+            return Ok(Action::requeue(Duration::from_millis(500)));
         }
         Err(kube::Error::Api(e)) if e.code == 404 => {
             debug!(%namespace, %name, "request deleted before its status was written");

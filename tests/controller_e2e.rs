@@ -146,3 +146,162 @@ async fn issues_every_key_type_and_both_carriers_and_publishes_the_bundle() {
     );
     server.shutdown().await;
 }
+
+use podcert_testkit::apiserver::Faults;
+use podcert_testkit::kubelet::{KubeletVersion, Phase};
+
+/// The signer against a server of `server_version`, with kubelets of `kubelet_version`.
+async fn version_scenario(server_version: KubeVersion, kubelet_version: KubeletVersion) {
+    let server = server(server_version).await;
+    prepare(&server, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let signer = spawn_signer(
+        &server,
+        dir.path(),
+        "signer-0",
+        &["--ca-memory", "--leader-election=false"],
+    );
+    signer.wait_ready(WAIT).await;
+    let fleet = kubelets(&server, kubelet_version, 6, "e2e", |_| {}).await;
+    let summary = fleet
+        .wait_settled(WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}; logs:\n{}", signer.logs()));
+    assert_eq!(summary.issued, 6, "{summary:?}\n{:?}", fleet.states());
+    assert_eq!(summary.invalid + summary.denied + summary.failed, 0);
+    fleet.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_1_34_v1alpha1() {
+    version_scenario(KubeVersion::V1_34, KubeletVersion::V1_34).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_1_35_v1beta1_pkix() {
+    version_scenario(KubeVersion::V1_35, KubeletVersion::V1_35).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_1_36_v1beta1_stub_csr() {
+    version_scenario(KubeVersion::V1_36, KubeletVersion::V1_36).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_1_37_v1() {
+    version_scenario(KubeVersion::V1_37, KubeletVersion::V1_37).await;
+}
+
+/// Version skew: a 1.35 kubelet (pkix + proof, written in v1beta1) against a 1.37 server.
+/// The signer must watch v1beta1: the v1 view drops the pkix fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_1_37_server_with_a_1_35_kubelet() {
+    version_scenario(KubeVersion::V1_37, KubeletVersion::V1_35).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denials_reach_the_kubelet_with_their_reason() {
+    let server = server(KubeVersion::V1_37).await;
+    prepare(&server, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let signer = spawn_signer(
+        &server,
+        dir.path(),
+        "signer-0",
+        &[
+            "--ca-memory",
+            "--leader-election=false",
+            "--key-types",
+            "ED25519,ECDSAP256",
+        ],
+    );
+    signer.wait_ready(WAIT).await;
+    let fleet = kubelets(&server, KubeletVersion::V1_37, 6, "e2e", |_| {}).await;
+    let summary = fleet.wait_settled(WAIT).await.unwrap();
+    assert_eq!(
+        (summary.issued, summary.denied, summary.failed),
+        (2, 4, 0),
+        "{:?}",
+        fleet.states()
+    );
+    for st in fleet.states() {
+        if let Phase::Denied { reason, message } = &st.phase {
+            assert_eq!(reason, "UnsupportedKeyType");
+            assert!(message.contains("ED25519, ECDSAP256"), "{message}");
+        }
+    }
+    fleet.shutdown().await;
+
+    let annotated = kubelets(&server, KubeletVersion::V1_37, 2, "more", |c| {
+        c.user_annotations = vec![[(
+            "evil.example.com/dns".to_string(),
+            "kubernetes.default.svc".to_string(),
+        )]
+        .into()];
+        c.key_types = vec![podcert_testkit::kubelet::KeyType::Ed25519];
+    })
+    .await;
+    annotated.wait_settled(WAIT).await.unwrap();
+    for st in annotated.states() {
+        assert!(
+            matches!(&st.phase, Phase::Denied { reason, .. } if reason == "UnknownUserAnnotation"),
+            "{st:?}"
+        );
+    }
+    annotated.shutdown().await;
+    server.shutdown().await;
+}
+
+/// Injected API faults (watch drops, 5xx, 409s, latency): every request ends decided, none
+/// Failed, each status written once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_api_faults() {
+    let server = server(KubeVersion::V1_37).await;
+    prepare(&server, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let signer = spawn_signer(
+        &server,
+        dir.path(),
+        "signer-0",
+        &["--ca-memory", "--leader-election=false"],
+    );
+    signer.wait_ready(WAIT).await;
+    // Faults start once the fleet's pods exist (the emulated kubelet's setup is not the
+    // subject here); its requests and the signer's watch and writes all run under them.
+    let fleet = kubelets(&server, KubeletVersion::V1_37, 24, "e2e", |_| {}).await;
+    server.set_faults(Faults {
+        seed: 7,
+        drop_watch_every: Some(Duration::from_millis(700)),
+        delay: Duration::from_millis(5),
+        delay_jitter: Duration::from_millis(20),
+        error_rate: 0.10,
+        error_code: 503,
+        conflict_rate: 0.05,
+        ..Faults::default()
+    });
+    let summary = fleet
+        .wait_settled(Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:?}", fleet.summary()));
+    server.set_faults(Faults::default());
+    assert_eq!(
+        (summary.issued, summary.failed, summary.invalid),
+        (24, 0, 0),
+        "{summary:?}"
+    );
+    let (_, metrics) = signer.get("/metrics").await;
+    // The faults reached the signer's writes: some were retried (5xx) or re-checked (409).
+    let retried = metrics.contains("podcert_errors_total{")
+        || metrics.contains("podcert_status_conflicts_total{");
+    assert!(
+        retried,
+        "faults should have hit some status writes:\n{metrics}"
+    );
+    assert!(
+        !metrics.contains("podcert_failed_total{"),
+        "nothing may be Failed"
+    );
+    fleet.shutdown().await;
+    server.shutdown().await;
+}

@@ -241,3 +241,65 @@ pub fn condition(obj: &Value) -> (String, String) {
         c["reason"].as_str().unwrap_or("").into(),
     )
 }
+
+/// Stands in for the Node authorizer (the emulator has RBAC only): nodes may create and read
+/// PodCertificateRequests.
+pub const NODE_RBAC: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: { name: e2e-node-podcertificaterequests }
+rules:
+- apiGroups: ["certificates.k8s.io"]
+  resources: ["podcertificaterequests"]
+  verbs: ["create", "get", "list", "watch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: { name: e2e-node-podcertificaterequests }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: e2e-node-podcertificaterequests }
+subjects:
+- { apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:nodes" }
+"#;
+
+use podcert_testkit::kubelet::{
+    KeyType as KKeyType, Kubelet, KubeletConfig, KubeletHandle, KubeletVersion,
+};
+
+/// Emulated kubelets for `pods` pods, all six key types round robin, against `server`.
+pub async fn kubelets(
+    server: &TestServer,
+    version: KubeletVersion,
+    pods: usize,
+    prefix: &str,
+    tweak: impl FnOnce(&mut KubeletConfig),
+) -> KubeletHandle {
+    server.load_yaml(NODE_RBAC).unwrap();
+    let mut cfg = KubeletConfig::for_tests();
+    cfg.kube_version = version;
+    cfg.pods = pods;
+    cfg.nodes = 2;
+    cfg.namespaces = 2;
+    cfg.signer_name = SIGNER.into();
+    cfg.name_prefix = prefix.into();
+    cfg.key_types = vec![
+        KKeyType::Ed25519,
+        KKeyType::EcdsaP256,
+        KKeyType::EcdsaP384,
+        KKeyType::EcdsaP521,
+        KKeyType::Rsa3072,
+        KKeyType::Rsa4096,
+    ];
+    tweak(&mut cfg);
+    // One client per node identity, made up front so the factory can be 'static.
+    let clients: std::collections::HashMap<String, kube::Client> = (0..cfg.nodes)
+        .map(|j| cfg.node_name(j))
+        .map(|n| (n.clone(), server.client_for(&UserInfo::node(&n))))
+        .collect();
+    let admin = server.admin_client();
+    Kubelet::new(cfg, admin.clone(), move |n| {
+        clients.get(n).cloned().unwrap_or_else(|| admin.clone())
+    })
+    .start()
+    .await
+    .unwrap()
+}
