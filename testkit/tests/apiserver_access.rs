@@ -24,7 +24,10 @@ async fn bad_or_missing_token_is_401() {
     cfg.auth_info.token = Some("wrong".to_string().into());
     let client = kube::Client::try_from(cfg).unwrap();
     let api: Api<ConfigMap> = Api::namespaced(client, "default");
-    assert_eq!(api_err(api.list(&Default::default()).await.unwrap_err()).0, 401);
+    assert_eq!(
+        api_err(api.list(&Default::default()).await.unwrap_err()).0,
+        401
+    );
 }
 
 #[tokio::test]
@@ -63,7 +66,15 @@ subjects: [{kind: ServiceAccount, name: nobody, namespace: default}]
 #[tokio::test]
 async fn impersonation_lets_the_admin_act_as_a_node() {
     let srv = server().await;
-    let r = raw(&srv, "GET", "/api/v1/namespaces/default/configmaps", Some(&srv.admin_token()), "", "").await;
+    let r = raw(
+        &srv,
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        Some(&srv.admin_token()),
+        "",
+        "",
+    )
+    .await;
     assert_eq!(r.code, 200);
     // Through raw HTTP with Impersonate-User / Impersonate-Group headers.
     let addr = srv.url().trim_start_matches("http://").to_string();
@@ -78,7 +89,10 @@ async fn impersonation_lets_the_admin_act_as_a_node() {
     s.read_to_string(&mut out).await.unwrap();
     // The impersonated node has no RBAC grant for configmaps here.
     assert!(out.starts_with("HTTP/1.1 403"), "{out}");
-    assert!(out.contains("User \\\"system:node:n1\\\" cannot list resource \\\"configmaps\\\""), "{out}");
+    assert!(
+        out.contains("User \\\"system:node:n1\\\" cannot list resource \\\"configmaps\\\""),
+        "{out}"
+    );
 
     // A non-admin may not impersonate (impersonation.go: verb impersonate on users).
     let user = UserInfo::service_account("default", "x");
@@ -91,7 +105,10 @@ async fn impersonation_lets_the_admin_act_as_a_node() {
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     assert!(out.starts_with("HTTP/1.1 403"), "{out}");
-    assert!(out.contains("cannot impersonate resource \\\"users\\\""), "{out}");
+    assert!(
+        out.contains("cannot impersonate resource \\\"users\\\""),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -119,9 +136,15 @@ subjects: [{kind: ServiceAccount, name: signer, namespace: sys}]
         .unwrap()
     };
     let api: Api<SelfSubjectAccessReview> = Api::all(srv.client_for(&signer));
-    let yes = api.create(&PostParams::default(), &ssar("example.com/s")).await.unwrap();
+    let yes = api
+        .create(&PostParams::default(), &ssar("example.com/s"))
+        .await
+        .unwrap();
     assert!(yes.status.unwrap().allowed);
-    let no = api.create(&PostParams::default(), &ssar("example.com/other")).await.unwrap();
+    let no = api
+        .create(&PostParams::default(), &ssar("example.com/other"))
+        .await
+        .unwrap();
     assert!(!no.status.unwrap().allowed);
 
     let sar: SubjectAccessReview = serde_json::from_value(json!({"spec": {
@@ -129,7 +152,14 @@ subjects: [{kind: ServiceAccount, name: signer, namespace: sys}]
         "resourceAttributes": {"group": "certificates.k8s.io", "resource": "signers", "verb": "sign", "name": "example.com/s"}}}))
     .unwrap();
     let api: Api<SubjectAccessReview> = Api::all(srv.admin_client());
-    assert!(api.create(&PostParams::default(), &sar).await.unwrap().status.unwrap().allowed);
+    assert!(
+        api.create(&PostParams::default(), &sar)
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .allowed
+    );
 }
 
 #[tokio::test]
@@ -138,14 +168,45 @@ async fn discovery_documents_are_shaped_like_kube_apiserver() {
     let t = srv.admin_token();
     let apis = raw(&srv, "GET", "/apis", Some(&t), "", "").await.json();
     assert_eq!(apis["kind"], "APIGroupList");
-    let certs = apis["groups"].as_array().unwrap().iter().find(|g| g["name"] == "certificates.k8s.io").unwrap();
+    let certs = apis["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "certificates.k8s.io")
+        .unwrap();
     assert_eq!(certs["preferredVersion"]["version"], "v1");
-    assert_eq!(certs["versions"][1]["groupVersion"], "certificates.k8s.io/v1beta1");
-    let rl = raw(&srv, "GET", "/apis/certificates.k8s.io/v1", Some(&t), "", "").await.json();
-    let names: Vec<&str> = rl["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert!(names.contains(&"podcertificaterequests") && names.contains(&"podcertificaterequests/status"), "{names:?}");
+    assert_eq!(
+        certs["versions"][1]["groupVersion"],
+        "certificates.k8s.io/v1beta1"
+    );
+    let rl = raw(
+        &srv,
+        "GET",
+        "/apis/certificates.k8s.io/v1",
+        Some(&t),
+        "",
+        "",
+    )
+    .await
+    .json();
+    let names: Vec<&str> = rl["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"podcertificaterequests")
+            && names.contains(&"podcertificaterequests/status"),
+        "{names:?}"
+    );
     let core = raw(&srv, "GET", "/api/v1", Some(&t), "", "").await.json();
-    let pods = core["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods").unwrap();
+    let pods = core["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "pods")
+        .unwrap();
     assert_eq!(pods["shortNames"], json!(["po"]));
     assert_eq!(pods["namespaced"], true);
     let version = raw(&srv, "GET", "/version", Some(&t), "", "").await.json();

@@ -24,7 +24,9 @@ pub fn require(st: &State, user: &UserInfo, attrs: &Attributes) -> Result<(), Ap
     if allowed {
         Ok(())
     } else {
-        Err(rules::rbac::forbidden_error_with_reason(user, attrs, &reason))
+        Err(rules::rbac::forbidden_error_with_reason(
+            user, attrs, &reason,
+        ))
     }
 }
 

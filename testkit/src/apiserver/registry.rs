@@ -260,7 +260,9 @@ impl Registry {
                 true,
             )
             .status();
-            d.conversion = Conversion::Pcr { kube_minor: version.minor() };
+            d.conversion = Conversion::Pcr {
+                kube_minor: version.minor(),
+            };
             d.allow_unconditional_update = false;
             defs.push(d);
         }
