@@ -295,6 +295,7 @@ fn rv_required(def: &ResourceDef, name: &str) -> ApiError {
 }
 
 /// PUT (and the second half of PATCH): replace an object, or its status.
+#[allow(clippy::too_many_arguments)]
 pub fn update(
     st: &mut State,
     ctx: &Ctx,
