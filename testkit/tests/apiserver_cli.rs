@@ -15,6 +15,8 @@ async fn serves_with_a_kubeconfig_until_sigterm() {
             "127.0.0.1:0",
             "--kube-version",
             "1.35",
+            "--pcr-versions",
+            "v1beta1,v1",
             "--kubeconfig",
         ])
         .arg(&kc)
@@ -43,8 +45,9 @@ async fn serves_with_a_kubeconfig_until_sigterm() {
     );
     let ns: Api<Namespace> = Api::all(client.clone());
     assert!(ns.list(&ListParams::default()).await.unwrap().items.len() >= 4);
+    // --pcr-versions adds v1 to what 1.35 serves.
     let groups = client
-        .list_api_group_resources("certificates.k8s.io/v1beta1")
+        .list_api_group_resources("certificates.k8s.io/v1")
         .await
         .unwrap();
     assert!(groups
