@@ -52,7 +52,6 @@ fn parse_version(s: &str) -> Result<KubeVersion, String> {
     })
 }
 
-
 #[derive(Args)]
 struct ApiserverArgs {
     /// Address to listen on.

@@ -226,7 +226,14 @@ pub fn create(
         }
     }
     let name = name_of(&obj).to_string();
-    let errs = meta::validate_name(&def.resource, &name);
+    // PodCertificateRequests and ClusterTrustBundles validate their own object meta
+    // (rules::names::validate_object_meta; bundle names carry ':' after the signer).
+    let own_meta = matches!(def.conversion, Conversion::Pcr { .. } | Conversion::Ctb);
+    let errs = if own_meta {
+        Vec::new()
+    } else {
+        meta::validate_name(&def.resource, &name)
+    };
     if !errs.is_empty() {
         return Err(ApiError::invalid(&def.group, &def.kind, &name, &errs));
     }
