@@ -79,9 +79,18 @@ subjects: [{kind: ServiceAccount, name: signer, namespace: sys}]
 "#,
     )
     .unwrap();
-    api.create(&PostParams::default(), &bundle("example.com:spiffe:a"))
+    let mut made = api
+        .create(&PostParams::default(), &bundle("example.com:spiffe:a"))
         .await
         .unwrap();
+    // clustertrustbundle strategy: AllowUnconditionalUpdate() is false.
+    made.metadata.resource_version = None;
+    let (code, _, msg) = api_err(
+        api.replace("example.com:spiffe:a", &PostParams::default(), &made)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 422, "{msg}");
     // ValidateClusterTrustBundle: the name must start with the signer name, '/' → ':'.
     let (code, _, msg) = api_err(
         api.create(&PostParams::default(), &bundle("other"))

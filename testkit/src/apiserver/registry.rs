@@ -275,6 +275,8 @@ impl Registry {
                 false,
             );
             d.conversion = Conversion::Ctb;
+            // clustertrustbundle/strategy.go: AllowUnconditionalUpdate() returns false.
+            d.allow_unconditional_update = false;
             defs.push(d);
         }
         Registry { defs }
