@@ -783,7 +783,7 @@ pub fn list(
     let (list_rv, after) = match &opts.cont {
         Some(tok) if !tok.is_empty() => {
             let (rv, key) = decode_continue(tok)?;
-            if rv < st.oldest_resumable() {
+            if rv < st.oldest_resumable(&def.group, &def.resource) {
                 return Err(ApiError::gone(CONTINUE_EXPIRED));
             }
             (rv, Some(key))
