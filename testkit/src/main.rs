@@ -54,13 +54,6 @@ fn parse_version(s: &str) -> Result<KubeVersion, String> {
     })
 }
 
-fn parse_list(s: &str) -> Result<Vec<String>, String> {
-    Ok(s.split(',')
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .collect())
-}
-
 #[derive(Args)]
 struct ApiserverArgs {
     /// Address to listen on.
@@ -73,10 +66,10 @@ struct ApiserverArgs {
     #[arg(long, default_value = "1.37", value_parser = parse_version)]
     kube_version: KubeVersion,
     /// Served PodCertificateRequest versions, e.g. v1beta1,v1 (default: the version's).
-    #[arg(long, value_parser = parse_list)]
+    #[arg(long, value_delimiter = ',')]
     pcr_versions: Option<Vec<String>>,
     /// Served ClusterTrustBundle versions (default: the version's).
-    #[arg(long, value_parser = parse_list)]
+    #[arg(long, value_delimiter = ',')]
     ctb_versions: Option<Vec<String>>,
     /// PodCertificateRequests older than this are deleted by the cleaner.
     #[arg(long, default_value = "15m", value_parser = parse_duration)]

@@ -406,3 +406,33 @@ async fn streaming_list_ends_initial_events_with_annotated_bookmark() {
     }
     assert_eq!(added, 1);
 }
+
+#[tokio::test]
+async fn history_is_kept_per_resource() {
+    let srv = start(3).await;
+    let api: Api<ConfigMap> = Api::namespaced(srv.admin_client(), "default");
+    let a = api
+        .create(&PostParams::default(), &cm("a", json!({})))
+        .await
+        .unwrap();
+    // Busy other resources do not push configmap events out: the cacher keeps one watch
+    // cache per resource type.
+    let yaml: String = (0..10)
+        .map(|i| format!("---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s{i}\n  namespace: default\n"))
+        .collect();
+    srv.load_yaml(&yaml).unwrap();
+    let s = api
+        .watch(
+            &WatchParams::default(),
+            &a.metadata.resource_version.unwrap(),
+        )
+        .await
+        .unwrap();
+    api.create(&PostParams::default(), &cm("b", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        take_events(s, 1).await,
+        vec![("ADDED".to_string(), "b".to_string())]
+    );
+}

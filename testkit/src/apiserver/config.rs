@@ -113,7 +113,8 @@ pub struct ServerConfig {
     pub ctb_versions: Option<Vec<String>>,
     pub cleaner_max_age: Duration,
     pub cleaner_interval: Duration,
-    /// How many watch events are kept for resuming watches; older resourceVersions get 410.
+    /// How many watch events are kept per resource for resuming watches; older
+    /// resourceVersions get 410.
     pub watch_history: usize,
     pub faults: Faults,
     pub listen: SocketAddr,

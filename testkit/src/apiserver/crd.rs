@@ -80,7 +80,7 @@ pub fn resource_def(crd: &Value) -> Option<ResourceDef> {
     if served.is_empty() {
         return None;
     }
-    served.sort_by(|a, b| version_priority(s(b, "/name")).cmp(&version_priority(s(a, "/name"))));
+    served.sort_by_key(|v| std::cmp::Reverse(version_priority(s(v, "/name"))));
     let strs = |p: &str| -> Vec<String> {
         crd.pointer(p)
             .and_then(Value::as_array)

@@ -380,7 +380,7 @@ async fn resource_request(
             if let Some(n) = r.remaining {
                 meta["remainingItemCount"] = json!(n);
             }
-            let items: Vec<Value> = r.items.iter().map(|o| out(o)).collect();
+            let items: Vec<Value> = r.items.iter().map(&out).collect();
             if let Some(inc) = table_inc {
                 return Ok(json_response(
                     200,

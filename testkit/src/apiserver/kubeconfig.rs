@@ -37,6 +37,8 @@ pub fn write(
         "preferences": {},
     });
     let text = serde_yaml::to_string(&doc).context("serialising the kubeconfig")?;
+    // Written aside and renamed, so a reader never sees half a file.
+    let tmp = path.with_extension("tmp");
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -45,9 +47,11 @@ pub fn write(
         opts.mode(0o600);
     }
     let mut f = opts
-        .open(path)
-        .with_context(|| format!("creating the kubeconfig {}", path.display()))?;
+        .open(&tmp)
+        .with_context(|| format!("creating the kubeconfig {}", tmp.display()))?;
     f.write_all(text.as_bytes())
-        .with_context(|| format!("writing the kubeconfig {}", path.display()))?;
+        .with_context(|| format!("writing the kubeconfig {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("moving the kubeconfig to {}", path.display()))?;
     Ok(())
 }

@@ -1,12 +1,22 @@
 //! The API server emulator: an in-memory kube-apiserver on 127.0.0.1 for tests.
 //!
-//! Simplifications (documented, deliberate): plain HTTP; server-side apply is a merge of the
-//! applied fields (no managedFields, no conflicts between managers); list continue tokens page
-//! over the current state rather than a snapshot; pods are deleted immediately (no graceful
-//! termination); core and events.k8s.io Events are stored separately; CRD schemas prune
-//! unknown fields and check `required` but not types or CEL rules; OpenAPI v3 lists operations
-//! but no schemas, and `fieldValidation=Strict` does not detect unknown fields of built-in
-//! kinds; kubectl's typed generators (`kubectl create configmap`, which send protobuf) get 415.
+//! One port answers plain HTTP (`TestServer::url`, for kube::Client) and HTTPS
+//! (`write_kubeconfig`, whose CA it embeds): kubectl's clientcmd sends credentials only over
+//! TLS. Every request is authenticated (bearer token, optional impersonation), authorized by
+//! `rules::rbac`, then passed through the fault injector before it reaches the store.
+//!
+//! Simplifications (documented, deliberate): HTTP/1.1 only; server-side apply is a merge of
+//! the applied fields (no managedFields, no conflicts between managers); list continue tokens
+//! page over the current state rather than a snapshot; pods are deleted immediately (no
+//! graceful termination); core and events.k8s.io Events are stored separately; CRD schemas
+//! prune unknown fields and check `required` but not types or CEL rules; OpenAPI v3 lists
+//! operations but no schemas, and `fieldValidation=Strict` does not detect unknown fields of
+//! built-in kinds; protobuf request bodies (kubectl's typed generators such as `kubectl create
+//! configmap` or `kubectl auth can-i`) get 415; `resourceVersionMatch` on lists is ignored.
+
+// Handlers return `ApiError` (the Status body to send) by value; it is built once per refused
+// request, so boxing it buys nothing.
+#![allow(clippy::result_large_err)]
 
 mod admission;
 mod auth;

@@ -275,6 +275,8 @@ impl Registry {
                 false,
             );
             d.conversion = Conversion::Ctb;
+            // clustertrustbundle/strategy.go: AllowUnconditionalUpdate() returns false.
+            d.allow_unconditional_update = false;
             defs.push(d);
         }
         Registry { defs }
@@ -319,7 +321,7 @@ impl Registry {
             }
         }
         for (_, vs) in out.iter_mut() {
-            vs.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+            vs.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
         }
         out.sort_by_key(|(g, _)| {
             GROUP_ORDER
@@ -386,7 +388,7 @@ mod tests {
     #[test]
     fn version_priority_orders_like_kubernetes() {
         let mut v = vec!["v1alpha1", "v1beta1", "v1", "v2beta1", "v2"];
-        v.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+        v.sort_by_key(|x| std::cmp::Reverse(version_priority(x)));
         assert_eq!(v, vec!["v2", "v1", "v2beta1", "v1beta1", "v1alpha1"]);
     }
 }

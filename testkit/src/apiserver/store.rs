@@ -1,5 +1,6 @@
 //! The object store: every object in its internal (stored) form, one global resourceVersion,
-//! a bounded history of watch events and a log of successful writes.
+//! a bounded history of watch events per resource (like the cacher's per-resource watch
+//! cache) and a log of successful writes.
 
 use super::registry::Registry;
 use crate::rules::Lookup;
@@ -60,10 +61,11 @@ pub struct State {
     pub rv: u64,
     pub registry: Registry,
     objects: HashMap<(String, String), BTreeMap<Key, Value>>,
-    history: VecDeque<Arc<StoredEvent>>,
+    /// The most recent events of each resource, oldest first.
+    history: HashMap<(String, String), VecDeque<Arc<StoredEvent>>>,
     history_cap: usize,
-    /// Events with rv <= compacted are no longer in the history.
-    pub compacted: u64,
+    /// Per resource: events with rv <= this are no longer in its history.
+    compacted: HashMap<(String, String), u64>,
     pub log: Vec<WriteRecord>,
     tx: broadcast::Sender<Arc<StoredEvent>>,
 }
@@ -75,9 +77,9 @@ impl State {
             rv: 1,
             registry,
             objects: HashMap::new(),
-            history: VecDeque::new(),
+            history: HashMap::new(),
             history_cap: history_cap.max(1),
-            compacted: 0,
+            compacted: HashMap::new(),
             log: Vec::new(),
             tx,
         }
@@ -171,10 +173,12 @@ impl State {
 
     fn emit(&mut self, ev: StoredEvent) {
         let ev = Arc::new(ev);
-        self.history.push_back(ev.clone());
-        while self.history.len() > self.history_cap {
-            if let Some(old) = self.history.pop_front() {
-                self.compacted = old.rv;
+        let key = (ev.group.clone(), ev.resource.clone());
+        let h = self.history.entry(key.clone()).or_default();
+        h.push_back(ev.clone());
+        while h.len() > self.history_cap {
+            if let Some(old) = h.pop_front() {
+                self.compacted.insert(key.clone(), old.rv);
             }
         }
         // No receivers is fine: nobody is watching.
@@ -188,21 +192,24 @@ impl State {
         resource: &str,
         rv: u64,
     ) -> Option<Vec<Arc<StoredEvent>>> {
-        if rv < self.compacted {
+        if rv < self.oldest_resumable(group, resource) {
             return None;
         }
+        let key = (group.to_string(), resource.to_string());
         Some(
             self.history
-                .iter()
-                .filter(|e| e.rv > rv && e.group == group && e.resource == resource)
-                .cloned()
-                .collect(),
+                .get(&key)
+                .map(|h| h.iter().filter(|e| e.rv > rv).cloned().collect())
+                .unwrap_or_default(),
         )
     }
 
-    /// The oldest resourceVersion a watch can still resume from.
-    pub fn oldest_resumable(&self) -> u64 {
+    /// The oldest resourceVersion a watch of this resource can still resume from.
+    pub fn oldest_resumable(&self, group: &str, resource: &str) -> u64 {
         self.compacted
+            .get(&(group.to_string(), resource.to_string()))
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {

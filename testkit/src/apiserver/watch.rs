@@ -174,7 +174,7 @@ pub fn serve(
                     // ERROR event in a 200 stream (newErrWatcher), with a 410 Expired Status.
                     let e = ApiError::gone(format!(
                         "too old resource version: {rv} ({})",
-                        st.oldest_resumable() + 1
+                        st.oldest_resumable(&scope.def.group, &scope.def.resource) + 1
                     ));
                     initial.push(line("ERROR", e.to_status()));
                     return Ok(stream_response(sh.clone(), initial, None, scope, p, 0));
