@@ -19,8 +19,16 @@ const WAIT: Duration = Duration::from_secs(30);
 const BUNDLE: &str = "acceptance.podcert.test:spiffe:live";
 
 fn ca_init(dir: &Path) -> String {
-    let out = Command::new(BIN).args(["ca", "init", "--out"]).arg(dir).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["ca", "init", "--out"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::read_to_string(dir.join("ca.crt")).unwrap()
 }
 
@@ -33,13 +41,20 @@ fn swap_in(path: &Path, content: &[u8]) {
 
 async fn published(server: &TestServer) -> Option<String> {
     let api: Api<DynamicObject> = Api::all_with(server.admin_client(), &ctb_resource("v1"));
-    api.get_opt(BUNDLE).await.ok().flatten().and_then(|o| o.data["spec"]["trustBundle"].as_str().map(String::from))
+    api.get_opt(BUNDLE)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|o| o.data["spec"]["trustBundle"].as_str().map(String::from))
 }
 
 async fn wait_published(server: &TestServer, want: &str) {
     let start = Instant::now();
     while published(server).await.as_deref().map(str::trim) != Some(want.trim()) {
-        assert!(start.elapsed() < WAIT, "bundle never became the expected CA");
+        assert!(
+            start.elapsed() < WAIT,
+            "bundle never became the expected CA"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -47,14 +62,23 @@ async fn wait_published(server: &TestServer, want: &str) {
 fn ski(pem_text: &str) -> Vec<u8> {
     let der = pem::parse(pem_text).unwrap().into_contents();
     let (_, c) = X509Certificate::from_der(&der).unwrap();
-    let (_, ext) = c.extensions().iter().map(|e| ((), e)).find(|(_, e)| e.oid.to_id_string() == "2.5.29.14").unwrap();
+    let (_, ext) = c
+        .extensions()
+        .iter()
+        .map(|e| ((), e))
+        .find(|(_, e)| e.oid.to_id_string() == "2.5.29.14")
+        .unwrap();
     ext.value.to_vec()
 }
 
 fn aki_of_leaf(chain: &str) -> Vec<u8> {
     let der = pem::parse_many(chain).unwrap()[0].contents().to_vec();
     let (_, c) = X509Certificate::from_der(&der).unwrap();
-    let ext = c.extensions().iter().find(|e| e.oid.to_id_string() == "2.5.29.35").unwrap();
+    let ext = c
+        .extensions()
+        .iter()
+        .find(|e| e.oid.to_id_string() == "2.5.29.35")
+        .unwrap();
     ext.value.to_vec()
 }
 
@@ -64,8 +88,16 @@ async fn issuer_key_ids(server: &TestServer, prefix: &str) -> Vec<Vec<u8>> {
     let list = api.list(&Default::default()).await.unwrap();
     list.items
         .iter()
-        .filter(|o| o.data["spec"]["nodeName"].as_str().is_some_and(|n| n.starts_with(prefix)))
-        .filter_map(|o| o.data["status"]["certificateChain"].as_str().map(aki_of_leaf))
+        .filter(|o| {
+            o.data["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .filter_map(|o| {
+            o.data["status"]["certificateChain"]
+                .as_str()
+                .map(aki_of_leaf)
+        })
         .collect()
 }
 
@@ -87,7 +119,15 @@ async fn files_are_reloaded_and_bad_material_is_refused() {
         &server,
         dir.path(),
         "signer-0",
-        &["--ca-cert", &cert, "--ca-key", &key, "--ca-reload-interval", "200ms", "--leader-election=false"],
+        &[
+            "--ca-cert",
+            &cert,
+            "--ca-key",
+            &key,
+            "--ca-reload-interval",
+            "200ms",
+            "--leader-election=false",
+        ],
     );
     signer.wait_ready(WAIT).await;
     wait_published(&server, &a).await;
@@ -95,31 +135,54 @@ async fn files_are_reloaded_and_bad_material_is_refused() {
     assert_eq!(first.wait_settled(WAIT).await.unwrap().issued, 2);
     // (the AKI extension's DER wraps the key id; compare by containment)
     let ski_a = ski(&a);
-    assert!(issuer_key_ids(&server, "a-").await.iter().all(|k| k.windows(20).any(|w| ski_a.ends_with(w))));
+    assert!(issuer_key_ids(&server, "a-")
+        .await
+        .iter()
+        .all(|k| k.windows(20).any(|w| ski_a.ends_with(w))));
 
     // The mounted files change: key first, then certificate (a moment where they mismatch).
-    swap_in(&live.join("ca.key"), &std::fs::read(dir.path().join("b/ca.key")).unwrap());
+    swap_in(
+        &live.join("ca.key"),
+        &std::fs::read(dir.path().join("b/ca.key")).unwrap(),
+    );
     swap_in(&live.join("ca.crt"), b.as_bytes());
     wait_published(&server, &b).await;
     let second = kubelets(&server, KubeletVersion::V1_37, 2, "b", |_| {}).await;
     assert_eq!(second.wait_settled(WAIT).await.unwrap().issued, 2);
     let ski_b = ski(&b);
-    assert!(issuer_key_ids(&server, "b-").await.iter().all(|k| k.windows(20).any(|w| ski_b.ends_with(w))));
+    assert!(issuer_key_ids(&server, "b-")
+        .await
+        .iter()
+        .all(|k| k.windows(20).any(|w| ski_b.ends_with(w))));
 
     // Garbage is refused loudly; the previous CA keeps signing and stays published.
-    swap_in(&live.join("ca.crt"), b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n");
+    swap_in(
+        &live.join("ca.crt"),
+        b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    );
     let start = Instant::now();
     loop {
         let (_, m) = signer.get("/metrics").await;
-        if m.contains("podcert_ca_reload_errors_total{signer=\"acceptance.podcert.test/spiffe\"} 1") {
+        if m.contains("podcert_ca_reload_errors_total{signer=\"acceptance.podcert.test/spiffe\"} 1")
+        {
             break;
         }
         assert!(start.elapsed() < WAIT, "bad CA not reported:\n{m}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(signer.logs().contains("new CA material refused"), "{}", signer.logs());
-    assert_eq!(published(&server).await.as_deref().map(str::trim), Some(b.trim()));
-    let third = kubelets(&server, KubeletVersion::V1_37, 2, "a", |c| c.name_prefix = "c".into()).await;
+    assert!(
+        signer.logs().contains("new CA material refused"),
+        "{}",
+        signer.logs()
+    );
+    assert_eq!(
+        published(&server).await.as_deref().map(str::trim),
+        Some(b.trim())
+    );
+    let third = kubelets(&server, KubeletVersion::V1_37, 2, "a", |c| {
+        c.name_prefix = "c".into()
+    })
+    .await;
     assert_eq!(third.wait_settled(WAIT).await.unwrap().issued, 2);
     server.shutdown().await;
 }
@@ -157,8 +220,16 @@ async fn racing_replicas_bootstrap_one_ca_secret() {
             .map(|s| s.split_whitespace().next().unwrap_or("").to_string())
     };
     let (f0, f1) = (fp(r0.logs()), fp(r1.logs()));
-    assert!(f0.is_some() && f0 == f1, "both replicas sign with the same CA: {f0:?} {f1:?}");
-    let secret: Secret = Api::namespaced(server.admin_client(), SIGNER_NS).get("podcert-signer-ca").await.unwrap();
+    assert!(
+        f0.is_some() && f0 == f1,
+        "both replicas sign with the same CA: {f0:?} {f1:?}\n{}\n{}",
+        r0.logs(),
+        r1.logs()
+    );
+    let secret: Secret = Api::namespaced(server.admin_client(), SIGNER_NS)
+        .get("podcert-signer-ca")
+        .await
+        .unwrap();
     assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
     let data = secret.data.unwrap();
     assert!(data.contains_key("tls.crt") && data.contains_key("tls.key"));
@@ -180,7 +251,13 @@ async fn an_existing_secret_is_used_and_a_missing_one_waited_for() {
         &server,
         dir.path(),
         "signer-0",
-        &["--ca-secret", "podcert-system/podcert-signer-ca", "--ca-reload-interval", "200ms", "--leader-election=false"],
+        &[
+            "--ca-secret",
+            "podcert-system/podcert-signer-ca",
+            "--ca-reload-interval",
+            "200ms",
+            "--leader-election=false",
+        ],
     );
     // Without the Secret (and without --ca-bootstrap) the signer runs but is not ready.
     let start = Instant::now();

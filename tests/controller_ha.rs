@@ -15,13 +15,21 @@ const WAIT: Duration = Duration::from_secs(40);
 
 async fn holder(server: &TestServer) -> Option<String> {
     let api: Api<Lease> = Api::namespaced(server.admin_client(), SIGNER_NS);
-    api.get_opt("podcert-signer").await.ok().flatten().and_then(|l| l.spec).and_then(|s| s.holder_identity)
+    api.get_opt("podcert-signer")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
 }
 
 async fn wait_holder(server: &TestServer, not: Option<&str>) -> String {
     let start = Instant::now();
     loop {
-        if let Some(h) = holder(server).await.filter(|h| !h.is_empty() && Some(h.as_str()) != not) {
+        if let Some(h) = holder(server)
+            .await
+            .filter(|h| !h.is_empty() && Some(h.as_str()) != not)
+        {
             return h;
         }
         assert!(start.elapsed() < WAIT, "no new leader");
@@ -35,11 +43,23 @@ async fn a_killed_leader_is_replaced_and_nothing_is_written_twice() {
     prepare(&server, &[]);
     let dir = tempfile::tempdir().unwrap();
     // A shared CA in files, as a mounted Secret would give both replicas.
-    let out = std::process::Command::new(BIN).args(["ca", "init", "--out"]).arg(dir.path().join("ca")).output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["ca", "init", "--out"])
+        .arg(dir.path().join("ca"))
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let cert = dir.path().join("ca/ca.crt").display().to_string();
     let key = dir.path().join("ca/ca.key").display().to_string();
-    let args = ["--ca-cert", &cert, "--ca-key", &key, "--leader-election=true", "--leader-election-namespace", SIGNER_NS];
+    let args = [
+        "--ca-cert",
+        &cert,
+        "--ca-key",
+        &key,
+        "--leader-election=true",
+        "--leader-election-namespace",
+        SIGNER_NS,
+    ];
     let mut replicas = vec![
         spawn_signer(&server, dir.path(), "replica-0", &args),
         spawn_signer(&server, dir.path(), "replica-1", &args),
@@ -71,7 +91,11 @@ async fn a_killed_leader_is_replaced_and_nothing_is_written_twice() {
     replicas[1 - idx].terminate();
     let third = wait_holder(&server, Some(&next)).await;
     assert_eq!(third, "replica-2");
-    assert!(replicas[1 - idx].logs().contains("released the lease"), "{}", replicas[1 - idx].logs());
+    assert!(
+        replicas[1 - idx].logs().contains("released the lease"),
+        "{}",
+        replicas[1 - idx].logs()
+    );
     let last = kubelets(&server, KubeletVersion::V1_37, 3, "c", |_| {}).await;
     assert_eq!(last.wait_settled(WAIT).await.unwrap().issued, 3);
 
@@ -79,7 +103,9 @@ async fn a_killed_leader_is_replaced_and_nothing_is_written_twice() {
     let mut per_object = std::collections::HashMap::new();
     for w in server.store().writes() {
         if w.resource == "podcertificaterequests" && w.subresource == "status" {
-            *per_object.entry((w.namespace.clone(), w.name.clone())).or_insert(0) += 1;
+            *per_object
+                .entry((w.namespace.clone(), w.name.clone()))
+                .or_insert(0) += 1;
         }
     }
     assert_eq!(per_object.len(), 15);
