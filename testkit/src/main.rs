@@ -25,7 +25,7 @@ enum Command {
     /// Serve the Kubernetes API emulator until SIGINT/SIGTERM.
     Apiserver(ApiserverArgs),
     /// Behave like kubelets: create Pods and PodCertificateRequests, wait, write bundles, refresh.
-    Kubelet(Box<podcert_testkit::kubelet::cli::KubeletArgs>),
+    Kubelet(podcert_testkit::kubelet::cli::KubeletArgs),
 }
 
 /// Parses `15m`, `30s`, `2h`, `500ms` or plain seconds.
@@ -192,6 +192,6 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Apiserver(a) => apiserver(a).await,
-        Command::Kubelet(a) => podcert_testkit::kubelet::cli::run(*a).await,
+        Command::Kubelet(a) => podcert_testkit::kubelet::cli::run(a).await,
     }
 }
