@@ -68,7 +68,10 @@ impl Client {
         let mut tls = tokio::time::timeout(CONNECT_TIMEOUT, self.connector.connect(name, stream))
             .await
             .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
-            .map_err(|source| WorkloadError::Handshake { addr, source })?;
+            .map_err(|e| WorkloadError::Handshake {
+                addr,
+                reason: tls::handshake_reason(&e),
+            })?;
         let (peer_id, peer_serial) = {
             let (_, conn) = tls.get_ref();
             let leaf = conn

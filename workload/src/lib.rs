@@ -40,12 +40,8 @@ pub enum WorkloadError {
         #[source]
         source: std::io::Error,
     },
-    #[error("TLS handshake with {addr} failed: {source}")]
-    Handshake {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    Handshake { addr: SocketAddr, reason: String },
     #[error("exchange with {addr} failed: {source}")]
     Exchange {
         addr: SocketAddr,

@@ -93,7 +93,7 @@ struct Conn {
 
 #[derive(Debug, thiserror::Error)]
 enum ConnError {
-    #[error("TLS handshake failed: {0}")]
+    #[error("TLS handshake failed: {}", tls::handshake_reason(.0))]
     Handshake(std::io::Error),
     #[error("TLS handshake timed out")]
     HandshakeTimeout,

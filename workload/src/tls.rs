@@ -23,7 +23,7 @@ use std::sync::Arc;
 /// the handshake failure names it.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerRejected {
-    #[error("peer certificate does not chain to the trust bundle for {usage}: {reason}")]
+    #[error("peer certificate is not valid for {usage} under the trust bundle: {reason}")]
     Chain { usage: &'static str, reason: String },
     #[error("peer certificate has no usable SPIFFE ID: {0}")]
     Identity(#[from] IdentityError),
@@ -35,6 +35,39 @@ impl From<PeerRejected> for rustls::Error {
     fn from(e: PeerRejected) -> Self {
         rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(e))))
     }
+}
+
+/// webpki's errors print as Rust identifiers; the common ones get a sentence.
+fn explain_webpki(e: &webpki::Error, usage: &str) -> String {
+    use webpki::Error as E;
+    match e {
+        E::UnknownIssuer => "its issuer is not in the trust bundle".into(),
+        // Two CAs with the same name (every podcert-signer CA of a trust domain) end here.
+        E::InvalidSignatureForPublicKey => {
+            "its signature does not verify with the trust-bundle CA of that name (issued by another CA?)".into()
+        }
+        E::CertExpired { .. } => "it has expired".into(),
+        E::CertNotValidYet { .. } => "it is not valid yet".into(),
+        E::RequiredEkuNotFoundContext(_) => {
+            format!("it lacks the {usage} extended key usage")
+        }
+        E::CaUsedAsEndEntity => "it is a CA certificate".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The reason a handshake failed, in one sentence: our own verifier's verdict when it was
+/// ours (rustls would print it with Debug formatting), else the TLS error as is.
+pub fn handshake_reason(e: &std::io::Error) -> String {
+    let Some(inner) = e.get_ref() else {
+        return e.to_string();
+    };
+    if let Some(rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(other)))) =
+        inner.downcast_ref::<rustls::Error>()
+    {
+        return other.to_string();
+    }
+    inner.to_string()
 }
 
 /// The crypto provider used everywhere: aws-lc-rs.
@@ -127,7 +160,7 @@ impl SpiffeVerifier {
         )
         .map_err(|e| PeerRejected::Chain {
             usage,
-            reason: e.to_string(),
+            reason: explain_webpki(&e, usage),
         })?;
         let id = spiffe_id_of_cert(end_entity)?;
         if self.allow.allows(&id) {
