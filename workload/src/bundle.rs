@@ -13,6 +13,10 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 pub enum BundleError {
     #[error("the file is not valid PEM: {0}")]
     Pem(String),
+    #[error("the file is not valid PEM: line {0} is outside any block (half-written file?)")]
+    StrayText(usize),
+    #[error("the file is not valid PEM: the last block has no END line (half-written file?)")]
+    Truncated,
     #[error("the credential bundle must start with a PRIVATE KEY block, found {0}")]
     KeyFirst(String),
     #[error("the credential bundle has a second private key block (block {0})")]
@@ -59,8 +63,7 @@ pub fn parse_credential_bundle(
     pem_bytes: &[u8],
     provider: &CryptoProvider,
 ) -> Result<Credential, BundleError> {
-    let blocks = pem::parse_many(pem_bytes).map_err(|e| BundleError::Pem(e.to_string()))?;
-    let mut blocks = blocks.into_iter();
+    let mut blocks = strict_pem(pem_bytes)?.into_iter();
     let key_block = blocks
         .next()
         .ok_or(BundleError::KeyFirst("nothing".into()))?;
@@ -104,7 +107,7 @@ pub struct TrustBundle {
 
 /// Parses a trust bundle: one or more CERTIFICATE blocks, each a usable trust anchor.
 pub fn parse_trust_bundle(pem_bytes: &[u8]) -> Result<TrustBundle, BundleError> {
-    let blocks = pem::parse_many(pem_bytes).map_err(|e| BundleError::Pem(e.to_string()))?;
+    let blocks = strict_pem(pem_bytes)?;
     if blocks.is_empty() {
         return Err(BundleError::NoCertificate);
     }
@@ -124,6 +127,36 @@ pub fn parse_trust_bundle(pem_bytes: &[u8]) -> Result<TrustBundle, BundleError> 
     Ok(TrustBundle {
         anchors: Arc::new(anchors),
     })
+}
+
+/// PEM blocks with nothing but blank lines between them. `pem::parse_many` skips text it
+/// does not recognise, which would let a file cut mid-block pass as a shorter bundle.
+fn strict_pem(bytes: &[u8]) -> Result<Vec<pem::Pem>, BundleError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| BundleError::Pem("not UTF-8".into()))?;
+    let mut in_block = false;
+    let mut begins = 0;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_end();
+        if in_block {
+            in_block = !line.starts_with("-----END ");
+        } else if line.starts_with("-----BEGIN ") {
+            in_block = true;
+            begins += 1;
+        } else if !line.is_empty() {
+            return Err(BundleError::StrayText(i + 1));
+        }
+    }
+    if in_block {
+        return Err(BundleError::Truncated);
+    }
+    let blocks = pem::parse_many(bytes).map_err(|e| BundleError::Pem(e.to_string()))?;
+    if blocks.len() != begins {
+        return Err(BundleError::Pem(format!(
+            "{begins} BEGIN lines but {} well-formed blocks",
+            blocks.len()
+        )));
+    }
+    Ok(blocks)
 }
 
 /// A CERTIFICATE block that parses as X.509 (so a truncated file is refused here, not later).
