@@ -4,6 +4,7 @@ use clap::Parser;
 use podcert_workload::identity::IdentityError;
 use podcert_workload::reload::LoadError;
 use podcert_workload::{serve, tls, AllowList, Client, Material, ServeConfig, WorkloadError};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +59,8 @@ enum MainError {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
+        // Colour codes only on a terminal: container logs are read as plain text.
+        .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
