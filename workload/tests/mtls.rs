@@ -174,6 +174,23 @@ async fn peers_from_another_ca_are_refused_both_ways() {
         ),
         other => panic!("server let a client from another CA in: {other:?}"),
     }
+
+    // A CA with another name is simply unknown.
+    let unknown = TestCa::for_trust_domain(CaKeyType::EcdsaP256, "elsewhere.org");
+    let both = format!("{}{}", unknown.root_pem, ca.root_pem);
+    let unknown_files = Files::new(
+        &unknown.issue(CLIENT_ID, SubjectKind::EcdsaP256).bundle_pem,
+        &both,
+    );
+    let stranger = client(unknown_files.material(), allow(&[SERVER_ID]));
+    stranger.call_once(server.addr).await.unwrap_err();
+    match server.next_event().await {
+        ServerEvent::Refused { reason, .. } => assert!(
+            reason.contains("not valid for clientAuth under the trust bundle: its issuer is not in the trust bundle"),
+            "{reason}"
+        ),
+        other => panic!("server let a client from an unknown CA in: {other:?}"),
+    }
 }
 
 #[tokio::test]

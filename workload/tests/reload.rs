@@ -223,3 +223,29 @@ async fn follows_a_kubelet_style_data_symlink_swap() {
     assert!(matches!(material.poll().0, PollOutcome::Reloaded));
     assert_eq!(material.credential.get().serial_hex, second.serial_hex);
 }
+
+#[tokio::test]
+async fn a_vanished_file_keeps_the_previous_material() {
+    let ca = TestCa::new(CaKeyType::EcdsaP256);
+    let first = ca.issue(SERVER_ID, SubjectKind::EcdsaP256);
+    let files = Files::new(&first.bundle_pem, &ca.root_pem);
+    let material = files.material();
+
+    std::fs::remove_file(&files.credential).unwrap();
+    std::fs::remove_file(&files.trust).unwrap();
+    let (cred, trust) = material.poll();
+    assert!(
+        matches!(cred, PollOutcome::Refused(LoadError::Read { .. })),
+        "{cred:?}"
+    );
+    assert!(
+        matches!(trust, PollOutcome::Refused(LoadError::Read { .. })),
+        "{trust:?}"
+    );
+    assert_eq!(material.credential.get().serial_hex, first.serial_hex);
+    assert_eq!(material.trust.get().anchors.len(), 1);
+
+    // The same contents coming back is not a change.
+    write_by_rename(&files.credential, first.bundle_pem.as_bytes());
+    assert!(matches!(material.poll().0, PollOutcome::Unchanged));
+}

@@ -26,8 +26,13 @@ pub struct TestCa {
 
 impl TestCa {
     pub fn new(key_type: CaKeyType) -> Self {
+        Self::for_trust_domain(key_type, TD)
+    }
+
+    /// A CA whose name differs from the default one (its name embeds the trust domain).
+    pub fn for_trust_domain(key_type: CaKeyType, td: &str) -> Self {
         let now = OffsetDateTime::now_utc();
-        let generated = generate_self_signed(key_type, Some(TD), Duration::days(1), now).unwrap();
+        let generated = generate_self_signed(key_type, Some(td), Duration::days(1), now).unwrap();
         let ca = Ca::from_pem(&generated.cert_pem, &generated.key_pem, None, now).unwrap();
         TestCa {
             root_pem: ca.trust_anchors_pem(),
