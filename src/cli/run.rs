@@ -211,10 +211,36 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(run_async(args))
+    rt.block_on(async move {
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            info!("shutting down");
+            let _ = shutdown_tx.send(true);
+        });
+        serve(args, shutdown).await
+    })
 }
 
-async fn run_async(args: RunArgs) -> anyhow::Result<()> {
+/// Parses `run` flags from a list (for running the controller in-process, e.g. the demo).
+pub fn parse_args<I, T>(args: I) -> anyhow::Result<RunArgs>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    #[derive(clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+    let w = <Wrapper as clap::Parser>::try_parse_from(
+        std::iter::once(std::ffi::OsString::from("run")).chain(args.into_iter().map(Into::into)),
+    )?;
+    Ok(w.run)
+}
+
+/// Runs the controller until `shutdown` becomes true (the caller sets up logging).
+pub async fn serve(args: RunArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let td = TrustDomain::new(&args.trust_domain)?;
     let mut config = SignerConfig::new(&args.signer_name, td)?;
     config.max_lifetime = args.max_lifetime;
@@ -224,13 +250,6 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     config.validate()?;
     let source = ca_source(&args)?;
     let tb_labels = labels(&args.trust_bundle_labels)?;
-
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        info!("shutting down");
-        let _ = shutdown_tx.send(true);
-    });
 
     let client = client(args.kubeconfig.as_ref()).await?;
     let metrics = Arc::new(Metrics::new());

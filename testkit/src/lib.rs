@@ -2,6 +2,7 @@
 //! instruments podcert-signer is tested with (no kube-apiserver runs on our machines).
 
 pub mod apiserver;
+pub mod demo;
 pub mod kubelet;
 pub mod rules;
 pub mod status;

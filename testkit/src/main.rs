@@ -26,6 +26,8 @@ enum Command {
     Apiserver(ApiserverArgs),
     /// Behave like kubelets: create Pods and PodCertificateRequests, wait, write bundles, refresh.
     Kubelet(podcert_testkit::kubelet::cli::KubeletArgs),
+    /// Everything in one process: emulated cluster, the signer, kubelets and an mTLS exchange.
+    Demo(podcert_testkit::demo::DemoArgs),
 }
 
 /// Parses `15m`, `30s`, `2h`, `500ms` or plain seconds.
@@ -193,5 +195,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Apiserver(a) => apiserver(a).await,
         Command::Kubelet(a) => podcert_testkit::kubelet::cli::run(a).await,
+        Command::Demo(a) => podcert_testkit::demo::run(a).await,
     }
 }
