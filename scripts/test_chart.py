@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import pathlib
 import re
+import subprocess
 import sys
 import unittest
 from typing import Any, Iterable
@@ -510,6 +511,34 @@ class DemoManifests(unittest.TestCase):
                 self.assertEqual([p["signerName"] for p in pc], [SIGNER])
                 self.assertEqual([c["signerName"] for c in ctb], [SIGNER])
                 self.assertEqual(ctb[0]["labelSelector"], {"matchLabels": {"podcert.dev/trust-bundle": "live"}})
+
+
+class KindConfig(unittest.TestCase):
+    """demo/kind.sh writes the gates and runtime-config the contract names for each version."""
+
+    def config(self, version: str) -> dict[str, Any]:
+        out = subprocess.run(["bash", str(cr.ROOT / "demo" / "kind.sh"), "config", "--k8s", version],
+                             check=True, capture_output=True, text=True).stdout
+        return yaml.safe_load(out)
+
+    def test_feature_gates_and_runtime_config_per_version(self) -> None:
+        pcr = {"1.34": "v1alpha1", "1.35": "v1beta1", "1.36": "v1beta1", "1.37": "v1beta1"}
+        for version, pcr_version in pcr.items():
+            with self.subTest(k8s=version):
+                c = self.config(version)
+                self.assertEqual((c["kind"], c["apiVersion"]), ("Cluster", "kind.x-k8s.io/v1alpha4"))
+                self.assertEqual(c["featureGates"], {"PodCertificateRequest": True, "ClusterTrustBundle": True,
+                                                     "ClusterTrustBundleProjection": True})
+                self.assertEqual(c["runtimeConfig"], {
+                    f"certificates.k8s.io/{pcr_version}/podcertificaterequests": "true",
+                    "certificates.k8s.io/v1beta1/clustertrustbundles": "true"})
+                self.assertEqual([n["role"] for n in c["nodes"]], ["control-plane", "worker", "worker"])
+
+    def test_unsupported_version_is_refused(self) -> None:
+        r = subprocess.run(["bash", str(cr.ROOT / "demo" / "kind.sh"), "config", "--k8s", "1.33"],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("1.34 1.35 1.36 1.37", r.stderr)
 
 
 def update() -> None:
