@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 HELM_PYTHON_SDK_VERSION=0.2.2
 KUBERNETES_VALIDATE_VERSION=1.37.0
-venv="${PODCERT_CHART_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/podcert-chart-venv-${HELM_PYTHON_SDK_VERSION}-${KUBERNETES_VALIDATE_VERSION}}"
+venv="${PODCERT_CHART_VENV:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/podcert-chart-venv-${HELM_PYTHON_SDK_VERSION}-${KUBERNETES_VALIDATE_VERSION}}"
 
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import helm_python, kubernetes_validate' 2>/dev/null; then
   echo "chart checks: installing helm-python-sdk==$HELM_PYTHON_SDK_VERSION kubernetes-validate==$KUBERNETES_VALIDATE_VERSION into $venv"
