@@ -1,0 +1,64 @@
+{{/* Chart name, truncated to the 63 characters a label value allows. */}}
+{{- define "podcert-signer.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: the release name when it already contains the chart name. */}}
+{{- define "podcert-signer.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "podcert-signer.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "podcert-signer.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "podcert-signer.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "podcert-signer.labels" -}}
+helm.sh/chart: {{ include "podcert-signer.chart" . }}
+{{ include "podcert-signer.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "podcert-signer.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "podcert-signer.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "podcert-signer.leaseName" -}}
+{{- default (include "podcert-signer.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{/* The ClusterTrustBundle name kube-apiserver requires for the signer: / becomes :. */}}
+{{- define "podcert-signer.trustBundleName" -}}
+{{- printf "%s:%s" (replace "/" ":" .Values.signer.name) .Values.trustBundle.suffix }}
+{{- end }}
+
+{{/* The Secret the signer reads its CA from (bootstrap and existingSecret modes). */}}
+{{- define "podcert-signer.caSecretName" -}}
+{{- if eq .Values.ca.mode "bootstrap" }}
+{{- default (printf "%s-ca" (include "podcert-signer.fullname" .)) .Values.ca.bootstrap.secretName }}
+{{- else if eq .Values.ca.mode "existingSecret" }}
+{{- required "ca.existingSecret.name is required when ca.mode is existingSecret" .Values.ca.existingSecret.name }}
+{{- end }}
+{{- end }}
+
+{{- define "podcert-signer.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}

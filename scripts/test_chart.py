@@ -1,0 +1,598 @@
+"""Checks on the podcert-signer chart and the kind demo manifests, on their rendered output.
+
+Run through scripts/check-chart.sh (it prepares a venv with pinned helm-python-sdk and
+kubernetes-validate). `python scripts/test_chart.py --update` rewrites the committed render.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import subprocess
+import sys
+import unittest
+from typing import Any, Iterable
+
+import helm_python as helm
+import kubernetes_validate
+import yaml
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import chart_render as cr  # noqa: E402
+
+# Strict schema validation against these releases (1.35 is the demo default, 1.37 the newest;
+# 1.34 and 1.36 are cheap to add and also supported).
+KUBE_VERSIONS = ["1.34.0", "1.35.0", "1.36.0", "1.37.0"]
+# CRD kinds kubernetes-validate has no schema for; their shape is asserted by a test below.
+CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+SIGNER = "podcert.dev/spiffe"
+
+
+def by_kind(docs: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: Iterable[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = by_kind(docs, kind)
+    if len(found) != 1:
+        raise AssertionError(f"expected one {kind}, found {len(found)}")
+    return found[0]
+
+
+def restricted_violations(pod_spec: dict[str, Any]) -> list[str]:
+    """The "restricted" Pod Security Standard (with "baseline"), as the admission plugin checks it."""
+    bad = []
+    psc = pod_spec.get("securityContext") or {}
+    for host in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod_spec.get(host):
+            bad.append(f"{host} is set")
+    allowed_volumes = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                       "projected", "secret", "image"}
+    for vol in pod_spec.get("volumes") or []:
+        kinds = set(vol) - {"name"}
+        if not kinds <= allowed_volumes:
+            bad.append(f"volume {vol['name']} uses {sorted(kinds - allowed_volumes)}")
+    for sysctl in psc.get("sysctls") or []:  # only a short safe list is allowed; this chart needs none
+        bad.append(f"sysctl {sysctl['name']}")
+    containers = (pod_spec.get("initContainers") or []) + pod_spec["containers"]
+    pod_non_root = psc.get("runAsNonRoot") is True
+    pod_seccomp = (psc.get("seccompProfile") or {}).get("type")
+    if pod_seccomp == "Unconfined":
+        bad.append("pod seccompProfile Unconfined")
+    if psc.get("runAsUser") == 0:
+        bad.append("pod runAsUser 0")
+    for c in containers:
+        sc = c.get("securityContext") or {}
+        n = c["name"]
+        if sc.get("privileged"):
+            bad.append(f"{n}: privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            bad.append(f"{n}: allowPrivilegeEscalation is not false")
+        caps = sc.get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []):
+            bad.append(f"{n}: capabilities do not drop ALL")
+        if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
+            bad.append(f"{n}: adds capabilities {caps['add']}")
+        if sc.get("runAsNonRoot", pod_non_root) is not True:
+            bad.append(f"{n}: runAsNonRoot is not true")
+        if sc.get("runAsUser") == 0:
+            bad.append(f"{n}: runAsUser 0")
+        seccomp = (sc.get("seccompProfile") or {}).get("type") or pod_seccomp
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            bad.append(f"{n}: seccompProfile is {seccomp!r}")
+        if sc.get("procMount", "Default") != "Default":
+            bad.append(f"{n}: procMount")
+        for p in c.get("ports") or []:
+            if p.get("hostPort"):
+                bad.append(f"{n}: hostPort {p['hostPort']}")
+    return bad
+
+
+def kube_validate(doc: dict[str, Any], version: str) -> None:
+    kubernetes_validate.validate(doc, version, strict=True)
+
+
+class Renders(unittest.TestCase):
+    """Every variant renders, lints strictly and validates strictly against the schemas."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.renders = {name: cr.render(values) for name, values in cr.VARIANTS.items()}
+
+    def test_lint_is_clean_in_strict_mode(self) -> None:
+        for name, values in cr.VARIANTS.items():
+            with self.subTest(variant=name):
+                report = cr.lint(values)
+                problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+                self.assertEqual(problems, [], f"helm lint --strict ({name})")
+
+    def test_every_manifest_validates_strictly_against_kubernetes_schemas(self) -> None:
+        seen = set()
+        checked = 0
+        for name, docs in self.renders.items():
+            for doc in docs:
+                if (doc["apiVersion"], doc["kind"]) in CRD_KINDS:
+                    continue
+                key = json.dumps(doc, sort_keys=True)
+                if key in seen:
+                    continue
+                seen.add(key)
+                for version in KUBE_VERSIONS:
+                    with self.subTest(variant=name, kind=doc["kind"], name=doc["metadata"]["name"], k8s=version):
+                        kube_validate(doc, version)
+                        checked += 1
+        self.assertGreater(checked, 40)
+
+    def test_strict_validation_catches_a_misspelled_field(self) -> None:
+        # Proves the validator is strict: a field Kubernetes does not know fails.
+        dep = json.loads(json.dumps(one(self.renders["default"], "Deployment")))
+        dep["spec"]["template"]["spec"]["containers"][0]["securityContex"] = {}
+        with self.assertRaises(kubernetes_validate.ValidationError):
+            kube_validate(dep, "1.35.0")
+
+    def test_kinds_rendered_by_default(self) -> None:
+        kinds = sorted(d["kind"] for d in self.renders["default"])
+        self.assertEqual(kinds, sorted([
+            "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+            "Deployment", "Service", "PodDisruptionBudget"]))
+
+    def test_optional_parts_appear_only_when_enabled(self) -> None:
+        self.assertEqual(by_kind(self.renders["default"], "ServiceMonitor"), [])
+        self.assertEqual(by_kind(self.renders["default"], "NetworkPolicy"), [])
+        self.assertEqual(len(by_kind(self.renders["servicemonitor"], "ServiceMonitor")), 1)
+        self.assertEqual(len(by_kind(self.renders["networkpolicy"], "NetworkPolicy")), 1)
+
+    def test_bad_combinations_fail_to_render(self) -> None:
+        for values, needle in [
+            ({"ca": {"mode": "existingSecret"}}, "ca.existingSecret.name is required"),
+            ({"ca": {"mode": "files"}}, "ca.files.secretName is required"),
+            ({"leaderElection": {"enabled": False}}, "leaderElection.enabled must be true"),
+        ]:
+            with self.subTest(values=values):
+                with self.assertRaisesRegex(helm.HelmError, re.escape(needle)):
+                    cr.render(values)
+
+
+class Schema(unittest.TestCase):
+    """values.schema.json refuses unknown keys and wrong types, at every level."""
+
+    def assert_rejected(self, values: dict[str, Any], needle: str) -> None:
+        with self.assertRaises(helm.HelmValuesError) as err:
+            cr.validate_schema(values)
+        self.assertIn(needle, str(err.exception))
+        # The same values also stop a render and fail lint, as `helm install` would.
+        with self.assertRaises(helm.HelmError):
+            cr.render(values)
+        report = cr.lint(values)
+        self.assertTrue(report["errors"] or any(m["severity"] >= 3 for m in report["messages"]))
+
+    def test_defaults_and_variants_are_accepted(self) -> None:
+        for name, values in cr.VARIANTS.items():
+            with self.subTest(variant=name):
+                cr.validate_schema(values)
+
+    def test_unknown_top_level_key_is_rejected(self) -> None:
+        self.assert_rejected({"replicaCount": 3}, "replicaCount")
+
+    def test_unknown_nested_key_is_rejected(self) -> None:
+        self.assert_rejected({"signer": {"signerName": "example.com/x"}}, "signerName")
+        self.assert_rejected({"metrics": {"serviceMonitor": {"enable": True}}}, "enable")
+        self.assert_rejected({"networkPolicy": {"metricsFrom": [{"podSelector": {"matchLabel": {}}}]}}, "matchLabel")
+
+    def test_wrong_types_are_rejected(self) -> None:
+        self.assert_rejected({"replicas": "2"}, "replicas")
+        self.assert_rejected({"leaderElection": {"enabled": "yes"}}, "enabled")
+        self.assert_rejected({"metrics": {"port": 80.5}}, "port")
+        self.assert_rejected({"podLabels": {"team": 7}}, "team")
+
+    def test_bad_enums_and_formats_are_rejected(self) -> None:
+        self.assert_rejected({"ca": {"mode": "vault"}}, "mode")
+        self.assert_rejected({"signer": {"keyTypes": ["RSA2048"]}}, "keyTypes")
+        self.assert_rejected({"signer": {"name": "no-domain"}}, "name")
+        self.assert_rejected({"signer": {"maxLifetime": "one day"}}, "maxLifetime")
+
+    def test_every_object_in_the_schema_refuses_unknown_keys(self) -> None:
+        schema = json.loads((cr.CHART / "values.schema.json").read_text())
+        self.assertEqual(schema["$schema"], "http://json-schema.org/draft-07/schema#")
+
+        def walk(node: Any, path: str) -> None:
+            if isinstance(node, dict):
+                if node.get("type") == "object" or "properties" in node:
+                    self.assertIn("additionalProperties", node, path)
+                    # Maps of strings (labels, annotations) allow any key but only string values.
+                    self.assertIn(node["additionalProperties"], (False, {"type": "string"}), path)
+                for k, v in node.items():
+                    walk(v, f"{path}/{k}")
+            elif isinstance(node, list):
+                for i, v in enumerate(node):
+                    walk(v, f"{path}[{i}]")
+
+        walk(schema, "#")
+
+
+class Security(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.renders = {name: cr.render(values) for name, values in cr.VARIANTS.items()}
+
+    def pod(self, variant: str = "default") -> dict[str, Any]:
+        return one(self.renders[variant], "Deployment")["spec"]["template"]["spec"]
+
+    def test_pods_pass_the_restricted_pod_security_standard(self) -> None:
+        for name in self.renders:
+            with self.subTest(variant=name):
+                self.assertEqual(restricted_violations(self.pod(name)), [])
+
+    def test_restricted_checker_catches_violations(self) -> None:
+        pod = json.loads(json.dumps(self.pod()))
+        c = pod["containers"][0]
+        c["securityContext"]["allowPrivilegeEscalation"] = True
+        c["securityContext"]["capabilities"] = {"drop": ["NET_RAW"]}
+        pod["securityContext"]["seccompProfile"] = {"type": "Unconfined"}
+        del c["securityContext"]["seccompProfile"]
+        pod["volumes"] = [{"name": "h", "hostPath": {"path": "/"}}]
+        self.assertEqual(len(restricted_violations(pod)), 5)
+
+    def test_hardened_container(self) -> None:
+        pod = self.pod()
+        self.assertEqual(pod["securityContext"]["runAsNonRoot"], True)
+        self.assertEqual(pod["securityContext"]["runAsUser"], 65532)
+        self.assertEqual(pod["securityContext"]["runAsGroup"], 65532)
+        self.assertEqual(pod["securityContext"]["seccompProfile"], {"type": "RuntimeDefault"})
+        self.assertIs(pod["automountServiceAccountToken"], True)
+        (c,) = pod["containers"]
+        sc = c["securityContext"]
+        self.assertEqual(sc["runAsNonRoot"], True)
+        self.assertEqual((sc["runAsUser"], sc["runAsGroup"]), (65532, 65532))
+        self.assertIs(sc["readOnlyRootFilesystem"], True)
+        self.assertIs(sc["allowPrivilegeEscalation"], False)
+        self.assertEqual(sc["capabilities"], {"drop": ["ALL"]})
+        self.assertEqual(sc["seccompProfile"], {"type": "RuntimeDefault"})
+        self.assertEqual(c["resources"], {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}})
+
+    def test_probes_on_the_metrics_port(self) -> None:
+        (c,) = self.pod()["containers"]
+        self.assertEqual(c["ports"], [{"name": "http-metrics", "containerPort": 8080, "protocol": "TCP"}])
+        self.assertEqual(c["livenessProbe"]["httpGet"], {"path": "/livez", "port": "http-metrics"})
+        self.assertEqual(c["readinessProbe"]["httpGet"], {"path": "/readyz", "port": "http-metrics"})
+
+    def test_replicas_leader_election_and_pdb(self) -> None:
+        dep = one(self.renders["default"], "Deployment")
+        self.assertEqual(dep["spec"]["replicas"], 2)
+        args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+        self.assertIn("--leader-election=true", args)
+        self.assertIn("--leader-election-namespace=podcert-system", args)
+        self.assertIn("--leader-election-lease=podcert-signer", args)
+        pdb = one(self.renders["default"], "PodDisruptionBudget")
+        self.assertEqual(pdb["spec"]["minAvailable"], 1)
+        self.assertEqual(pdb["spec"]["selector"]["matchLabels"], dep["spec"]["selector"]["matchLabels"])
+        # One replica: a PDB with minAvailable 1 would block every node drain.
+        self.assertEqual(by_kind(self.renders["single-replica"], "PodDisruptionBudget"), [])
+
+    def test_spread_across_nodes(self) -> None:
+        pod = self.pod()
+        (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        self.assertEqual(term["podAffinityTerm"]["topologyKey"], "kubernetes.io/hostname")
+        self.assertEqual(pod["topologySpreadConstraints"][0]["whenUnsatisfiable"], "ScheduleAnyway")
+        hard = self.pod("configmaps-and-options")["affinity"]["podAntiAffinity"]
+        self.assertIn("requiredDuringSchedulingIgnoredDuringExecution", hard)
+
+    def test_command_line_and_downward_api(self) -> None:
+        (c,) = self.pod()["containers"]
+        self.assertEqual(c["args"][0], "run")
+        for arg in [f"--signer-name={SIGNER}", "--trust-domain=cluster.local", "--log-format=json",
+                    "--metrics-addr=0.0.0.0:8080", "--ca-secret=podcert-system/podcert-signer-ca",
+                    "--ca-bootstrap", "--trust-bundle=true", "--trust-bundle-suffix=live"]:
+            self.assertIn(arg, c["args"])
+        env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
+        self.assertEqual(env, {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"})
+
+    def test_ca_modes(self) -> None:
+        (c,) = self.pod("ca-existing-secret")["containers"]
+        self.assertIn("--ca-secret=podcert-system/my-ca", c["args"])
+        self.assertNotIn("--ca-bootstrap", c["args"])
+        pod = self.pod("ca-files")
+        (c,) = pod["containers"]
+        self.assertTrue({"--ca-cert=/etc/podcert/ca/tls.crt", "--ca-key=/etc/podcert/ca/tls.key",
+                         "--trust-anchors=/etc/podcert/ca/ca.crt"} <= set(c["args"]))
+        self.assertFalse([a for a in c["args"] if a.startswith("--ca-secret")])
+        self.assertEqual(c["volumeMounts"], [{"name": "ca", "mountPath": "/etc/podcert/ca", "readOnly": True}])
+        self.assertEqual(pod["volumes"][0]["secret"]["secretName"], "my-ca-files")
+        self.assertNotIn("volumes", self.pod())
+
+    def test_options_reach_the_command_line(self) -> None:
+        (c,) = self.pod("configmaps-and-options")["containers"]
+        for arg in ["--signer-name=example.com/workloads", "--key-types=ECDSAP256,ED25519", "--events=false",
+                    "--trust-bundle-configmap-namespace=team-a", "--trust-bundle-configmap-namespace=team-b",
+                    "--trust-bundle-label=tier=prod"]:
+            self.assertIn(arg, c["args"])
+        self.assertEqual(self.pod("configmaps-and-options")["priorityClassName"], "system-cluster-critical")
+
+    def test_metrics_service_and_servicemonitor(self) -> None:
+        svc = one(self.renders["servicemonitor"], "Service")
+        self.assertEqual(svc["spec"]["ports"], [{"name": "http-metrics", "port": 8080,
+                                                 "targetPort": "http-metrics", "protocol": "TCP"}])
+        # ServiceMonitor is a CRD kubernetes-validate has no schema for: its shape is checked here.
+        sm = one(self.renders["servicemonitor"], "ServiceMonitor")
+        self.assertEqual(sm["apiVersion"], "monitoring.coreos.com/v1")
+        self.assertEqual(set(sm), {"apiVersion", "kind", "metadata", "spec"})
+        self.assertEqual(set(sm["spec"]), {"selector", "namespaceSelector", "endpoints"})
+        labels = svc["metadata"]["labels"]
+        for k, v in sm["spec"]["selector"]["matchLabels"].items():
+            self.assertEqual(labels.get(k), v)
+        self.assertEqual(sm["spec"]["namespaceSelector"], {"matchNames": ["podcert-system"]})
+        (ep,) = sm["spec"]["endpoints"]
+        self.assertEqual(set(ep), {"port", "path", "interval", "scrapeTimeout"})
+        self.assertEqual((ep["port"], ep["path"]), ("http-metrics", "/metrics"))
+        self.assertEqual(sm["metadata"]["labels"]["release"], "prom")
+
+    def test_network_policy(self) -> None:
+        np = one(self.renders["networkpolicy"], "NetworkPolicy")
+        dep = one(self.renders["networkpolicy"], "Deployment")
+        self.assertEqual(np["spec"]["podSelector"], dep["spec"]["selector"])
+        self.assertEqual(np["spec"]["policyTypes"], ["Ingress", "Egress"])
+        (ingress,) = np["spec"]["ingress"]
+        self.assertEqual(ingress["ports"], [{"port": "http-metrics", "protocol": "TCP"}])
+        self.assertEqual(ingress["from"], cr.VARIANTS["networkpolicy"]["networkPolicy"]["metricsFrom"])
+        (egress,) = np["spec"]["egress"]
+        self.assertEqual(egress["ports"], [{"port": 6443, "protocol": "TCP"}])
+        self.assertEqual(egress["to"], [{"ipBlock": {"cidr": "172.18.0.0/16"}}])
+
+
+class SignerAcceptsTheArgs(unittest.TestCase):
+    """The real binary parses every variant's command line (flags and values in sync with clap).
+
+    Uses $PODCERT_SIGNER_BIN, else target/image-context/podcert-signer or target/debug/podcert-signer
+    when built; .ci/run builds the image (and so the binary) first.
+    """
+
+    def binary(self) -> str:
+        import os
+        candidates = [os.environ.get("PODCERT_SIGNER_BIN", ""),
+                      str(cr.ROOT / "target" / "image-context" / "podcert-signer"),
+                      str(cr.ROOT / "target" / "debug" / "podcert-signer")]
+        for c in candidates:
+            if c and os.access(c, os.X_OK):
+                return c
+        self.skipTest("no podcert-signer binary built yet")
+
+    def test_every_variant_parses_and_fails_only_at_the_kubeconfig(self) -> None:
+        binary = self.binary()
+        for name, values in cr.VARIANTS.items():
+            with self.subTest(variant=name):
+                (c,) = one(cr.render(values), "Deployment")["spec"]["template"]["spec"]["containers"]
+                # Past argument parsing and configuration checks, `run` stops at the missing kubeconfig.
+                r = subprocess.run([binary, *c["args"], "--kubeconfig", "/nonexistent/podcert-kubeconfig"],
+                                   capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn("/nonexistent/podcert-kubeconfig", r.stderr, r.stderr)
+                self.assertNotIn("Usage:", r.stderr)
+
+    def test_a_wrong_flag_is_caught(self) -> None:
+        r = subprocess.run([self.binary(), "run", "--signer-name=a.b/c", "--trust-domain=td", "--ca-memry"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--ca-memry", r.stderr)
+
+
+class Rbac(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.renders = {name: cr.render(values) for name, values in cr.VARIANTS.items()}
+
+    @staticmethod
+    def rules(docs: list[dict[str, Any]], kind: str) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
+        """(namespace, group/resource, verbs, resourceNames) for every rule of every `kind`."""
+        out = []
+        for role in by_kind(docs, kind):
+            ns = role["metadata"].get("namespace", "")
+            for r in role["rules"]:
+                for g in r["apiGroups"]:
+                    for res in r["resources"]:
+                        out.append((ns, f"{g}/{res}", tuple(r["verbs"]), tuple(r.get("resourceNames", ()))))
+        return out
+
+    def test_default_rbac_is_exactly_what_the_signer_uses(self) -> None:
+        docs = self.renders["default"]
+        self.assertEqual(sorted(self.rules(docs, "ClusterRole")), sorted([
+            ("", "certificates.k8s.io/podcertificaterequests", ("list", "watch"), ()),
+            ("", "certificates.k8s.io/podcertificaterequests/status", ("patch",), ()),
+            ("", "certificates.k8s.io/signers", ("sign",), (SIGNER,)),
+            ("", "certificates.k8s.io/signers", ("attest",), (SIGNER,)),
+            ("", "certificates.k8s.io/clustertrustbundles", ("get", "update"), ("podcert.dev:spiffe:live",)),
+            ("", "certificates.k8s.io/clustertrustbundles", ("create",), ()),
+            ("", "events.k8s.io/events", ("create", "patch"), ()),
+        ]))
+        self.assertEqual(sorted(self.rules(docs, "Role")), sorted([
+            ("podcert-system", "coordination.k8s.io/leases", ("get", "update"), ("podcert-signer",)),
+            ("podcert-system", "coordination.k8s.io/leases", ("create",), ()),
+            ("podcert-system", "/secrets", ("get",), ("podcert-signer-ca",)),
+            ("podcert-system", "/secrets", ("create",), ()),
+        ]))
+
+    def test_no_wildcards_and_no_escalation_verbs(self) -> None:
+        for name, docs in self.renders.items():
+            for kind in ("ClusterRole", "Role"):
+                for role in by_kind(docs, kind):
+                    for r in role["rules"]:
+                        with self.subTest(variant=name, role=role["metadata"]["name"], rule=r):
+                            for field in ("apiGroups", "resources", "verbs", "resourceNames"):
+                                self.assertFalse([x for x in r.get(field, []) if "*" in x], field)
+                            self.assertFalse({"escalate", "bind", "impersonate", "delete", "deletecollection"}
+                                             & set(r["verbs"]))
+                            self.assertNotIn("nonResourceURLs", r)
+
+    def test_sign_and_attest_only_for_the_signer_name(self) -> None:
+        for name, docs in self.renders.items():
+            signer = (cr.VARIANTS[name].get("signer") or {}).get("name", SIGNER)
+            for ns, res, verbs, names in self.rules(docs, "ClusterRole") + self.rules(docs, "Role"):
+                with self.subTest(variant=name, resource=res, verbs=verbs):
+                    if {"sign", "attest", "approve"} & set(verbs):
+                        self.assertEqual(res, "certificates.k8s.io/signers")
+                        self.assertEqual(names, (signer,))
+                        self.assertNotIn("approve", verbs)
+                    if res.endswith("/signers"):
+                        self.assertEqual(names, (signer,))
+        no_bundle = self.rules(self.renders["single-replica"], "ClusterRole")
+        self.assertFalse([r for r in no_bundle if "attest" in r[2] or "clustertrustbundles" in r[1]])
+
+    def test_secrets_only_by_name_in_the_release_namespace(self) -> None:
+        for name, docs in self.renders.items():
+            cluster = [r for r in self.rules(docs, "ClusterRole") if r[1] == "/secrets"]
+            self.assertEqual(cluster, [], name)
+            for ns, res, verbs, names in self.rules(docs, "Role"):
+                if res != "/secrets":
+                    continue
+                with self.subTest(variant=name, verbs=verbs):
+                    self.assertEqual(ns, "podcert-system")
+                    self.assertFalse({"list", "watch", "update", "patch", "delete"} & set(verbs))
+                    if "get" in verbs:
+                        self.assertTrue(names)
+        secret_rules = lambda v: [r for r in self.rules(self.renders[v], "Role") if r[1] == "/secrets"]  # noqa: E731
+        self.assertEqual(secret_rules("ca-existing-secret"), [("podcert-system", "/secrets", ("get",), ("my-ca",))])
+        self.assertEqual(secret_rules("ca-files"), [])  # the kubelet mounts it; the signer reads no Secret
+
+    def test_configmaps_only_where_the_bundle_is_published(self) -> None:
+        for name, docs in self.renders.items():
+            cms = [r for r in self.rules(docs, "ClusterRole") + self.rules(docs, "Role") if r[1] == "/configmaps"]
+            expected_ns = (cr.VARIANTS[name].get("trustBundle") or {}).get("configMapNamespaces", [])
+            self.assertEqual(sorted({r[0] for r in cms}), sorted(expected_ns), name)
+            for ns, _, verbs, names in cms:
+                self.assertTrue(set(verbs) <= {"get", "update", "create"})
+                if set(verbs) & {"get", "update"}:
+                    self.assertEqual(names, ("podcert-trust-bundle",))
+
+    def test_no_events_rule_when_events_are_off(self) -> None:
+        self.assertFalse([r for r in self.rules(self.renders["configmaps-and-options"], "ClusterRole")
+                          if r[1] == "events.k8s.io/events"])
+
+    def test_leases_only_with_leader_election(self) -> None:
+        self.assertFalse([r for r in self.rules(self.renders["single-replica"], "Role") if "leases" in r[1]])
+
+    def test_bindings_grant_the_roles_to_the_service_account_only(self) -> None:
+        for name, docs in self.renders.items():
+            roles = {(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")) for d in docs
+                     if d["kind"] in ("ClusterRole", "Role")}
+            for b in by_kind(docs, "ClusterRoleBinding") + by_kind(docs, "RoleBinding"):
+                with self.subTest(variant=name, binding=b["metadata"]["name"]):
+                    self.assertEqual(b["subjects"], [{"kind": "ServiceAccount", "name": "podcert-signer",
+                                                      "namespace": "podcert-system"}])
+                    ref = b["roleRef"]
+                    ns = None if ref["kind"] == "ClusterRole" else b["metadata"]["namespace"]
+                    self.assertIn((ref["kind"], ref["name"], ns), roles)
+
+
+class Committed(unittest.TestCase):
+    def test_rendered_rbac_is_up_to_date(self) -> None:
+        self.assertTrue(cr.RENDERED_RBAC.exists(), "run scripts/check-chart.sh --update")
+        self.assertEqual(cr.RENDERED_RBAC.read_text(), cr.rbac_yaml(),
+                         f"{cr.RENDERED_RBAC.relative_to(cr.ROOT)} drifted: run scripts/check-chart.sh --update")
+
+    def test_rendered_rbac_holds_only_rbac(self) -> None:
+        docs = [d for d in yaml.safe_load_all(cr.RENDERED_RBAC.read_text()) if d]
+        self.assertEqual([d["kind"] for d in docs], cr.RBAC_KINDS)
+
+    def test_chart_crds_match_the_repository_crds(self) -> None:
+        ours = {p.name: p.read_text() for p in (cr.CHART / "crds").glob("*.y*ml")}
+        top = cr.ROOT / "crds"
+        theirs = {p.name: p.read_text() for p in top.glob("*.y*ml")} if top.is_dir() else {}
+        self.assertEqual(ours, theirs, "charts/podcert-signer/crds drifted: run scripts/check-chart.sh --update")
+
+
+class Notes(unittest.TestCase):
+    def test_notes_hold_a_valid_pod_with_a_certificate_volume(self) -> None:
+        notes = cr.render_texts({})["podcert-signer/templates/NOTES.txt"]
+        start = notes.index("apiVersion: v1\nkind: Pod")
+        snippet = notes[start:notes.index("\n\n", start)]
+        pod = yaml.safe_load(snippet)
+        for version in KUBE_VERSIONS:
+            kube_validate(pod, version)
+        sources = pod["spec"]["volumes"][0]["projected"]["sources"]
+        self.assertEqual(sources[0]["podCertificate"],
+                         {"signerName": SIGNER, "keyType": "ECDSAP256", "credentialBundlePath": "credentials.pem"})
+        self.assertEqual(sources[1]["clusterTrustBundle"], {
+            "signerName": SIGNER, "labelSelector": {"matchLabels": {"podcert.dev/trust-bundle": "live"}},
+            "path": "trust-bundle.pem"})
+
+
+class DemoManifests(unittest.TestCase):
+    """demo/manifests validate like the chart, and each workload mounts what the demo needs."""
+
+    def docs(self) -> list[dict[str, Any]]:
+        out = []
+        for path in sorted(cr.DEMO_MANIFESTS.glob("*.yaml")):
+            out += [d for d in yaml.safe_load_all(path.read_text()) if d]
+        return out
+
+    def test_validate_strictly(self) -> None:
+        docs = self.docs()
+        self.assertTrue(docs)
+        for doc in docs:
+            for version in KUBE_VERSIONS:
+                with self.subTest(kind=doc["kind"], name=doc["metadata"]["name"], k8s=version):
+                    kube_validate(doc, version)
+
+    def test_workloads_mount_a_pod_certificate_and_the_trust_bundle(self) -> None:
+        deps = by_kind(self.docs(), "Deployment")
+        self.assertEqual(sorted(d["metadata"]["namespace"] for d in deps), ["demo-a", "demo-b"])
+        for dep in deps:
+            pod = dep["spec"]["template"]["spec"]
+            with self.subTest(namespace=dep["metadata"]["namespace"]):
+                self.assertEqual(restricted_violations(pod), [])
+                sources = [s for v in pod["volumes"] for s in v.get("projected", {}).get("sources", [])]
+                pc = [s["podCertificate"] for s in sources if "podCertificate" in s]
+                ctb = [s["clusterTrustBundle"] for s in sources if "clusterTrustBundle" in s]
+                self.assertEqual([p["signerName"] for p in pc], [SIGNER])
+                self.assertEqual([c["signerName"] for c in ctb], [SIGNER])
+                self.assertEqual(ctb[0]["labelSelector"], {"matchLabels": {"podcert.dev/trust-bundle": "live"}})
+
+
+class KindConfig(unittest.TestCase):
+    """demo/kind.sh writes the gates and runtime-config the contract names for each version."""
+
+    def config(self, version: str) -> dict[str, Any]:
+        out = subprocess.run(["bash", str(cr.ROOT / "demo" / "kind.sh"), "config", "--k8s", version],
+                             check=True, capture_output=True, text=True).stdout
+        return yaml.safe_load(out)
+
+    def test_feature_gates_and_runtime_config_per_version(self) -> None:
+        pcr = {"1.34": "v1alpha1", "1.35": "v1beta1", "1.36": "v1beta1", "1.37": "v1beta1"}
+        for version, pcr_version in pcr.items():
+            with self.subTest(k8s=version):
+                c = self.config(version)
+                self.assertEqual((c["kind"], c["apiVersion"]), ("Cluster", "kind.x-k8s.io/v1alpha4"))
+                self.assertEqual(c["featureGates"], {"PodCertificateRequest": True, "ClusterTrustBundle": True,
+                                                     "ClusterTrustBundleProjection": True})
+                self.assertEqual(c["runtimeConfig"], {
+                    f"certificates.k8s.io/{pcr_version}/podcertificaterequests": "true",
+                    "certificates.k8s.io/v1beta1/clustertrustbundles": "true"})
+                self.assertEqual([n["role"] for n in c["nodes"]], ["control-plane", "worker", "worker"])
+
+    def test_unsupported_version_is_refused(self) -> None:
+        r = subprocess.run(["bash", str(cr.ROOT / "demo" / "kind.sh"), "config", "--k8s", "1.33"],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("1.34 1.35 1.36 1.37", r.stderr)
+
+
+def update() -> None:
+    cr.RENDERED_RBAC.parent.mkdir(exist_ok=True)
+    cr.RENDERED_RBAC.write_text(cr.rbac_yaml())
+    print(f"wrote {cr.RENDERED_RBAC.relative_to(cr.ROOT)}")
+    crds = cr.CHART / "crds"
+    for p in crds.glob("*.y*ml"):
+        p.unlink()
+    top = cr.ROOT / "crds"
+    if top.is_dir():
+        for p in sorted(top.glob("*.y*ml")):
+            (crds / p.name).write_text(p.read_text())
+            print(f"copied {p.relative_to(cr.ROOT)} into {crds.relative_to(cr.ROOT)}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--update"]:
+        update()
+    else:
+        unittest.main()
