@@ -16,7 +16,7 @@ use podcert_testkit::kubelet::KubeletVersion;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 const WAIT: Duration = Duration::from_secs(30);
-const BUNDLE: &str = "acceptance.podcert.test:spiffe:live";
+const BUNDLE: &str = "podcert.dev:spiffe:live";
 
 fn ca_init(dir: &Path) -> String {
     let out = Command::new(BIN)
@@ -163,7 +163,7 @@ async fn files_are_reloaded_and_bad_material_is_refused() {
     let start = Instant::now();
     loop {
         let (_, m) = signer.get("/metrics").await;
-        if m.contains("podcert_ca_reload_errors_total{signer=\"acceptance.podcert.test/spiffe\"} 1")
+        if m.contains("podcert_ca_reload_errors_total{signer=\"podcert.dev/spiffe\"} 1")
         {
             break;
         }

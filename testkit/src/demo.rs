@@ -38,7 +38,7 @@ subjects:
 - { apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:nodes" }
 "#;
 
-const SIGNER: &str = "acceptance.podcert.test/spiffe";
+const SIGNER: &str = "podcert.dev/spiffe";
 const SIGNER_NS: &str = "podcert-system";
 
 #[derive(Debug, Args)]
@@ -174,7 +174,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // The published trust bundle, as a pod would project it.
     let ctb_version = version.default_ctb_versions().first().cloned().unwrap_or_else(|| "v1beta1".into());
     let ctbs: Api<DynamicObject> = Api::all_with(admin.clone(), &ctb_resource(&ctb_version));
-    let name = "acceptance.podcert.test:spiffe:live";
+    let name = "podcert.dev:spiffe:live";
     let started = Instant::now();
     let bundle_pem = loop {
         if let Some(o) = ctbs.get_opt(name).await? {

@@ -12,12 +12,12 @@ use podcert_testkit::rules::UserInfo;
 use serde_json::{json, Value};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_podcert-signer");
-pub const SIGNER: &str = "acceptance.podcert.test/spiffe";
+pub const SIGNER: &str = "podcert.dev/spiffe";
 pub const SIGNER_NS: &str = "podcert-system";
 pub const SIGNER_SA: &str = "podcert-signer";
 
 /// The RBAC the Helm chart ships (rendered with release `podcert-signer` in `podcert-system`
-/// and signer `acceptance.podcert.test/spiffe`): the signer runs with exactly that.
+/// and the default signer `podcert.dev/spiffe`): the signer runs with exactly that.
 pub fn shipped_rbac() -> String {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/podcert-signer/rendered/rbac.yaml");
@@ -197,6 +197,8 @@ pub async fn create_vector(server: &TestServer, v: &Value, name: &str) -> (Strin
         .to_string();
     let ns = obj["metadata"]["namespace"].as_str().unwrap().to_string();
     obj["metadata"] = json!({ "name": name, "namespace": ns });
+    // Address it to the chart's signer (the signer name is not covered by the proof).
+    obj["spec"]["signerName"] = json!(SIGNER);
     let api: Api<DynamicObject> =
         Api::namespaced_with(server.admin_client(), &ns, &pcr_resource(&version));
     let o: DynamicObject = serde_json::from_value(obj).unwrap();
