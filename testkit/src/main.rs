@@ -186,13 +186,17 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The demo prints its own summary; component logs only when something is wrong.
+    let default = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match Cli::parse().command {
+    match cli.command {
         Command::Apiserver(a) => apiserver(a).await,
         Command::Kubelet(a) => podcert_testkit::kubelet::cli::run(a).await,
         Command::Demo(a) => podcert_testkit::demo::run(a).await,
