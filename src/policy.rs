@@ -201,11 +201,21 @@ pub fn precheck(req: &Request, cfg: &SignerConfig) -> Option<Denial> {
     None
 }
 
+impl From<&ProofError> for DenyReason {
+    fn from(e: &ProofError) -> Self {
+        match e {
+            ProofError::UnsupportedKeyType(_) => DenyReason::UnsupportedKeyType,
+            ProofError::InvalidProof(_) => DenyReason::InvalidProof,
+            ProofError::Malformed(_) => DenyReason::MalformedKey,
+        }
+    }
+}
+
 /// Maps a key-checking failure to the denial the requester sees.
 pub fn deny_for_proof_error(err: &ProofError, cfg: &SignerConfig) -> Denial {
     match err {
         ProofError::UnsupportedKeyType(detail) => denial(
-            DenyReason::UnsupportedKeyType,
+            err.into(),
             format!(
                 "{detail}; signer {} accepts {}",
                 cfg.signer_name,
@@ -213,11 +223,11 @@ pub fn deny_for_proof_error(err: &ProofError, cfg: &SignerConfig) -> Denial {
             ),
         ),
         ProofError::InvalidProof(detail) => denial(
-            DenyReason::InvalidProof,
+            err.into(),
             format!("the requester did not prove possession of the key: {detail}"),
         ),
         ProofError::Malformed(detail) => denial(
-            DenyReason::MalformedKey,
+            err.into(),
             format!("the request's key could not be read: {detail}"),
         ),
     }

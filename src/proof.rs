@@ -45,20 +45,9 @@ pub enum ProofError {
     #[error("malformed key material: {0}")]
     Malformed(String),
     /// The proof of possession or the CSR self-signature does not verify, or the CSR is signed
-    /// with an algorithm that is not accepted. Denied reason `InvalidProofOfPossession`.
+    /// with an algorithm that is not accepted. Denied reason `InvalidProof` (see `policy`).
     #[error("invalid proof of possession: {0}")]
     InvalidProof(String),
-}
-
-impl ProofError {
-    /// The Denied condition reason for this refusal (matches the apiserver's reason regex).
-    pub fn reason(&self) -> &'static str {
-        match self {
-            ProofError::UnsupportedKeyType(_) => "UnsupportedKeyType",
-            ProofError::Malformed(_) => "MalformedRequest",
-            ProofError::InvalidProof(_) => "InvalidProofOfPossession",
-        }
-    }
 }
 
 /// Extracts and checks the subject key of a request.

@@ -65,7 +65,10 @@ fn rsa_2048_refusal_names_the_size_and_suggests_supported_types() {
                 .into()
         )
     );
-    assert_eq!(err.reason(), "UnsupportedKeyType");
+    assert_eq!(
+        podcert_signer::policy::DenyReason::from(&err).as_str(),
+        "UnsupportedKeyType"
+    );
 }
 
 #[test]

@@ -19,25 +19,6 @@ use crate::rules::UserInfo;
 /// The RBAC the Helm chart ships (rendered for release `podcert-signer` in `podcert-system`).
 pub const CHART_RBAC: &str = include_str!("../../charts/podcert-signer/rendered/rbac.yaml");
 
-/// Stands in for the Node authorizer, which the emulator does not have: nodes may create and
-/// read PodCertificateRequests (NodeRestriction still limits them to their own pods).
-pub const NODE_RBAC: &str = r#"
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: { name: emulated-node-authorizer }
-rules:
-- apiGroups: ["certificates.k8s.io"]
-  resources: ["podcertificaterequests"]
-  verbs: ["create", "get", "list", "watch"]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: { name: emulated-node-authorizer }
-roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: emulated-node-authorizer }
-subjects:
-- { apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:nodes" }
-"#;
-
 const SIGNER: &str = "podcert.dev/spiffe";
 const SIGNER_NS: &str = "podcert-system";
 
@@ -110,7 +91,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     server
         .load_yaml(CHART_RBAC)
         .context("loading the chart's RBAC")?;
-    server.load_yaml(NODE_RBAC)?;
+    server.load_yaml(kubelet::NODE_RBAC)?;
 
     // The signer, in-process, as the chart's service account.
     let kubeconfig = dir.join("signer.kubeconfig");
@@ -139,16 +120,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
 
     // Emulated kubelets: pods across two namespaces and two nodes, every key type.
-    let mut cfg = KubeletConfig::default();
-    cfg.kube_version = kubelet_version(version);
-    cfg.pods = args.pods.max(2);
-    cfg.nodes = 2;
-    cfg.namespaces = 2;
-    cfg.name_prefix = "demo".into();
-    cfg.signer_name = SIGNER.into();
-    cfg.key_types = KeyType::ALL.to_vec();
-    cfg.out_dir = Some(dir.join("pods"));
-    cfg.keys = KeySource::fresh();
+    let cfg = KubeletConfig {
+        kube_version: kubelet_version(version),
+        pods: args.pods.max(2),
+        nodes: 2,
+        namespaces: 2,
+        name_prefix: "demo".into(),
+        signer_name: SIGNER.into(),
+        key_types: KeyType::ALL.to_vec(),
+        out_dir: Some(dir.join("pods")),
+        keys: KeySource::fresh(),
+        ..KubeletConfig::default()
+    };
     let clients: std::collections::HashMap<String, kube::Client> = (0..cfg.nodes)
         .map(|j| cfg.node_name(j))
         .map(|n| (n.clone(), server.client_for(&UserInfo::node(&n))))

@@ -6,27 +6,11 @@ mod kubelet_support;
 use clap::Parser;
 use podcert_testkit::apiserver::{ServerConfig, TestServer};
 use podcert_testkit::kubelet::cli::{run, KubeletArgs};
+use podcert_testkit::kubelet::NODE_RBAC;
 use podcert_testkit::kubelet::{Clock, PcrVersion};
 use podcert_testkit::rules::UserInfo;
 
 use kubelet_support::signer::{self, Controls};
-
-const NODE_RBAC: &str = r#"
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: { name: test-node-podcertificaterequests }
-rules:
-- apiGroups: ["certificates.k8s.io"]
-  resources: ["podcertificaterequests"]
-  verbs: ["create", "get", "list", "watch"]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: { name: test-node-podcertificaterequests }
-roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: test-node-podcertificaterequests }
-subjects:
-- { apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:nodes" }
-"#;
 
 #[derive(Parser)]
 struct Cli {

@@ -4,6 +4,7 @@
 
 mod kubelet_support;
 
+use podcert_testkit::kubelet::NODE_RBAC;
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
@@ -19,25 +20,6 @@ use podcert_testkit::kubelet::{
 use podcert_testkit::rules::UserInfo;
 
 use kubelet_support::signer::{self, Controls, FakeSigner};
-
-/// What kube-apiserver's Node authorizer grants a node on PodCertificateRequests (the emulator
-/// has RBAC only, so the test grants it to `system:nodes`).
-const NODE_RBAC: &str = r#"
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: { name: test-node-podcertificaterequests }
-rules:
-- apiGroups: ["certificates.k8s.io"]
-  resources: ["podcertificaterequests"]
-  verbs: ["create", "get", "list", "watch"]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: { name: test-node-podcertificaterequests }
-roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: test-node-podcertificaterequests }
-subjects:
-- { apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:nodes" }
-"#;
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -244,27 +244,8 @@ pub fn condition(obj: &Value) -> (String, String) {
     )
 }
 
-/// Stands in for the Node authorizer (the emulator has RBAC only): nodes may create and read
-/// PodCertificateRequests.
-pub const NODE_RBAC: &str = r#"
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: { name: e2e-node-podcertificaterequests }
-rules:
-- apiGroups: ["certificates.k8s.io"]
-  resources: ["podcertificaterequests"]
-  verbs: ["create", "get", "list", "watch"]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: { name: e2e-node-podcertificaterequests }
-roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: e2e-node-podcertificaterequests }
-subjects:
-- { apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:nodes" }
-"#;
-
 use podcert_testkit::kubelet::{
-    KeyType as KKeyType, Kubelet, KubeletConfig, KubeletHandle, KubeletVersion,
+    KeyType as KKeyType, Kubelet, KubeletConfig, KubeletHandle, KubeletVersion, NODE_RBAC,
 };
 
 /// Emulated kubelets for `pods` pods, all six key types round robin, against `server`.

@@ -59,6 +59,25 @@ impl Shared {
     }
 }
 
+/// Stands in for the Node authorizer, which the emulator does not have: nodes may create and
+/// read PodCertificateRequests (NodeRestriction still limits them to their own pods).
+pub const NODE_RBAC: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: { name: emulated-node-authorizer }
+rules:
+- apiGroups: ["certificates.k8s.io"]
+  resources: ["podcertificaterequests"]
+  verbs: ["create", "get", "list", "watch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: { name: emulated-node-authorizer }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: emulated-node-authorizer }
+subjects:
+- { apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:nodes" }
+"#;
+
 /// The emulator, before it runs.
 pub struct Kubelet {
     cfg: Arc<KubeletConfig>,
