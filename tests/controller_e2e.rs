@@ -25,11 +25,22 @@ async fn issues_every_key_type_and_both_carriers_and_publishes_the_bundle() {
     let server = server(KubeVersion::V1_37).await;
     prepare(&server, &["team-0", "team-1"]);
     let dir = tempfile::tempdir().unwrap();
+    // ConfigMap publication needs the Role the chart renders when it is enabled for a namespace.
+    server
+        .load_yaml(&format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{ name: trust-bundle, namespace: team-0 }}\nrules:\n- {{ apiGroups: [\"\"], resources: [configmaps], verbs: [get, create, update] }}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{ name: trust-bundle, namespace: team-0 }}\nroleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: Role, name: trust-bundle }}\nsubjects:\n- {{ kind: ServiceAccount, name: {SIGNER_SA}, namespace: {SIGNER_NS} }}\n"
+        ))
+        .unwrap();
     let signer = spawn_signer(
         &server,
         dir.path(),
         "signer-0",
-        &["--ca-memory", "--leader-election=false"],
+        &[
+            "--ca-memory",
+            "--leader-election=false",
+            "--trust-bundle-configmap-namespace",
+            "team-0",
+        ],
     );
     signer.wait_ready(WAIT).await;
 
@@ -89,6 +100,36 @@ async fn issues_every_key_type_and_both_carriers_and_publishes_the_bundle() {
             .map(String::as_str),
         Some("live")
     );
+
+    // The same bundle in the ConfigMap, for clusters without ClusterTrustBundle projection.
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(server.admin_client(), "team-0");
+    let cm = cms
+        .get("podcert-trust-bundle")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", signer.logs()));
+    assert_eq!(
+        cm.data.unwrap()["ca.crt"],
+        ctb.data["spec"]["trustBundle"].as_str().unwrap()
+    );
+
+    // Deleted, it comes back.
+    ctbs.delete("podcert.dev:spiffe:live", &Default::default())
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    while ctbs
+        .get_opt("podcert.dev:spiffe:live")
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            start.elapsed() < WAIT,
+            "the deleted trust bundle was not re-created"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // One status write per request, and Events recorded for the decisions.
     let writes = server.store().writes();

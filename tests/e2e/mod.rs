@@ -140,7 +140,10 @@ pub fn spawn_signer(server: &TestServer, dir: &Path, name: &str, extra: &[&str])
         .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
         .args(["--identity", name])
         .args(extra)
-        .env("RUST_LOG", "info,podcert_signer=debug")
+        .env(
+            "RUST_LOG",
+            std::env::var("E2E_SIGNER_LOG").unwrap_or_else(|_| "info,podcert_signer=debug".into()),
+        )
         .env_remove("KUBERNETES_SERVICE_HOST")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
