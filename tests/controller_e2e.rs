@@ -74,10 +74,7 @@ async fn issues_every_key_type_and_both_carriers_and_publishes_the_bundle() {
 
     // The trust bundle is published under the name the apiserver requires, in v1.
     let ctbs: Api<DynamicObject> = Api::all_with(server.admin_client(), &ctb_resource("v1"));
-    let ctb = ctbs
-        .get("podcert.dev:spiffe:live")
-        .await
-        .unwrap();
+    let ctb = ctbs.get("podcert.dev:spiffe:live").await.unwrap();
     assert_eq!(ctb.data["spec"]["signerName"], SIGNER);
     assert!(ctb.data["spec"]["trustBundle"]
         .as_str()

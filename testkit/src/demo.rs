@@ -75,8 +75,12 @@ fn ctb_resource(version: &str) -> ApiResource {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let version = KubeVersion::parse(&args.kube_version)
-        .with_context(|| format!("unsupported Kubernetes version {:?}: use 1.34 to 1.37", args.kube_version))?;
+    let version = KubeVersion::parse(&args.kube_version).with_context(|| {
+        format!(
+            "unsupported Kubernetes version {:?}: use 1.34 to 1.37",
+            args.kube_version
+        )
+    })?;
     let tmp = tempfile::tempdir().context("creating a temporary directory")?;
     let dir = match &args.out {
         Some(d) => {
@@ -86,19 +90,34 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         None => tmp.path().to_path_buf(),
     };
     let start = Instant::now();
-    let server = TestServer::start(ServerConfig { version, ..ServerConfig::default() }).await?;
-    println!("podcert-signer demo: an emulated Kubernetes {} in this process (no cluster needed)", version.git_version());
-    println!("  api       {} (strict PodCertificateRequest rules, RBAC, NodeRestriction)", server.https_url());
+    let server = TestServer::start(ServerConfig {
+        version,
+        ..ServerConfig::default()
+    })
+    .await?;
+    println!(
+        "podcert-signer demo: an emulated Kubernetes {} in this process (no cluster needed)",
+        version.git_version()
+    );
+    println!(
+        "  api       {} (strict PodCertificateRequest rules, RBAC, NodeRestriction)",
+        server.https_url()
+    );
 
     server.load_yaml(&format!(
         "apiVersion: v1\nkind: Namespace\nmetadata: {{ name: {SIGNER_NS} }}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{ name: podcert-signer, namespace: {SIGNER_NS} }}\n"
     ))?;
-    server.load_yaml(CHART_RBAC).context("loading the chart's RBAC")?;
+    server
+        .load_yaml(CHART_RBAC)
+        .context("loading the chart's RBAC")?;
     server.load_yaml(NODE_RBAC)?;
 
     // The signer, in-process, as the chart's service account.
     let kubeconfig = dir.join("signer.kubeconfig");
-    server.write_kubeconfig(&kubeconfig, &UserInfo::service_account(SIGNER_NS, "podcert-signer"))?;
+    server.write_kubeconfig(
+        &kubeconfig,
+        &UserInfo::service_account(SIGNER_NS, "podcert-signer"),
+    )?;
     let run_args = podcert_signer::cli::run::parse_args([
         "--kubeconfig",
         &kubeconfig.display().to_string(),
@@ -115,7 +134,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     ])?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let signer = tokio::spawn(podcert_signer::cli::run::serve(run_args, stop_rx));
-    println!("  signer    {SIGNER}, trust domain cluster.local, running with the Helm chart's RBAC");
+    println!(
+        "  signer    {SIGNER}, trust domain cluster.local, running with the Helm chart's RBAC"
+    );
 
     // Emulated kubelets: pods across two namespaces and two nodes, every key type.
     let mut cfg = KubeletConfig::default();
@@ -134,9 +155,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .collect();
     let admin = server.admin_client();
     let fallback = admin.clone();
-    let fleet = Kubelet::new(cfg.clone(), admin.clone(), move |n| clients.get(n).cloned().unwrap_or_else(|| fallback.clone()))
-        .start()
-        .await?;
+    let fleet = Kubelet::new(cfg.clone(), admin.clone(), move |n| {
+        clients.get(n).cloned().unwrap_or_else(|| fallback.clone())
+    })
+    .start()
+    .await?;
     let summary = fleet.wait_settled(Duration::from_secs(120)).await?;
     println!(
         "  kubelets  {} pods on {} nodes requested certificates ({} carrier, {}): {} issued, {} denied in {:.1}s",
@@ -153,7 +176,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for st in &states {
         let bundle = kubelet::bundle::bundle_path(&dir.join("pods"), &st.namespace, &st.pod);
         match &st.phase {
-            Phase::Issued { not_after, refresh_at, .. } => {
+            Phase::Issued {
+                not_after,
+                refresh_at,
+                ..
+            } => {
                 let id = spiffe_id(&bundle).unwrap_or_else(|e| format!("({e})"));
                 println!(
                     "    {:<18} {:<9} {}  until {}  refresh {}",
@@ -172,7 +199,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     // The published trust bundle, as a pod would project it.
-    let ctb_version = version.default_ctb_versions().first().cloned().unwrap_or_else(|| "v1beta1".into());
+    let ctb_version = version
+        .default_ctb_versions()
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "v1beta1".into());
     let ctbs: Api<DynamicObject> = Api::all_with(admin.clone(), &ctb_resource(&ctb_version));
     let name = "podcert.dev:spiffe:live";
     let started = Instant::now();
@@ -193,7 +224,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     // mTLS between two pods of different namespaces, authorised by SPIFFE ID.
     let server_pod = &states[0];
-    let client_pod = states.iter().find(|s| s.namespace != server_pod.namespace).unwrap_or(&states[1]);
+    let client_pod = states
+        .iter()
+        .find(|s| s.namespace != server_pod.namespace)
+        .unwrap_or(&states[1]);
     let exchange = mtls(&dir, &trust_path, server_pod, client_pod).await?;
     println!("  mtls      {exchange}");
 
@@ -201,7 +235,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(5), signer).await;
     fleet.shutdown().await;
     server.shutdown().await;
-    println!("done in {:.1}s. Next: the kind demo (demo/kind.sh up) or `helm install` (see README).", start.elapsed().as_secs_f64());
+    println!(
+        "done in {:.1}s. Next: the kind demo (demo/kind.sh up) or `helm install` (see README).",
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -212,7 +249,12 @@ fn spiffe_id(bundle: &Path) -> anyhow::Result<String> {
     Ok(cred.spiffe_id.as_str().to_string())
 }
 
-async fn mtls(dir: &Path, trust: &Path, server_pod: &kubelet::PodState, client_pod: &kubelet::PodState) -> anyhow::Result<String> {
+async fn mtls(
+    dir: &Path,
+    trust: &Path,
+    server_pod: &kubelet::PodState,
+    client_pod: &kubelet::PodState,
+) -> anyhow::Result<String> {
     use podcert_workload::identity::AllowList;
     let pods = dir.join("pods");
     let provider = podcert_workload::tls::provider();
@@ -235,7 +277,8 @@ async fn mtls(dir: &Path, trust: &Path, server_pod: &kubelet::PodState, client_p
         },
     )
     .await?;
-    let client = podcert_workload::client::Client::new(c_material, AllowList::parse(&[s_id.as_str()])?)?;
+    let client =
+        podcert_workload::client::Client::new(c_material, AllowList::parse(&[s_id.as_str()])?)?;
     let ex = client.call_once(addr).await?;
     let _ = stop_tx.send(());
     Ok(format!(
