@@ -232,11 +232,11 @@ fn a_late_step_activates_early_rather_than_stop_issuing() {
 
 #[test]
 fn a_generation_failure_is_reported_and_retried() {
-    let sim = Sim::bootstrap(at(0));
     let p = policy();
+    let (base, _) = step(&Sim::bootstrap(at(0)).state, &p, at(0), &mut generator());
     let mut failing = |_, _| Err(CaError::Generate("no entropy".into()));
-    let (s, ts) = step(&sim.state, &p, at(300), &mut failing);
-    assert_eq!(s, sim.state);
+    let (s, ts) = step(&base, &p, at(300), &mut failing);
+    assert_eq!(s, base);
     let [Transition::PrepareFailed { error }] = &ts[..] else {
         panic!("{ts:?}")
     };
@@ -247,6 +247,30 @@ fn a_generation_failure_is_reported_and_retried() {
     let (s, ts) = step(&s, &p, at(301), &mut generator());
     assert!(matches!(ts[..], [Transition::Prepared { .. }]));
     assert!(s.next.is_some());
-    let err = begin_manual(&sim.state, &p, at(10), &mut failing).unwrap_err();
+    let err = begin_manual(&base, &p, at(10), &mut failing).unwrap_err();
     assert!(err.to_string().contains("no entropy"), "{err}");
+}
+
+#[test]
+fn lowering_the_leaf_lifetime_does_not_drop_a_root_early() {
+    let sim = Sim::bootstrap(at(0));
+    let p = policy();
+    // Two-hour leaves are issued while the CA is active...
+    let (s, _) = step(&sim.state, &p, at(60), &mut generator());
+    // ...then the operator lowers the maximum to one hour before the rotation.
+    let mut lower = p.clone();
+    lower.max_leaf_lifetime = Duration::hours(1);
+    let (s, _) = step(&s, &lower, at(300), &mut generator());
+    let (s, ts) = step(&s, &lower, at(330), &mut generator());
+    let [Transition::Activated {
+        retired_drop_at, ..
+    }] = &ts[..]
+    else {
+        panic!("{ts:?}")
+    };
+    // The old root stays for the two hours its leaves may still live, not one.
+    assert_eq!(*retired_drop_at, at(330 + 125));
+    // The new CA only ever issued one-hour leaves: its root will leave an hour after it retires.
+    let (s, _) = step(&s, &lower, at(331), &mut generator());
+    assert_eq!(s.active.max_leaf_lifetime_seconds, Some(3600));
 }

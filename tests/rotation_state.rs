@@ -30,6 +30,10 @@ fn inconsistent_policies_are_refused_with_a_clear_error() {
         with(&|p| p.ca_validity = Duration::ZERO),
         PolicyError::Validity(_)
     ));
+    assert!(matches!(
+        with(&|p| p.ca_validity = Duration::days(36526)),
+        PolicyError::ValidityTooLong(_)
+    ));
     for fraction in [0.0, 1.0, -0.1, f64::NAN] {
         assert!(matches!(
             with(&|p| p.prepare_at_fraction = fraction),

@@ -32,7 +32,13 @@ pub enum RotationError {
 /// still give a full-length leaf.
 pub fn prepare_at(active: &CaRecord, policy: &RotationPolicy) -> OffsetDateTime {
     let life = active.not_after - active.not_before;
-    let by_fraction = active.not_before + life * policy.prepare_at_fraction;
+    // Only a validated policy reaches here in production; never panic on one that is not.
+    let fraction = if policy.prepare_at_fraction.is_finite() {
+        policy.prepare_at_fraction.clamp(0.0, 1.0)
+    } else {
+        RotationPolicy::DEFAULT_PREPARE_AT_FRACTION
+    };
+    let by_fraction = active.not_before + life * fraction;
     let latest = active.not_after
         - policy.max_leaf_lifetime
         - policy.safety_margin
@@ -85,6 +91,7 @@ pub fn step(
         }
     }
     out.extend(drop_expired(&mut s, now));
+    note_max_leaf_lifetime(&mut s.active, policy);
     (s, out)
 }
 
@@ -151,6 +158,7 @@ pub fn emergency_drop(
         let fresh = generate(now, policy.ca_validity).map_err(RotationError::Generate)?;
         let mut fresh = CaRecord::from_generated(&fresh, now).map_err(RotationError::Generate)?;
         fresh.activated_at = Some(now);
+        note_max_leaf_lifetime(&mut fresh, policy);
         let dropped = std::mem::replace(&mut s.active, fresh);
         out.push(Transition::EmergencyDropped {
             fingerprint: dropped.fingerprint_sha256,
@@ -222,6 +230,7 @@ pub fn observe_external(
     let new_roots_unpublished = new.anchors_pem.iter().any(|a| !published.contains(a));
     s.next = None;
     new.activated_at = Some(now);
+    note_max_leaf_lifetime(&mut new, policy);
     let mut old = std::mem::replace(&mut s.active, new);
     retire(&mut old, policy, now);
     let t = Transition::ExternalChanged {
@@ -293,9 +302,19 @@ fn activate(
 /// The CA stops signing at `now`: its last leaf expires by `now + max_leaf_lifetime` (notBefore
 /// is backdated, never forward-dated) and never after its own notAfter.
 fn retire(r: &mut CaRecord, policy: &RotationPolicy, now: OffsetDateTime) {
+    note_max_leaf_lifetime(r, policy);
+    let longest = Duration::seconds(r.max_leaf_lifetime_seconds.unwrap_or(0));
     r.retired_at = Some(now);
-    r.drop_at = Some((now + policy.max_leaf_lifetime).min(r.not_after) + policy.safety_margin);
+    r.drop_at = Some((now + longest).min(r.not_after) + policy.safety_margin);
     r.key_pem = None;
+}
+
+/// Remembers the longest leaf lifetime a CA may have issued while active.
+fn note_max_leaf_lifetime(r: &mut CaRecord, policy: &RotationPolicy) {
+    let current = policy.max_leaf_lifetime.whole_seconds();
+    if r.max_leaf_lifetime_seconds.is_none_or(|s| s < current) {
+        r.max_leaf_lifetime_seconds = Some(current);
+    }
 }
 
 /// A retired record without a drop time (hand-edited state) stays until its CA has expired.

@@ -33,6 +33,8 @@ pub struct RotationPolicy {
 pub enum PolicyError {
     #[error("the CA validity {} must be positive", human(*.0))]
     Validity(Duration),
+    #[error("the CA validity {} is longer than the 100 years this signer supports", human(*.0))]
+    ValidityTooLong(Duration),
     #[error("prepare_at_fraction {0} must lie strictly between 0 and 1")]
     Fraction(f64),
     #[error("the propagation delay {} must not be negative", human(*.0))]
@@ -76,6 +78,9 @@ impl RotationPolicy {
     /// Five minutes: the skew the apiserver itself tolerates on a leaf's notBefore.
     pub const DEFAULT_SAFETY_MARGIN: Duration = Duration::minutes(5);
 
+    /// The longest CA validity accepted.
+    pub const MAX_CA_VALIDITY: Duration = Duration::days(36525);
+
     /// A policy with the defaults for everything but the CA validity and the signer's maximum
     /// leaf lifetime, validated.
     pub fn new(ca_validity: Duration, max_leaf_lifetime: Duration) -> Result<Self, PolicyError> {
@@ -97,6 +102,11 @@ impl RotationPolicy {
     pub fn validate(&self) -> Result<(), PolicyError> {
         if !self.ca_validity.is_positive() {
             return Err(PolicyError::Validity(self.ca_validity));
+        }
+        // The bound keeps every date the schedule computes representable; the check below
+        // bounds every other duration by the validity.
+        if self.ca_validity > Self::MAX_CA_VALIDITY {
+            return Err(PolicyError::ValidityTooLong(self.ca_validity));
         }
         if !(self.prepare_at_fraction > 0.0 && self.prepare_at_fraction < 1.0) {
             return Err(PolicyError::Fraction(self.prepare_at_fraction));

@@ -63,6 +63,11 @@ pub struct CaRecord {
     pub not_before: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
+    /// The longest leaf lifetime the policy allowed while this CA was active, in seconds:
+    /// its root stays published that long after its last signature even if the policy has
+    /// been lowered since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_leaf_lifetime_seconds: Option<i64>,
     /// When the CA was generated, or first seen (external).
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -105,6 +110,7 @@ impl CaRecord {
                 .collect(),
             not_before: ca.not_before(),
             not_after: ca.not_after(),
+            max_leaf_lifetime_seconds: None,
             created_at: now,
             published_at: now,
             activate_at: None,
