@@ -7,6 +7,13 @@
 //! a CA signs only once its root has been published for the propagation delay; a root stays
 //! published until every leaf its CA signed has expired; the active CA can always issue a
 //! full-length leaf (so no leaf is cut short, let alone below one hour).
+//!
+//! Wiring (for the caller): only the leader steps; write the new state to the Secret (with a
+//! resourceVersion precondition) *before* publishing its bundle or signing with its active CA,
+//! so a CA whose leaves exist can never be lost in a failover; publish [`published_anchors`]
+//! after every change; step again at [`next_step_at`] (and every few minutes regardless). The
+//! propagation delay counts from the state change, so a trust-bundle publisher that cannot
+//! write should hold the step back rather than let the delay run out unseen.
 
 mod machine;
 mod policy;
