@@ -1,6 +1,6 @@
 //! podcert-signer: a Kubernetes PodCertificate signer issuing SPIFFE X.509-SVIDs.
 //!
-//! `api`, `proof`, `policy`, `issue` and `ca` are pure and synchronous: no Kubernetes client.
+//! `api`, `proof`, `policy`, `issue`, `ca` and `rotation` are pure and synchronous: no Kubernetes client.
 
 pub mod api;
 pub mod ca;
@@ -14,6 +14,7 @@ pub mod key_type;
 pub mod leader;
 pub mod policy;
 pub mod proof;
+pub mod rotation;
 pub mod signer;
 pub mod spiffe_id;
 pub mod telemetry;
