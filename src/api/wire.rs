@@ -95,10 +95,11 @@ pub struct ObjectMeta {
     pub creation_timestamp: Option<String>,
 }
 
-/// `certificates.k8s.io/v1alpha1` PodCertificateRequestSpec (Kubernetes 1.34).
+/// The spec fields every version has: who asks (the apiserver verified these) and the bound
+/// on the lifetime.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SpecV1alpha1 {
+pub struct IdentitySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signer_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,6 +120,14 @@ pub struct SpecV1alpha1 {
     pub node_uid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_expiration_seconds: Option<i64>,
+}
+
+/// `certificates.k8s.io/v1alpha1` PodCertificateRequestSpec (Kubernetes 1.34).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpecV1alpha1 {
+    #[serde(flatten)]
+    pub identity: IdentitySpec,
     /// base64 DER SubjectPublicKeyInfo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pkix_public_key: Option<String>,
@@ -149,26 +158,8 @@ pub struct SpecV1beta1 {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SpecV1 {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signer_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod_name: Option<String>,
-    #[serde(default, rename = "podUID", skip_serializing_if = "Option::is_none")]
-    pub pod_uid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_account_name: Option<String>,
-    #[serde(
-        default,
-        rename = "serviceAccountUID",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub service_account_uid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node_name: Option<String>,
-    #[serde(default, rename = "nodeUID", skip_serializing_if = "Option::is_none")]
-    pub node_uid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_expiration_seconds: Option<i64>,
+    #[serde(flatten)]
+    pub identity: IdentitySpec,
     #[serde(
         default,
         rename = "stubPKCS10Request",
@@ -292,21 +283,36 @@ fn to_request(raw: &Value) -> Result<Request, DecodeError> {
     let spec = match api_version {
         ApiVersion::V1alpha1 => {
             let s: SpecV1alpha1 = section(Some(spec_value), "spec")?.unwrap_or_default();
-            VersionedSpec::from_common(s, None, None)
+            VersionedSpec {
+                identity: s.identity,
+                pkix_public_key: s.pkix_public_key,
+                proof_of_possession: s.proof_of_possession,
+                stub_pkcs10_request: None,
+                unverified_user_annotations: None,
+            }
         }
         ApiVersion::V1beta1 => {
             let s: SpecV1beta1 = section(Some(spec_value), "spec")?.unwrap_or_default();
-            VersionedSpec::from_common(
-                s.common,
-                s.stub_pkcs10_request,
-                s.unverified_user_annotations,
-            )
+            VersionedSpec {
+                identity: s.common.identity,
+                pkix_public_key: s.common.pkix_public_key,
+                proof_of_possession: s.common.proof_of_possession,
+                stub_pkcs10_request: s.stub_pkcs10_request,
+                unverified_user_annotations: s.unverified_user_annotations,
+            }
         }
         ApiVersion::V1 => {
             let s: SpecV1 = section(Some(spec_value), "spec")?.unwrap_or_default();
-            VersionedSpec::from_v1(s)
+            VersionedSpec {
+                identity: s.identity,
+                pkix_public_key: None,
+                proof_of_possession: None,
+                stub_pkcs10_request: s.stub_pkcs10_request,
+                unverified_user_annotations: s.unverified_user_annotations,
+            }
         }
     };
+    let id = spec.identity;
     let status: WireStatus = section(obj.get("status"), "status")?.unwrap_or_default();
 
     let creation_timestamp = match metadata.creation_timestamp.as_deref() {
@@ -324,14 +330,14 @@ fn to_request(raw: &Value) -> Result<Request, DecodeError> {
         uid: metadata.uid.unwrap_or_default(),
         resource_version: metadata.resource_version,
         creation_timestamp,
-        signer_name: required(spec.signer_name, "spec.signerName")?,
-        pod_name: required(spec.pod_name, "spec.podName")?,
-        pod_uid: required(spec.pod_uid, "spec.podUID")?,
-        service_account_name: required(spec.service_account_name, "spec.serviceAccountName")?,
-        service_account_uid: required(spec.service_account_uid, "spec.serviceAccountUID")?,
-        node_name: required(spec.node_name, "spec.nodeName")?,
-        node_uid: required(spec.node_uid, "spec.nodeUID")?,
-        max_expiration_seconds: spec
+        signer_name: required(id.signer_name, "spec.signerName")?,
+        pod_name: required(id.pod_name, "spec.podName")?,
+        pod_uid: required(id.pod_uid, "spec.podUID")?,
+        service_account_name: required(id.service_account_name, "spec.serviceAccountName")?,
+        service_account_uid: required(id.service_account_uid, "spec.serviceAccountUID")?,
+        node_name: required(id.node_name, "spec.nodeName")?,
+        node_uid: required(id.node_uid, "spec.nodeUID")?,
+        max_expiration_seconds: id
             .max_expiration_seconds
             .unwrap_or(DEFAULT_MAX_EXPIRATION_SECONDS),
         pkix_public_key: bytes(spec.pkix_public_key, "spec.pkixPublicKey")?,
@@ -344,58 +350,11 @@ fn to_request(raw: &Value) -> Result<Request, DecodeError> {
 
 /// The spec fields of any version, before validation.
 struct VersionedSpec {
-    signer_name: Option<String>,
-    pod_name: Option<String>,
-    pod_uid: Option<String>,
-    service_account_name: Option<String>,
-    service_account_uid: Option<String>,
-    node_name: Option<String>,
-    node_uid: Option<String>,
-    max_expiration_seconds: Option<i64>,
+    identity: IdentitySpec,
     pkix_public_key: Option<String>,
     proof_of_possession: Option<String>,
     stub_pkcs10_request: Option<String>,
     unverified_user_annotations: Option<BTreeMap<String, String>>,
-}
-
-impl VersionedSpec {
-    fn from_common(
-        s: SpecV1alpha1,
-        stub_pkcs10_request: Option<String>,
-        unverified_user_annotations: Option<BTreeMap<String, String>>,
-    ) -> Self {
-        VersionedSpec {
-            signer_name: s.signer_name,
-            pod_name: s.pod_name,
-            pod_uid: s.pod_uid,
-            service_account_name: s.service_account_name,
-            service_account_uid: s.service_account_uid,
-            node_name: s.node_name,
-            node_uid: s.node_uid,
-            max_expiration_seconds: s.max_expiration_seconds,
-            pkix_public_key: s.pkix_public_key,
-            proof_of_possession: s.proof_of_possession,
-            stub_pkcs10_request,
-            unverified_user_annotations,
-        }
-    }
-
-    fn from_v1(s: SpecV1) -> Self {
-        VersionedSpec {
-            signer_name: s.signer_name,
-            pod_name: s.pod_name,
-            pod_uid: s.pod_uid,
-            service_account_name: s.service_account_name,
-            service_account_uid: s.service_account_uid,
-            node_name: s.node_name,
-            node_uid: s.node_uid,
-            max_expiration_seconds: s.max_expiration_seconds,
-            pkix_public_key: None,
-            proof_of_possession: None,
-            stub_pkcs10_request: s.stub_pkcs10_request,
-            unverified_user_annotations: s.unverified_user_annotations,
-        }
-    }
 }
 
 fn parse_api_version(s: &str) -> Result<ApiVersion, DecodeError> {
