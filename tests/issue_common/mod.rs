@@ -18,50 +18,24 @@ pub const CA_TYPES: [CaKeyType; 4] = [
 pub const TRUST_DOMAIN: &str = "example.org";
 pub const SPIFFE_ID: &str = "spiffe://example.org/ns/team-a/sa/web";
 
+/// The kubelet-vector key helpers (key files, SPKI derived independently with RustCrypto).
+#[path = "../proof_support/mod.rs"]
+mod proof_support;
+
+fn key_file(kt: KeyType) -> String {
+    format!("keys/{}.key.pem", kt.as_str())
+}
+
 /// The requester's PKCS#8 private key (DER) from the repo's kubelet vectors.
 pub fn private_key_der(kt: KeyType) -> Vec<u8> {
-    let path = format!(
-        "{}/testdata/kubelet-vectors/keys/{}.key.pem",
-        env!("CARGO_MANIFEST_DIR"),
-        kt.as_str()
-    );
-    let text = std::fs::read_to_string(path).unwrap();
-    let block = pem::parse(text).unwrap();
-    assert_eq!(block.tag(), "PRIVATE KEY");
-    block.into_contents()
+    proof_support::pkcs8_der(&key_file(kt))
 }
 
 /// The SubjectKey for a vector key, its SPKI derived independently with RustCrypto.
 pub fn subject_key(kt: KeyType) -> SubjectKey {
-    use pkcs8::DecodePrivateKey;
-    use spki::EncodePublicKey;
-    let der = private_key_der(kt);
-    let spki = match kt {
-        KeyType::Ed25519 => ed25519_dalek::SigningKey::from_pkcs8_der(&der)
-            .unwrap()
-            .verifying_key()
-            .to_public_key_der(),
-        KeyType::EcdsaP256 => p256::SecretKey::from_pkcs8_der(&der)
-            .unwrap()
-            .public_key()
-            .to_public_key_der(),
-        KeyType::EcdsaP384 => p384::SecretKey::from_pkcs8_der(&der)
-            .unwrap()
-            .public_key()
-            .to_public_key_der(),
-        KeyType::EcdsaP521 => p521::SecretKey::from_pkcs8_der(&der)
-            .unwrap()
-            .public_key()
-            .to_public_key_der(),
-        KeyType::Rsa3072 | KeyType::Rsa4096 => rsa::RsaPrivateKey::from_pkcs8_der(&der)
-            .unwrap()
-            .to_public_key()
-            .to_public_key_der(),
-    }
-    .unwrap();
     SubjectKey {
         key_type: kt,
-        spki_der: spki.as_bytes().to_vec(),
+        spki_der: proof_support::spki_from_key_file(&key_file(kt), kt),
     }
 }
 
