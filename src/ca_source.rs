@@ -49,7 +49,7 @@ impl CaHandle {
 }
 
 /// Where to get the CA.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CaSource {
     Files {
         cert: PathBuf,
@@ -71,7 +71,7 @@ pub enum CaSource {
 }
 
 /// How to create the CA Secret when it does not exist.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Bootstrap {
     pub key_type: CaKeyType,
     pub trust_domain: String,

@@ -7,7 +7,7 @@
 //! normal endings; everything transient is retried with backoff and never becomes Failed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -25,16 +25,22 @@ use tracing::{debug, info, warn};
 
 use crate::api::{wire, ConditionType};
 use crate::ca_source::CaHandle;
+use crate::namespaces::NamespaceLabels;
 use crate::policy::SignerConfig;
-use crate::signer::{self, NotDecided};
+use crate::signer::{self, Facts, NotDecided};
 use crate::telemetry::{ErrorLabels, Metrics, ReasonLabels, SignerLabels};
 
 /// Everything a reconcile needs.
 pub struct Context {
     pub client: kube::Client,
     pub resource: ApiResource,
-    pub config: SignerConfig,
+    /// The signer name is fixed for the life of a controller (it is in the watch's field
+    /// selector); the policy may be swapped while it runs (PodCertificateSigner edits).
+    signer_name: String,
+    config: RwLock<Arc<SignerConfig>>,
     pub ca: Arc<CaHandle>,
+    /// Namespace labels, for signers with a namespace selector.
+    pub namespaces: Option<NamespaceLabels>,
     pub metrics: Arc<Metrics>,
     pub leader: watch::Receiver<bool>,
     pub recorder: Option<Recorder>,
@@ -57,8 +63,10 @@ impl Context {
         Context {
             client,
             resource,
-            config,
+            signer_name: config.signer_name.clone(),
+            config: RwLock::new(Arc::new(config)),
             ca,
+            namespaces: None,
             metrics,
             leader,
             recorder,
@@ -67,11 +75,36 @@ impl Context {
         }
     }
 
+    /// The policy in force now.
+    pub fn config(&self) -> Arc<SignerConfig> {
+        match self.config.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the policy; the next decision uses it. A different signer name is refused
+    /// (the caller must start another controller).
+    pub fn set_config(&self, config: SignerConfig) -> bool {
+        if config.signer_name != self.signer_name {
+            return false;
+        }
+        match self.config.write() {
+            Ok(mut g) => *g = Arc::new(config),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(config),
+        }
+        true
+    }
+
+    pub fn signer_name(&self) -> &str {
+        &self.signer_name
+    }
+
     fn error(&self, kind: &str) {
         self.metrics
             .errors
             .get_or_create(&ErrorLabels {
-                signer: self.config.signer_name.clone(),
+                signer: self.signer_name.clone(),
                 kind: kind.into(),
             })
             .inc();
@@ -83,6 +116,8 @@ impl Context {
 pub enum ReconcileError {
     #[error("no CA is loaded yet")]
     CaNotLoaded,
+    #[error(transparent)]
+    NamespaceUnknown(#[from] crate::policy::NamespaceUnknown),
     #[error("cannot issue now: {0}")]
     Issue(#[from] crate::issue::IssueError),
     #[error("status write failed: {0}")]
@@ -95,6 +130,7 @@ impl ReconcileError {
     fn kind(&self) -> &'static str {
         match self {
             ReconcileError::CaNotLoaded => "ca_not_loaded",
+            ReconcileError::NamespaceUnknown(_) => "namespace_unknown",
             ReconcileError::Issue(_) => "issue",
             ReconcileError::Write(kube::Error::Api(e)) if e.code == 429 => "api_throttled",
             ReconcileError::Write(kube::Error::Api(e)) if e.code >= 500 => "api_server_error",
@@ -136,15 +172,24 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
             return Ok(Action::await_change());
         }
     };
-    if request.request.signer_name != ctx.config.signer_name {
+    if request.request.signer_name != ctx.signer_name {
         return Ok(Action::await_change());
     }
     let ca = ctx.ca.get().ok_or(ReconcileError::CaNotLoaded)?;
+    let config = ctx.config();
     let now = OffsetDateTime::now_utc();
-    let outcome = match signer::process(&request.request, &ctx.config, &ca, now) {
+    let labels = match (&config.namespace_selector, &ctx.namespaces) {
+        (Some(_), Some(ns)) => ns.get(&namespace),
+        _ => None,
+    };
+    let facts = Facts {
+        namespace_labels: labels.as_deref(),
+    };
+    let outcome = match signer::process_with(&request.request, &config, &ca, now, facts) {
         Ok(o) => o,
         Err(NotDecided::AlreadyTerminal { .. }) => return Ok(Action::await_change()),
         Err(NotDecided::Issue(e)) => return Err(e.into()),
+        Err(NotDecided::NamespaceUnknown(e)) => return Err(e.into()),
     };
     let generation = obj.metadata.generation;
     let status = wire::status_json(&outcome.status, generation, now);
@@ -197,7 +242,7 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
             ctx.metrics
                 .denied
                 .get_or_create(&ReasonLabels {
-                    signer: ctx.config.signer_name.clone(),
+                    signer: ctx.signer_name.clone(),
                     reason: st.reason.clone(),
                 })
                 .inc();
@@ -274,10 +319,9 @@ pub struct RunOptions {
 /// Runs the controller until `shutdown` fires.
 pub async fn run(ctx: Arc<Context>, opts: RunOptions, mut shutdown: watch::Receiver<bool>) {
     let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &ctx.resource);
-    let wc =
-        watcher::Config::default().fields(&format!("spec.signerName={}", ctx.config.signer_name));
+    let wc = watcher::Config::default().fields(&format!("spec.signerName={}", ctx.signer_name));
     info!(
-        signer = %ctx.config.signer_name,
+        signer = %ctx.signer_name,
         version = %ctx.resource.api_version,
         "watching PodCertificateRequests"
     );

@@ -5,7 +5,19 @@
 //! whoever writes the pod spec, so they are treated as hostile input: any key this signer does
 //! not recognise is a denial (as the API documentation asks of signers).
 
-use std::collections::BTreeSet;
+mod access;
+mod dns;
+mod identity;
+mod selector;
+mod template;
+
+pub use access::{AccountPattern, AccountRules, PatternError};
+pub use dns::{DnsPolicy, DnsTemplate, DEFAULT_ANNOTATION_KEY as DEFAULT_DNS_ANNOTATION_KEY};
+pub use identity::{IdTemplate, DEFAULT_PATH as DEFAULT_SPIFFE_PATH};
+pub use selector::{Operator, Requirement, Selector, SelectorError};
+pub use template::{TemplateError, Var};
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use time::Duration;
 
@@ -13,7 +25,7 @@ use crate::api::Request;
 use crate::issue::LeafProfile;
 use crate::key_type::KeyType;
 use crate::proof::{ProofError, SubjectKey};
-use crate::spiffe_id::{self, TrustDomain};
+use crate::spiffe_id::TrustDomain;
 
 /// The shortest certificate Kubernetes accepts (status validation: notAfter - notBefore >= 1h).
 pub const MIN_LIFETIME: Duration = Duration::hours(1);
@@ -32,8 +44,14 @@ pub enum DenyReason {
     UnknownUserAnnotation,
     /// The request is addressed to another signer.
     SignerNameMismatch,
-    /// The verified identity cannot form a valid SPIFFE ID.
+    /// The verified identity cannot form a valid SPIFFE ID (or an always-added DNS name).
     InvalidIdentity,
+    /// The request's namespace does not match the signer's namespace selector.
+    NamespaceNotAllowed,
+    /// The service account is denied, or not allowed, by the signer's lists.
+    ServiceAccountNotAllowed,
+    /// A requested DNS name is malformed, a wildcard, or matches none of the signer's templates.
+    DnsNameNotAllowed,
 }
 
 impl DenyReason {
@@ -45,6 +63,9 @@ impl DenyReason {
             DenyReason::UnknownUserAnnotation => "UnknownUserAnnotation",
             DenyReason::SignerNameMismatch => "SignerNameMismatch",
             DenyReason::InvalidIdentity => "InvalidIdentity",
+            DenyReason::NamespaceNotAllowed => "NamespaceNotAllowed",
+            DenyReason::ServiceAccountNotAllowed => "ServiceAccountNotAllowed",
+            DenyReason::DnsNameNotAllowed => "DnsNameNotAllowed",
         }
     }
 }
@@ -60,7 +81,15 @@ pub struct SignerConfig {
     pub refresh_fraction: f64,
     pub allowed_key_types: BTreeSet<KeyType>,
     /// `unverifiedUserAnnotations` keys this signer understands; any other key is denied.
+    /// (The DNS annotation key, when `dns` is set, is understood as well.)
     pub known_annotation_keys: BTreeSet<String>,
+    /// The SPIFFE ID path, rendered from verified fields.
+    pub spiffe_path: IdTemplate,
+    /// Only namespaces whose labels match get certificates (`None`: every namespace).
+    pub namespace_selector: Option<Selector>,
+    pub service_accounts: AccountRules,
+    /// DNS names pods may ask for and names every leaf gets (`None`: no DNS names).
+    pub dns: Option<DnsPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -91,6 +120,10 @@ impl SignerConfig {
             refresh_fraction: 0.5,
             allowed_key_types: KeyType::ALL.into_iter().collect(),
             known_annotation_keys: BTreeSet::new(),
+            spiffe_path: IdTemplate::default(),
+            namespace_selector: None,
+            service_accounts: AccountRules::default(),
+            dns: None,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -114,6 +147,19 @@ impl SignerConfig {
             return Err(ConfigError::NoKeyTypes);
         }
         Ok(())
+    }
+
+    /// Every `unverifiedUserAnnotations` key this signer understands.
+    pub fn known_annotation_keys(&self) -> BTreeSet<&str> {
+        let mut keys: BTreeSet<&str> = self
+            .known_annotation_keys
+            .iter()
+            .map(String::as_str)
+            .collect();
+        if let Some(d) = &self.dns {
+            keys.insert(d.annotation_key.as_str());
+        }
+        keys
     }
 }
 
@@ -173,21 +219,18 @@ pub fn precheck(req: &Request, cfg: &SignerConfig) -> Option<Denial> {
             ),
         ));
     }
+    let known_keys = cfg.known_annotation_keys();
     let unknown: Vec<&str> = req
         .unverified_user_annotations
         .keys()
-        .filter(|k| !cfg.known_annotation_keys.contains(*k))
+        .filter(|k| !known_keys.contains(k.as_str()))
         .map(String::as_str)
         .collect();
     if !unknown.is_empty() {
-        let known = if cfg.known_annotation_keys.is_empty() {
+        let known = if known_keys.is_empty() {
             "none".to_string()
         } else {
-            cfg.known_annotation_keys
-                .iter()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
+            known_keys.into_iter().collect::<Vec<_>>().join(", ")
         };
         return Some(denial(
             DenyReason::UnknownUserAnnotation,
@@ -198,7 +241,45 @@ pub fn precheck(req: &Request, cfg: &SignerConfig) -> Option<Denial> {
             ),
         ));
     }
+    if let Err(message) = cfg
+        .service_accounts
+        .check(&req.namespace, &req.service_account_name)
+    {
+        return Some(denial(DenyReason::ServiceAccountNotAllowed, message));
+    }
+    if let Some(dns) = &cfg.dns {
+        if let Err(message) = dns.resolve(req) {
+            return Some(denial(DenyReason::DnsNameNotAllowed, message));
+        }
+    }
     None
+}
+
+/// The namespace's labels are needed (the signer has a namespace selector) but not known yet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the labels of namespace {0} are not known yet (needed by the namespace selector)")]
+pub struct NamespaceUnknown(pub String);
+
+/// Checks the namespace selector against the namespace's labels (`None`: not known).
+pub fn check_namespace(
+    req: &Request,
+    cfg: &SignerConfig,
+    labels: Option<&BTreeMap<String, String>>,
+) -> Result<Option<Denial>, NamespaceUnknown> {
+    let Some(selector) = &cfg.namespace_selector else {
+        return Ok(None);
+    };
+    let labels = labels.ok_or_else(|| NamespaceUnknown(req.namespace.clone()))?;
+    if selector.matches(labels) {
+        return Ok(None);
+    }
+    Ok(Some(denial(
+        DenyReason::NamespaceNotAllowed,
+        format!(
+            "signer {} does not issue in namespace {}: its labels do not match the signer's namespace selector ({selector})",
+            cfg.signer_name, req.namespace
+        ),
+    )))
 }
 
 impl From<&ProofError> for DenyReason {
@@ -264,17 +345,18 @@ pub fn decide(req: &Request, key: &SubjectKey, cfg: &SignerConfig) -> Decision {
         );
     }
     // Identity comes only from fields the apiserver verified (NodeRestriction checks them).
-    let spiffe_id = match spiffe_id::build(
-        &cfg.trust_domain,
-        &["ns", &req.namespace, "sa", &req.service_account_name],
-    ) {
+    let spiffe_id = match cfg.spiffe_path.render(&cfg.trust_domain, req) {
         Ok(id) => id,
         Err(e) => return Decision::deny(DenyReason::InvalidIdentity, e.to_string()),
+    };
+    let dns_names = match cfg.dns.as_ref().map(|d| d.resolve(req)).transpose() {
+        Ok(names) => names.unwrap_or_default(),
+        Err(message) => return Decision::deny(DenyReason::DnsNameNotAllowed, message),
     };
     let requested = Duration::seconds(req.max_expiration_seconds);
     Decision::Issue(LeafProfile {
         spiffe_id,
-        dns_names: Vec::new(),
+        dns_names,
         max_lifetime: requested.min(cfg.max_lifetime),
         backdate: cfg.backdate,
         refresh_fraction: cfg.refresh_fraction,
@@ -282,20 +364,12 @@ pub fn decide(req: &Request, key: &SubjectKey, cfg: &SignerConfig) -> Decision {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod tests_support {
     use crate::api::{ApiVersion, Request};
     use std::collections::BTreeMap;
 
-    fn cfg() -> SignerConfig {
-        SignerConfig::new(
-            "example.com/spiffe",
-            TrustDomain::new("cluster.local").unwrap(),
-        )
-        .unwrap()
-    }
-
-    fn req() -> Request {
+    /// A request from pod team-a/web-0 (service account web) on node-1.
+    pub fn req() -> Request {
         Request {
             api_version: ApiVersion::V1beta1,
             name: "req-1".into(),
@@ -304,11 +378,11 @@ mod tests {
             resource_version: None,
             creation_timestamp: None,
             signer_name: "example.com/spiffe".into(),
-            pod_name: "pod".into(),
+            pod_name: "web-0".into(),
             pod_uid: "pod-uid".into(),
             service_account_name: "web".into(),
             service_account_uid: "sa-uid".into(),
-            node_name: "node".into(),
+            node_name: "node-1".into(),
             node_uid: "node-uid".into(),
             max_expiration_seconds: 86400,
             pkix_public_key: None,
@@ -317,6 +391,20 @@ mod tests {
             unverified_user_annotations: BTreeMap::new(),
             terminal: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::req;
+    use super::*;
+
+    fn cfg() -> SignerConfig {
+        SignerConfig::new(
+            "example.com/spiffe",
+            TrustDomain::new("cluster.local").unwrap(),
+        )
+        .unwrap()
     }
 
     fn key(t: KeyType) -> SubjectKey {
@@ -424,6 +512,9 @@ mod tests {
             DenyReason::UnknownUserAnnotation,
             DenyReason::SignerNameMismatch,
             DenyReason::InvalidIdentity,
+            DenyReason::NamespaceNotAllowed,
+            DenyReason::ServiceAccountNotAllowed,
+            DenyReason::DnsNameNotAllowed,
         ];
         for r in all {
             let s = r.as_str();

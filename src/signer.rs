@@ -5,6 +5,8 @@
 //! permanent, so every problem on our side (CA about to expire, signing error) is returned as
 //! an error for the caller to retry.
 
+use std::collections::BTreeMap;
+
 use time::OffsetDateTime;
 
 use crate::api::{ConditionType, Request, Status};
@@ -27,6 +29,15 @@ pub enum NotDecided {
     },
     #[error(transparent)]
     Issue(#[from] IssueError),
+    #[error(transparent)]
+    NamespaceUnknown(#[from] policy::NamespaceUnknown),
+}
+
+/// What the caller knows about the request beyond the object itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Facts<'a> {
+    /// The labels of the request's namespace (needed only for a namespace selector).
+    pub namespace_labels: Option<&'a BTreeMap<String, String>>,
 }
 
 /// What happened, with the leaf when one was issued (for logs, metrics, inspection).
@@ -37,12 +48,23 @@ pub struct Outcome {
     pub spiffe_id: Option<String>,
 }
 
-/// Runs one request through the pipeline at `now`.
+/// Runs one request through the pipeline at `now`, for a signer without a namespace selector.
 pub fn process(
     req: &Request,
     cfg: &SignerConfig,
     ca: &Ca,
     now: OffsetDateTime,
+) -> Result<Outcome, NotDecided> {
+    process_with(req, cfg, ca, now, Facts::default())
+}
+
+/// Runs one request through the pipeline at `now`, with what is known about its namespace.
+pub fn process_with(
+    req: &Request,
+    cfg: &SignerConfig,
+    ca: &Ca,
+    now: OffsetDateTime,
+    facts: Facts<'_>,
 ) -> Result<Outcome, NotDecided> {
     if let Some(condition) = req.terminal {
         return Err(NotDecided::AlreadyTerminal {
@@ -53,7 +75,11 @@ pub fn process(
     }
     // Cheap checks first: a request for another signer or with forged annotations is denied
     // without spending a signature verification on it.
-    let denial = match policy::precheck(req, cfg) {
+    let early = match policy::precheck(req, cfg) {
+        Some(d) => Some(d),
+        None => policy::check_namespace(req, cfg, facts.namespace_labels)?,
+    };
+    let denial = match early {
         Some(d) => d,
         None => match proof::extract_subject_key(req) {
             Err(e) => policy::deny_for_proof_error(&e, cfg),

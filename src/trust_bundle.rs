@@ -19,7 +19,7 @@ use crate::ca_source::CaHandle;
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "podcert-signer");
 pub const BUNDLE_LABEL: &str = "podcert.dev/trust-bundle";
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TrustBundleConfig {
     pub signer_name: String,
     /// Last part of the ClusterTrustBundle name: `<signer with / as :>:<suffix>`.

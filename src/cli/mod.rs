@@ -4,6 +4,7 @@ pub mod ca;
 pub mod inspect;
 pub mod run;
 pub mod sign;
+pub mod signer_file;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,8 @@ pub enum Command {
     /// CA material for files mode.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Print the CustomResourceDefinitions (PodCertificateSigner) as YAML.
+    Crd,
 }
 
 /// Parses a duration such as `24h`, `90m`, `3600s` or `365d`.

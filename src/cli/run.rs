@@ -12,29 +12,44 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::ca::CaKeyType;
-use crate::ca_source::{self, Bootstrap, CaHandle, CaSource};
+use crate::ca_source::{Bootstrap, CaSource};
 use crate::cli::ca::KeyTypeArg;
-use crate::controller::{self, RunOptions};
+use crate::crd::SignerSettings;
 use crate::discovery;
 use crate::http::{self, Health};
 use crate::key_type::KeyType;
 use crate::leader::{self, LeaderConfig};
+use crate::namespaces;
 use crate::policy::SignerConfig;
+use crate::signers::{self, Instance, ManagerConfig, Shared};
 use crate::spiffe_id::TrustDomain;
 use crate::telemetry::{self, LogFormat, Metrics};
-use crate::trust_bundle::{self, TrustBundleConfig};
+use crate::trust_bundle::TrustBundleConfig;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
     #[arg(long, env = "PODCERT_KUBECONFIG", value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
-    /// The signer name to serve, e.g. example.com/spiffe.
-    #[arg(long, env = "PODCERT_SIGNER_NAME")]
-    pub signer_name: String,
+    /// The signer name to serve, e.g. example.com/spiffe (optional with --crd-signers).
+    #[arg(long, env = "PODCERT_SIGNER_NAME", required_unless_present = "crd_signers", requires = "trust_domain")]
+    pub signer_name: Option<String>,
     /// SPIFFE trust domain of the issued IDs.
-    #[arg(long, env = "PODCERT_TRUST_DOMAIN")]
-    pub trust_domain: String,
+    #[arg(long, env = "PODCERT_TRUST_DOMAIN", requires = "signer_name")]
+    pub trust_domain: Option<String>,
+
+    /// Also serve every signer declared as a PodCertificateSigner object (install the CRD
+    /// first: `podcert-signer crd | kubectl apply -f -`).
+    #[arg(long, env = "PODCERT_CRD_SIGNERS", requires = "signer_domains")]
+    pub crd_signers: bool,
+    /// Signer-name domains PodCertificateSigner objects may use, e.g. podcert.dev (serves
+    /// podcert.dev/*); comma-separated or repeated. Names outside them are reported not Ready.
+    #[arg(long = "signer-domain", env = "PODCERT_SIGNER_DOMAINS", value_delimiter = ',')]
+    pub signer_domains: Vec<String>,
+    /// This deployment's namespace: CA Secrets of PodCertificateSigners are read from it
+    /// (default: $POD_NAMESPACE, the service account's namespace, else "default").
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
 
     /// CA files mode: the signing certificate (+ intermediates), reloaded when it changes.
     #[arg(
@@ -156,7 +171,7 @@ async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
     kube::Client::try_from(config).context("building the Kubernetes client")
 }
 
-fn ca_source(args: &RunArgs) -> anyhow::Result<CaSource> {
+fn ca_source(args: &RunArgs, trust_domain: &str) -> anyhow::Result<CaSource> {
     let key_type: CaKeyType = args.ca_key_type.into();
     if let (Some(cert), Some(key)) = (&args.ca_cert, &args.ca_key) {
         return Ok(CaSource::Files {
@@ -178,7 +193,7 @@ fn ca_source(args: &RunArgs) -> anyhow::Result<CaSource> {
             name: name.into(),
             bootstrap: args.ca_bootstrap.then(|| Bootstrap {
                 key_type,
-                trust_domain: args.trust_domain.clone(),
+                trust_domain: trust_domain.to_string(),
                 validity: args.ca_validity,
             }),
             poll: args.ca_reload_interval,
@@ -187,11 +202,52 @@ fn ca_source(args: &RunArgs) -> anyhow::Result<CaSource> {
     if args.ca_memory {
         return Ok(CaSource::Memory {
             key_type,
-            trust_domain: args.trust_domain.clone(),
+            trust_domain: trust_domain.to_string(),
             validity: args.ca_validity,
         });
     }
     bail!("no CA configured: give --ca-cert and --ca-key, --ca-secret NS/NAME [--ca-bootstrap], or --ca-memory")
+}
+
+/// The signer configured by flags, if any.
+fn flag_signer(args: &RunArgs) -> anyhow::Result<Option<SignerSettings>> {
+    let (Some(name), Some(td)) = (&args.signer_name, &args.trust_domain) else {
+        return Ok(None);
+    };
+    let mut config = SignerConfig::new(name, TrustDomain::new(td)?)?;
+    config.max_lifetime = args.max_lifetime;
+    if !args.key_types.is_empty() {
+        config.allowed_key_types = args.key_types.iter().copied().collect();
+    }
+    config.validate()?;
+    let ca = ca_source(args, td)?;
+    let trust_bundle = if args.trust_bundle {
+        let mut tb = TrustBundleConfig::new(name);
+        tb.suffix = args.trust_bundle_suffix.clone();
+        tb.labels = labels(&args.trust_bundle_labels)?;
+        tb.configmap_namespaces = args.trust_bundle_configmap_namespaces.clone();
+        tb.configmap_name = args.trust_bundle_configmap_name.clone();
+        Some(tb)
+    } else {
+        None
+    };
+    Ok(Some(SignerSettings {
+        config,
+        ca,
+        trust_bundle,
+    }))
+}
+
+fn own_namespace(explicit: Option<&String>) -> String {
+    explicit
+        .cloned()
+        .or_else(|| {
+            std::fs::read_to_string(SA_NAMESPACE_FILE)
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into())
 }
 
 fn labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -241,27 +297,34 @@ where
 
 /// Runs the controller until `shutdown` becomes true (the caller sets up logging).
 pub async fn serve(args: RunArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let td = TrustDomain::new(&args.trust_domain)?;
-    let mut config = SignerConfig::new(&args.signer_name, td)?;
-    config.max_lifetime = args.max_lifetime;
-    if !args.key_types.is_empty() {
-        config.allowed_key_types = args.key_types.iter().copied().collect();
+    let flag = flag_signer(&args)?;
+    if args.crd_signers {
+        for d in &args.signer_domains {
+            if !crate::policy::valid_signer_name(&format!("{d}/x")) {
+                bail!("--signer-domain {d:?} is not a DNS domain like example.com");
+            }
+        }
     }
-    config.validate()?;
-    let source = ca_source(&args)?;
-    let tb_labels = labels(&args.trust_bundle_labels)?;
 
     let client = client(args.kubeconfig.as_ref()).await?;
     let metrics = Arc::new(Metrics::new());
-    let ca = CaHandle::new();
     let (ca_loaded_tx, ca_loaded) = watch::channel(false);
     let (synced_tx, synced) = watch::channel(false);
+    let (crd_synced_tx, crd_synced) = watch::channel(false);
+    let mut checks = Vec::new();
+    if flag.is_some() {
+        checks.push(("ca-loaded", ca_loaded));
+        checks.push(("watch-synced", synced));
+    }
+    if args.crd_signers {
+        checks.push(("signers-synced", crd_synced));
+    }
 
     let (bound, http_task) = http::serve(
         args.metrics_addr,
         Health {
             metrics: metrics.clone(),
-            checks: vec![("ca-loaded", ca_loaded), ("watch-synced", synced)],
+            checks,
         },
         shutdown.clone(),
     )
@@ -269,42 +332,17 @@ pub async fn serve(args: RunArgs, shutdown: watch::Receiver<bool>) -> anyhow::Re
     .with_context(|| format!("listening on {}", args.metrics_addr))?;
     info!(addr = %bound, "serving /metrics, /livez and /readyz");
 
-    let reload_errors = metrics
-        .ca_reload_errors
-        .get_or_create(&Metrics::signer(&config.signer_name))
-        .clone();
-    let ca_task = ca_source::start(
-        source,
-        Some(client.clone()),
-        ca.clone(),
-        move || {
-            reload_errors.inc();
-        },
-        shutdown.clone(),
-    )
-    .await
-    .context("loading the CA")?;
-    let mut ca_version = ca.subscribe();
-    tokio::spawn(async move {
-        if ca_version.wait_for(|v| *v > 0).await.is_ok() {
-            let _ = ca_loaded_tx.send(true);
-        }
-    });
-
     let pcr = discovery::pod_certificate_requests(&client).await?;
     info!(version = %pcr.api_version, "PodCertificateRequest version chosen by discovery");
+    let ctb = if args.trust_bundle {
+        Some(discovery::cluster_trust_bundles(&client).await?)
+    } else {
+        None
+    };
 
     let elect = args.leader_election.unwrap_or_else(in_cluster);
     let (leader_rx, leader_task) = if elect {
-        let ns = args
-            .leader_election_namespace
-            .clone()
-            .or_else(|| {
-                std::fs::read_to_string(SA_NAMESPACE_FILE)
-                    .ok()
-                    .map(|s| s.trim().to_string())
-            })
-            .unwrap_or_else(|| "default".into());
+        let ns = own_namespace(args.leader_election_namespace.as_ref().or(args.namespace.as_ref()));
         let identity = args.identity.clone().unwrap_or_else(default_identity);
         info!(namespace = %ns, lease = %args.leader_election_lease, %identity, "leader election on");
         let (rx, task) = leader::spawn(
@@ -330,47 +368,72 @@ pub async fn serve(args: RunArgs, shutdown: watch::Receiver<bool>) -> anyhow::Re
         }
     });
 
-    if args.trust_bundle {
-        let ctb = discovery::cluster_trust_bundles(&client).await?;
-        let mut tb = TrustBundleConfig::new(&config.signer_name);
-        tb.suffix = args.trust_bundle_suffix.clone();
-        tb.labels = tb_labels;
-        tb.configmap_namespaces = args.trust_bundle_configmap_namespaces.clone();
-        tb.configmap_name = args.trust_bundle_configmap_name.clone();
-        info!(bundle = %tb.bundle_name(), version = %ctb.api_version, "publishing trust anchors");
-        tokio::spawn(trust_bundle::run(
-            client.clone(),
-            ctb,
-            tb,
-            ca.clone(),
-            leader_rx.clone(),
-            shutdown.clone(),
-        ));
-    }
-
     let reporter = args.events.then(|| kube::runtime::events::Reporter {
         controller: "podcert-signer".into(),
         instance: args.identity.clone(),
     });
-    let ctx = Arc::new(controller::Context::new(
-        client, pcr, config, ca, metrics, leader_rx, reporter,
-    ));
-    controller::run(
-        ctx,
-        RunOptions {
-            concurrency: args.concurrency,
-            synced: synced_tx,
-        },
-        shutdown.clone(),
-    )
-    .await;
+    let shared = Shared {
+        client: client.clone(),
+        metrics,
+        leader: leader_rx,
+        reporter,
+        pcr,
+        ctb,
+        namespaces: args
+            .crd_signers
+            .then(|| namespaces::spawn(client.clone(), shutdown.clone())),
+        concurrency: args.concurrency,
+    };
+
+    let reserved = flag.as_ref().map(|f| f.config.signer_name.clone());
+    let flag_instance = match flag {
+        Some(settings) => {
+            let i = Instance::start(&shared, settings)
+                .await
+                .context("loading the CA")?;
+            forward_readiness(&i, ca_loaded_tx, synced_tx);
+            Some(i)
+        }
+        None => None,
+    };
+
+    if args.crd_signers {
+        let cfg = ManagerConfig {
+            domains: args.signer_domains.clone(),
+            own_namespace: own_namespace(args.namespace.as_ref()),
+            poll: args.ca_reload_interval,
+            reserved,
+        };
+        signers::run(shared, cfg, crd_synced_tx, shutdown.clone()).await;
+    } else {
+        let mut s = shutdown.clone();
+        let _ = s.wait_for(|v| *v).await;
+    }
+    if let Some(i) = flag_instance {
+        i.stop().await;
+    }
 
     if let Some(t) = leader_task {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
-    ca_task.abort();
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
     Ok(())
+}
+
+/// Drives the flag signer's readiness checks from its instance.
+fn forward_readiness(i: &Instance, ca_loaded: watch::Sender<bool>, synced: watch::Sender<bool>) {
+    let mut ca_version = i.ca().subscribe();
+    tokio::spawn(async move {
+        if ca_version.wait_for(|v| *v > 0).await.is_ok() {
+            let _ = ca_loaded.send(true);
+        }
+    });
+    let mut s = i.synced();
+    tokio::spawn(async move {
+        if s.wait_for(|v| *v).await.is_ok() {
+            let _ = synced.send(true);
+        }
+    });
 }
 
 fn default_identity() -> String {

@@ -1,5 +1,6 @@
 //! `podcert-signer sign`: the controller's decision for one request, offline.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -7,6 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use time::OffsetDateTime;
 
+use super::signer_file;
 use crate::api::wire;
 use crate::ca::Ca;
 use crate::key_type::KeyType;
@@ -29,17 +31,26 @@ pub struct SignArgs {
     #[arg(long, value_name = "FILE")]
     pub trust_anchors: Option<PathBuf>,
     /// SPIFFE trust domain of the issued IDs.
-    #[arg(long)]
-    pub trust_domain: String,
+    #[arg(long, required_unless_present = "signer")]
+    pub trust_domain: Option<String>,
     /// The signer name this signer answers for (e.g. example.com/spiffe).
-    #[arg(long)]
-    pub signer_name: String,
+    #[arg(long, required_unless_present = "signer")]
+    pub signer_name: Option<String>,
     /// Longest lifetime issued (the request's maxExpirationSeconds may lower it).
-    #[arg(long, default_value = "24h", value_parser = super::parse_duration)]
+    #[arg(long, default_value = "24h", value_parser = super::parse_duration, conflicts_with = "signer")]
     pub max_lifetime: time::Duration,
     /// Key types issued for (default: all six the API allows).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', conflicts_with = "signer")]
     pub key_types: Vec<KeyType>,
+    /// Apply this PodCertificateSigner's policy (YAML or JSON) instead of the flags above, to
+    /// test a policy before applying it to the cluster. Its CA settings are not used: give
+    /// --ca-cert and --ca-key.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["trust_domain", "signer_name"])]
+    pub signer: Option<PathBuf>,
+    /// Labels of the request's namespace, KEY=VALUE (comma-separated or repeated), for a
+    /// signer with a namespaceSelector. kubernetes.io/metadata.name is added, as the apiserver does.
+    #[arg(long, value_name = "KEY=VALUE", value_delimiter = ',')]
+    pub namespace_labels: Option<Vec<String>>,
 }
 
 pub fn run(args: SignArgs) -> anyhow::Result<()> {
@@ -59,16 +70,54 @@ pub fn run(args: SignArgs) -> anyhow::Result<()> {
         );
     }
     let obj = wire::decode(&input).context("reading the PodCertificateRequest on stdin")?;
-    let outcome = signer::process(&obj.request, &cfg, &ca, now)?;
+    let labels = namespace_labels(&args, &obj.request.namespace)?;
+    let facts = signer::Facts {
+        namespace_labels: labels.as_ref(),
+    };
+    let outcome = match signer::process_with(&obj.request, &cfg, &ca, now, facts) {
+        Err(signer::NotDecided::NamespaceUnknown(_)) => bail!(
+            "signer {} has a namespaceSelector: give the labels of namespace {} with --namespace-labels",
+            cfg.signer_name,
+            obj.request.namespace
+        ),
+        other => other?,
+    };
     let out = wire::with_status(&obj.raw, &outcome.status, now);
     let text = serde_json::to_string_pretty(&out).context("encoding the result")?;
     println!("{text}");
     Ok(())
 }
 
+fn namespace_labels(
+    args: &SignArgs,
+    namespace: &str,
+) -> anyhow::Result<Option<BTreeMap<String, String>>> {
+    let Some(pairs) = &args.namespace_labels else {
+        return Ok(None);
+    };
+    let mut labels = BTreeMap::new();
+    for p in pairs.iter().filter(|p| !p.is_empty()) {
+        let (k, v) = p
+            .split_once('=')
+            .with_context(|| format!("--namespace-labels takes KEY=VALUE, got {p:?}"))?;
+        labels.insert(k.to_string(), v.to_string());
+    }
+    labels.insert(
+        "kubernetes.io/metadata.name".to_string(),
+        namespace.to_string(),
+    );
+    Ok(Some(labels))
+}
+
 fn config(args: &SignArgs) -> anyhow::Result<SignerConfig> {
-    let td = TrustDomain::new(&args.trust_domain)?;
-    let mut cfg = SignerConfig::new(&args.signer_name, td)?;
+    if let Some(path) = &args.signer {
+        return signer_file::load(path);
+    }
+    let (Some(td), Some(name)) = (&args.trust_domain, &args.signer_name) else {
+        bail!("give --trust-domain and --signer-name, or --signer FILE");
+    };
+    let td = TrustDomain::new(td)?;
+    let mut cfg = SignerConfig::new(name, td)?;
     cfg.max_lifetime = args.max_lifetime;
     if !args.key_types.is_empty() {
         cfg.allowed_key_types = args.key_types.iter().copied().collect();

@@ -124,8 +124,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `podcert-signer run` as the chart's service account, with `extra` flags.
+/// Starts `podcert-signer run` as the chart's service account, serving the chart's default
+/// signer, with `extra` flags.
 pub fn spawn_signer(server: &TestServer, dir: &Path, name: &str, extra: &[&str]) -> Signer {
+    let mut args = vec!["--signer-name", SIGNER, "--trust-domain", "cluster.local"];
+    args.extend_from_slice(extra);
+    spawn_run(server, dir, name, &args)
+}
+
+/// Starts `podcert-signer run` as the chart's service account with exactly `args` (plus the
+/// kubeconfig, metrics address and identity).
+pub fn spawn_run(server: &TestServer, dir: &Path, name: &str, args: &[&str]) -> Signer {
     let kubeconfig = dir.join(format!("{name}.kubeconfig"));
     server
         .write_kubeconfig(&kubeconfig, &signer_identity())
@@ -136,10 +145,9 @@ pub fn spawn_signer(server: &TestServer, dir: &Path, name: &str, extra: &[&str])
         .arg("run")
         .arg("--kubeconfig")
         .arg(&kubeconfig)
-        .args(["--signer-name", SIGNER, "--trust-domain", "cluster.local"])
         .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
         .args(["--identity", name])
-        .args(extra)
+        .args(args)
         .env(
             "RUST_LOG",
             std::env::var("E2E_SIGNER_LOG").unwrap_or_else(|_| "info,podcert_signer=debug".into()),

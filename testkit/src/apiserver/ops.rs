@@ -157,6 +157,21 @@ fn prepare_for_create(def: &ResourceDef, obj: &mut Value, now: &str) {
     }
 }
 
+/// The strategies' Canonicalize: a namespace always carries `kubernetes.io/metadata.name`
+/// with its own name (pkg/registry/core/namespace/strategy.go), so selectors can pick
+/// namespaces by name.
+fn canonicalize(def: &ResourceDef, obj: &mut Value) {
+    if def.group.is_empty() && def.resource == "namespaces" {
+        let name = name_of(obj).to_string();
+        let m = meta_mut(obj);
+        let labels = m.entry("labels").or_insert_with(|| json!({}));
+        if !labels.is_object() {
+            *labels = json!({});
+        }
+        labels["kubernetes.io/metadata.name"] = json!(name);
+    }
+}
+
 /// A namespaced object's namespace must exist (NamespaceLifecycle admission).
 fn check_namespace(st: &State, def: &ResourceDef, ns: &str) -> Result<(), ApiError> {
     if def.namespaced && st.get_obj("", "namespaces", "", ns).is_none() {
@@ -240,6 +255,7 @@ pub fn create(
     check_namespace(st, def, ns)?;
     prepare_for_create(def, &mut obj, &now);
     admission::admit_create(st, ctx.user, def, &mut obj)?;
+    canonicalize(def, &mut obj);
     if st.get_obj(&def.group, &def.resource, ns, &name).is_some() {
         return Err(ApiError::already_exists(&def.group, &def.resource, &name));
     }
@@ -406,6 +422,7 @@ pub fn update(
         let s = crd::status(&new, &timestamp(ctx.now));
         new["status"] = s;
     }
+    canonicalize(def, &mut new);
     if def.tracks_generation() && spec_part(&new) != spec_part(&old) {
         let g = old
             .pointer("/metadata/generation")

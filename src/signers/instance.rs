@@ -1,0 +1,148 @@
+//! One running signer: its CA source, trust-bundle publisher and request controller, with a
+//! stop switch of its own. The signer configured by flags and each PodCertificateSigner run as
+//! one of these.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::discovery::ApiResource;
+use kube::runtime::events::Reporter;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::ca_source::{self, CaHandle, SourceError};
+use crate::controller::{self, RunOptions};
+use crate::crd::SignerSettings;
+use crate::namespaces::NamespaceLabels;
+use crate::policy::SignerConfig;
+use crate::telemetry::Metrics;
+use crate::trust_bundle;
+
+/// What every signer of the process shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub client: kube::Client,
+    pub metrics: Arc<Metrics>,
+    pub leader: watch::Receiver<bool>,
+    pub reporter: Option<Reporter>,
+    /// The PodCertificateRequest version discovery chose.
+    pub pcr: ApiResource,
+    /// The ClusterTrustBundle version (None: not served, bundles are not published).
+    pub ctb: Option<ApiResource>,
+    pub namespaces: Option<NamespaceLabels>,
+    pub concurrency: u16,
+}
+
+/// A running signer.
+pub struct Instance {
+    settings: SignerSettings,
+    ctx: Arc<controller::Context>,
+    ca: Arc<CaHandle>,
+    synced: watch::Receiver<bool>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Instance {
+    /// Loads the CA (an error here is returned: nothing is started) and starts the rest.
+    pub async fn start(shared: &Shared, settings: SignerSettings) -> Result<Self, SourceError> {
+        let (stop, stop_rx) = watch::channel(false);
+        let signer = settings.config.signer_name.clone();
+        let ca = CaHandle::new();
+        let reload_errors = shared
+            .metrics
+            .ca_reload_errors
+            .get_or_create(&Metrics::signer(&signer))
+            .clone();
+        let ca_task = ca_source::start(
+            settings.ca.clone(),
+            Some(shared.client.clone()),
+            ca.clone(),
+            move || {
+                reload_errors.inc();
+            },
+            stop_rx.clone(),
+        )
+        .await?;
+        let mut tasks = vec![ca_task];
+
+        if let (Some(tb), Some(ctb)) = (&settings.trust_bundle, &shared.ctb) {
+            info!(%signer, bundle = %tb.bundle_name(), version = %ctb.api_version, "publishing trust anchors");
+            tasks.push(tokio::spawn(trust_bundle::run(
+                shared.client.clone(),
+                ctb.clone(),
+                tb.clone(),
+                ca.clone(),
+                shared.leader.clone(),
+                stop_rx.clone(),
+            )));
+        }
+
+        let mut ctx = controller::Context::new(
+            shared.client.clone(),
+            shared.pcr.clone(),
+            settings.config.clone(),
+            ca.clone(),
+            shared.metrics.clone(),
+            shared.leader.clone(),
+            shared.reporter.clone(),
+        );
+        ctx.namespaces = shared.namespaces.clone();
+        let ctx = Arc::new(ctx);
+        let (synced_tx, synced) = watch::channel(false);
+        let opts = RunOptions {
+            concurrency: shared.concurrency,
+            synced: synced_tx,
+        };
+        tasks.push(tokio::spawn(controller::run(ctx.clone(), opts, stop_rx)));
+        Ok(Instance {
+            settings,
+            ctx,
+            ca,
+            synced,
+            stop,
+            tasks,
+        })
+    }
+
+    pub fn settings(&self) -> &SignerSettings {
+        &self.settings
+    }
+
+    pub fn ca(&self) -> &Arc<CaHandle> {
+        &self.ca
+    }
+
+    /// True once the request watch has listed everything.
+    pub fn synced(&self) -> watch::Receiver<bool> {
+        self.synced.clone()
+    }
+
+    /// Whether `next` can be applied in place (same signer name, CA and bundle settings).
+    pub fn can_update_to(&self, next: &SignerSettings) -> bool {
+        self.settings.config.signer_name == next.config.signer_name
+            && self.settings.ca == next.ca
+            && self.settings.trust_bundle == next.trust_bundle
+    }
+
+    /// Swaps the policy; the next decision uses it.
+    pub fn update_policy(&mut self, config: SignerConfig) {
+        if self.ctx.set_config(config.clone()) {
+            self.settings.config = config;
+        }
+    }
+
+    /// Stops every task and waits (briefly) for them.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for mut t in self.tasks {
+            if tokio::time::timeout(Duration::from_secs(5), &mut t)
+                .await
+                .is_err()
+            {
+                t.abort();
+            }
+        }
+    }
+}

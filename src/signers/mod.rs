@@ -1,0 +1,364 @@
+//! Serving the signers declared as PodCertificateSigner objects: one [`Instance`] per valid,
+//! permitted object, started, updated in place (policy edits) or restarted (CA or bundle
+//! edits) as the objects change, and stopped when an object goes away or stops being valid.
+//! Each object's status says whether it is served and, if not, why.
+//!
+//! Level-triggered over the whole set (objects are few): every watch event and every 10 s the
+//! desired set is recomputed from the cache. That makes name conflicts (two objects, one
+//! signer name) simple: the oldest object wins, deterministically on every replica.
+
+pub mod access;
+pub mod instance;
+pub mod status;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::ResourceExt;
+use serde_json::json;
+use tokio::sync::{watch, Notify};
+use tracing::{debug, info, warn};
+
+use crate::crd::{convert, PodCertificateSigner, SignerSettings};
+pub use instance::{Instance, Shared};
+use status::NotReady;
+
+/// How the PodCertificateSigner objects are served.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// Signer-name domains this deployment may serve (`example.com` serves `example.com/*`).
+    pub domains: Vec<String>,
+    /// The namespace CA Secrets are read from (the signer's own).
+    pub own_namespace: String,
+    /// How often CA material is re-read.
+    pub poll: Duration,
+    /// A signer name served by command-line flags: objects naming it are in conflict.
+    pub reserved: Option<String>,
+}
+
+const RESYNC: Duration = Duration::from_secs(10);
+const PERMISSION_TTL: Duration = Duration::from_secs(60);
+
+struct Manager {
+    shared: Shared,
+    cfg: ManagerConfig,
+    api: Api<PodCertificateSigner>,
+    running: HashMap<String, Instance>,
+    permissions: HashMap<(String, bool), (Instant, Option<&'static str>)>,
+}
+
+/// Runs until `shutdown`; `synced` turns true once the objects have been listed.
+pub async fn run(
+    shared: Shared,
+    cfg: ManagerConfig,
+    synced: watch::Sender<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let api: Api<PodCertificateSigner> = Api::all(shared.client.clone());
+    let (reader, writer) = reflector::store();
+    let notify = Arc::new(Notify::new());
+    let events = notify.clone();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api.clone(), watcher::Config::default()).default_backoff(),
+    );
+    let watch_task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(_) => events.notify_one(),
+                Err(e) => warn!(error = %e, "watching PodCertificateSigners failed (is the CRD installed? `podcert-signer crd | kubectl apply -f -`); retrying"),
+            }
+        }
+    });
+    info!(domains = ?cfg.domains, "serving PodCertificateSigner objects");
+    let mut m = Manager {
+        shared,
+        cfg,
+        api,
+        running: HashMap::new(),
+        permissions: HashMap::new(),
+    };
+    let mut leader = m.shared.leader.clone();
+    loop {
+        tokio::select! {
+            _ = notify.notified() => {}
+            _ = tokio::time::sleep(RESYNC) => {}
+            _ = leader.changed() => {}
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+        if !ready(&reader).await {
+            continue;
+        }
+        if !*synced.borrow() {
+            let _ = synced.send(true);
+            info!("PodCertificateSigner cache synced");
+        }
+        m.sync(&reader).await;
+    }
+    watch_task.abort();
+    for (_, i) in m.running.drain() {
+        i.stop().await;
+    }
+}
+
+async fn ready(store: &Store<PodCertificateSigner>) -> bool {
+    // The store's ready signal wakes one waiter only; a short poll sees the memoized value.
+    tokio::time::timeout(Duration::from_millis(5), store.wait_until_ready())
+        .await
+        .is_ok_and(|r| r.is_ok())
+}
+
+/// Per signer name, the object that serves it: the oldest (then the first by name).
+fn owners(objs: &[Arc<PodCertificateSigner>]) -> BTreeMap<String, String> {
+    let mut best: BTreeMap<String, (i64, String)> = BTreeMap::new();
+    for o in objs {
+        let created = o
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_second())
+            .unwrap_or(i64::MAX);
+        let key = (created, o.name_any());
+        best.entry(o.spec.signer_name.clone())
+            .and_modify(|cur| {
+                if key < *cur {
+                    *cur = key.clone();
+                }
+            })
+            .or_insert(key);
+    }
+    best.into_iter().map(|(k, (_, n))| (k, n)).collect()
+}
+
+impl Manager {
+    async fn sync(&mut self, store: &Store<PodCertificateSigner>) {
+        let objs = store.state();
+        let owners = owners(&objs);
+        let mut seen = HashSet::new();
+        for obj in &objs {
+            let name = obj.name_any();
+            seen.insert(name.clone());
+            let Some(verdict) = self.evaluate(obj, &owners).await else {
+                continue;
+            };
+            let result = match verdict {
+                Ok(settings) => self.ensure_running(&name, settings).await,
+                Err(nr) => {
+                    if let Some(i) = self.running.remove(&name) {
+                        info!(object = %name, signer = %i.settings().config.signer_name, reason = nr.reason, "no longer serving this signer: {}", nr.message);
+                        i.stop().await;
+                    }
+                    Err(nr)
+                }
+            };
+            self.report(obj, result).await;
+        }
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|n| !seen.contains(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(i) = self.running.remove(&name) {
+                info!(object = %name, signer = %i.settings().config.signer_name, "PodCertificateSigner deleted; stopped serving its signer name (pending requests stay pending)");
+                i.stop().await;
+            }
+        }
+    }
+
+    /// The settings to run, or why not. `None`: cannot tell now (permission check failed).
+    async fn evaluate(
+        &mut self,
+        obj: &PodCertificateSigner,
+        owners: &BTreeMap<String, String>,
+    ) -> Option<Result<SignerSettings, NotReady>> {
+        let spec = &obj.spec;
+        let settings = match convert::settings(spec, &self.cfg.own_namespace, self.cfg.poll) {
+            Ok(s) => s,
+            Err(e) => return Some(Err(NotReady::new(status::INVALID_SPEC, e.to_string()))),
+        };
+        let signer = &spec.signer_name;
+        if !access::in_domains(signer, &self.cfg.domains) {
+            return Some(Err(NotReady::new(
+                status::NAME_NOT_ALLOWED,
+                format!(
+                    "signer name {signer} is outside the domains this deployment serves ({}); add its domain to the chart's signerDomains (--signer-domain)",
+                    self.cfg.domains.join(", ")
+                ),
+            )));
+        }
+        if self.cfg.reserved.as_deref() == Some(signer.as_str()) {
+            return Some(Err(NotReady::new(
+                status::CONFLICT,
+                format!("signer name {signer} is already served by this deployment's command-line configuration (--signer-name)"),
+            )));
+        }
+        if let Some(owner) = owners.get(signer).filter(|o| **o != obj.name_any()) {
+            return Some(Err(NotReady::new(
+                status::CONFLICT,
+                format!("PodCertificateSigner {owner} (older) already serves signer name {signer}"),
+            )));
+        }
+        let attest = settings.trust_bundle.is_some() && self.shared.ctb.is_some();
+        match self.missing_verb(signer, attest).await {
+            Ok(None) => Some(Ok(settings)),
+            Ok(Some(verb)) => Some(Err(NotReady::new(
+                status::NOT_PERMITTED,
+                format!(
+                    "this deployment's service account may not {verb} for signer {signer}: grant verb {verb} on signers {signer} (or {}/*) in group certificates.k8s.io",
+                    signer.split('/').next().unwrap_or_default()
+                ),
+            ))),
+            Err(e) => {
+                warn!(%signer, error = %e, "could not check permissions; keeping the current state");
+                None
+            }
+        }
+    }
+
+    async fn missing_verb(
+        &mut self,
+        signer: &str,
+        attest: bool,
+    ) -> Result<Option<&'static str>, kube::Error> {
+        let key = (signer.to_string(), attest);
+        if let Some((at, v)) = self.permissions.get(&key) {
+            if at.elapsed() < PERMISSION_TTL {
+                return Ok(*v);
+            }
+        }
+        let verbs: &[&'static str] = if attest {
+            &["sign", "attest"]
+        } else {
+            &["sign"]
+        };
+        let v = access::missing_verb(&self.shared.client, signer, verbs).await?;
+        self.permissions.insert(key, (Instant::now(), v));
+        Ok(v)
+    }
+
+    /// Starts, updates or restarts the object's instance. `Ok(())` once it is running.
+    async fn ensure_running(
+        &mut self,
+        name: &str,
+        settings: SignerSettings,
+    ) -> Result<(), NotReady> {
+        let signer = settings.config.signer_name.clone();
+        match self.running.remove(name) {
+            Some(mut i) if i.can_update_to(&settings) => {
+                if i.settings().config != settings.config {
+                    i.update_policy(settings.config);
+                    info!(object = %name, %signer, "policy updated in place");
+                }
+                self.running.insert(name.to_string(), i);
+                return Ok(());
+            }
+            Some(i) => {
+                info!(object = %name, %signer, "CA or trust-bundle settings changed; restarting this signer");
+                i.stop().await;
+            }
+            None => {}
+        }
+        match Instance::start(&self.shared, settings).await {
+            Ok(i) => {
+                info!(object = %name, %signer, "serving signer");
+                self.running.insert(name.to_string(), i);
+                Ok(())
+            }
+            Err(e) => Err(NotReady::new(status::CA_NOT_LOADED, e.to_string())),
+        }
+    }
+
+    async fn report(&self, obj: &PodCertificateSigner, result: Result<(), NotReady>) {
+        let name = obj.name_any();
+        let instance = self.running.get(&name);
+        let ca = instance.and_then(|i| i.ca().get());
+        let waiting;
+        let verdict = match (&result, &ca) {
+            (Err(nr), _) => Err(nr),
+            (Ok(()), Some(ca)) => Ok(ca.as_ref()),
+            (Ok(()), None) => {
+                waiting = NotReady::new(
+                    status::CA_NOT_LOADED,
+                    "waiting for the CA (a Secret that does not exist yet, or material that was refused: see the signer's logs)",
+                );
+                Err(&waiting)
+            }
+        };
+        let bundle = instance
+            .and_then(|i| i.settings().trust_bundle.as_ref())
+            .filter(|_| self.shared.ctb.is_some())
+            .map(|tb| tb.bundle_name());
+        let next = status::build(
+            obj.metadata.generation,
+            verdict,
+            bundle,
+            obj.status.as_ref(),
+            k8s_openapi::jiff::Timestamp::now(),
+        );
+        if obj.status.as_ref() == Some(&next) || !*self.shared.leader.borrow() {
+            return;
+        }
+        let patch = json!({ "status": next });
+        match self
+            .api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => debug!(object = %name, "status updated"),
+            Err(e) => warn!(object = %name, error = %e, "could not update the PodCertificateSigner status; will retry"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{CaSecretSpec, CaSpec, PodCertificateSignerSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn obj(name: &str, signer: &str, created: i64) -> Arc<PodCertificateSigner> {
+        let spec: PodCertificateSignerSpec = serde_json::from_value(json!({
+            "signerName": signer, "trustDomain": "td",
+            "ca": {"secret": {"name": "ca"}}
+        }))
+        .unwrap();
+        assert_eq!(
+            spec.ca,
+            CaSpec {
+                secret: Some(CaSecretSpec {
+                    name: "ca".into(),
+                    bootstrap: false,
+                    key_type: Default::default(),
+                    validity: "365d".into()
+                }),
+                files: None
+            }
+        );
+        let mut o = PodCertificateSigner::new(name, spec);
+        o.metadata.creation_timestamp = Some(Time(
+            k8s_openapi::jiff::Timestamp::from_second(created).unwrap(),
+        ));
+        Arc::new(o)
+    }
+
+    #[test]
+    fn the_oldest_object_owns_a_signer_name() {
+        let objs = vec![
+            obj("b", "x.io/a", 100),
+            obj("a", "x.io/a", 200),
+            obj("c", "x.io/c", 300),
+            obj("d", "x.io/c", 300),
+        ];
+        let o = owners(&objs);
+        assert_eq!(o["x.io/a"], "b");
+        assert_eq!(o["x.io/c"], "c");
+    }
+}
