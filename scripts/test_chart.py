@@ -623,8 +623,9 @@ class Rbac(unittest.TestCase):
         secret_rules = lambda v: [r for r in self.rules(self.renders[v], "Role") if r[1] == "/secrets"]  # noqa: E731
         self.assertEqual(secret_rules("ca-existing-secret"), [("podcert-system", "/secrets", ("get",), ("my-ca",))])
         self.assertEqual(secret_rules("ca-files"), [])  # the kubelet mounts it; the signer reads no Secret
-        self.assertEqual(secret_rules("crd-only"), [("podcert-system", "/secrets", ("get",), ("team-ca", "web-ca", "other-ca")),
-                                                    ("podcert-system", "/secrets", ("create",), ())])
+        self.assertEqual(secret_rules("crd-only"), [
+            ("podcert-system", "/secrets", ("get",), ("team-ca", "web-ca", "other-ca")),
+            ("podcert-system", "/secrets", ("create",), ())])
         # No bootstrap allowed: read only; the flag signer's CA (ca.mode files) adds nothing when it is off.
         self.assertEqual(secret_rules("crd-no-bundles"), [("podcert-system", "/secrets", ("get",), ("ext-ca",))])
         self.assertEqual(sorted(secret_rules("crd-and-flag")), sorted([
@@ -642,8 +643,8 @@ class Rbac(unittest.TestCase):
             flag_names = ((cr.VARIANTS[name].get("trustBundle") or {}).get("configMapName", "podcert-trust-bundle"),)
             crd = crd_values(name)
             crd_ns = crd["configMapNamespaces"] if crd_bundle(name) else []
-            expected = {("Role", f"podcert-signer-trust-bundle", ns) for ns in flag_ns} | \
-                {("Role", f"podcert-signer-crd-trust-bundle", ns) for ns in crd_ns}
+            expected = {("Role", "podcert-signer-trust-bundle", ns) for ns in flag_ns} | \
+                {("Role", "podcert-signer-crd-trust-bundle", ns) for ns in crd_ns}
             roles = {("Role", d["metadata"]["name"], d["metadata"]["namespace"]) for d in by_kind(docs, "Role")
                      if any("configmaps" in r["resources"] for r in d["rules"])}
             with self.subTest(variant=name):
@@ -662,7 +663,8 @@ class Rbac(unittest.TestCase):
                 no_cm_cluster = [r for r in self.rules(docs, "ClusterRole") if r[1] == "/configmaps"]
                 self.assertEqual(no_cm_cluster, [])
         # Flag and CRD ConfigMap Roles side by side in one namespace, under different names.
-        both = {(d["metadata"]["name"], d["metadata"]["namespace"]) for d in by_kind(self.renders["crd-and-flag"], "Role")}
+        both = {(d["metadata"]["name"], d["metadata"]["namespace"])
+                for d in by_kind(self.renders["crd-and-flag"], "Role")}
         self.assertLessEqual({("podcert-signer-trust-bundle", "team-a"), ("podcert-signer-crd-trust-bundle", "team-a"),
                               ("podcert-signer-crd-trust-bundle", "team-b")}, both)
         self.assertFalse([r for r in self.rules(self.renders["crd-no-bundles"], "Role") if r[1] == "/configmaps"])
@@ -796,7 +798,8 @@ class Notes(unittest.TestCase):
             crd = crd_values(variant)
             with self.subTest(variant=variant):
                 obj = self.signer_example(cr.VARIANTS[variant])
-                self.assertEqual((obj["apiVersion"], obj["kind"]), (f"{CRD_GROUP}/{CRD_VERSION}", "PodCertificateSigner"))
+                self.assertEqual((obj["apiVersion"], obj["kind"]),
+                                 (f"{CRD_GROUP}/{CRD_VERSION}", "PodCertificateSigner"))
                 self.assertEqual(obj["spec"]["signerName"], f"{crd['domains'][0]}/team-a")
                 secret = obj["spec"]["ca"]["secret"]
                 self.assertEqual(secret["name"], crd["caSecrets"][0])
