@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Chart and demo checks, no cluster needed:
 #   - renders charts/podcert-signer with helm-python-sdk (the Helm v4 library, no helm binary)
-#     for the default values and each CA mode / ServiceMonitor / NetworkPolicy variant;
+#     for the default values and each CA mode / ServiceMonitor / NetworkPolicy / crdSigners variant;
 #   - helm lint --strict; values.schema.json refuses unknown keys and wrong types;
-#   - every rendered manifest and demo/manifests validated strictly against the Kubernetes
-#     1.34-1.37 schemas (kubernetes-validate); ServiceMonitor (a CRD) is shape-checked instead;
+#   - every rendered manifest, the chart's crds/ and demo/manifests validated strictly against
+#     the Kubernetes 1.34-1.37 schemas (kubernetes-validate); ServiceMonitor (a CRD) is
+#     shape-checked instead;
 #   - restricted Pod Security, RBAC limits, probes, replicas, PDB (scripts/test_chart.py);
-#   - charts/podcert-signer/rendered/rbac.yaml and crds/ match a fresh render;
+#   - charts/podcert-signer/rendered/rbac.yaml, rendered/rbac-crd.yaml and crds/ match a fresh
+#     render (and the repository's crds/);
 #   - bash -n and shellcheck on the shell scripts.
 #
 # Usage: scripts/check-chart.sh            run the checks
-#        scripts/check-chart.sh --update   rewrite rendered/rbac.yaml and the chart's crds/
+#        scripts/check-chart.sh --update   rewrite rendered/rbac*.yaml and the chart's crds/
 # The Python tools live in a cached venv ($PODCERT_CHART_VENV, default ~/.cache/...).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -28,6 +28,37 @@ KUBE_VERSIONS = ["1.34.0", "1.35.0", "1.36.0", "1.37.0"]
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 
 SIGNER = "podcert.dev/spiffe"
+# Command-line flags that configure only the flag signer (absent when signer.enabled is false).
+FLAG_SIGNER_ARGS = ("--signer-name", "--trust-domain", "--max-lifetime", "--key-types", "--ca-secret",
+                    "--ca-bootstrap", "--ca-key-type", "--ca-validity", "--ca-cert", "--ca-key",
+                    "--trust-anchors", "--trust-bundle-suffix", "--trust-bundle-label",
+                    "--trust-bundle-configmap-namespace", "--trust-bundle-configmap-name")
+# What the PodCertificateSigner RBAC names (the CRD's group and plural).
+CRD_GROUP, CRD_PLURAL, CRD_VERSION = "podcert.dev", "podcertificatesigners", "v1alpha1"
+
+
+def flag_on(variant: str) -> bool:
+    return (cr.VARIANTS[variant].get("signer") or {}).get("enabled", True)
+
+
+def crd_values(variant: str) -> dict[str, Any]:
+    """The variant's crdSigners block with the chart's defaults filled in ({} when off)."""
+    crd = {"enabled": False, "domains": ["podcert.dev"], "trustBundles": True, "caSecrets": [],
+           "allowBootstrap": True, "configMapNamespaces": [], "configMapNames": ["podcert-trust-bundle"],
+           **(cr.VARIANTS[variant].get("crdSigners") or {})}
+    return crd if crd["enabled"] else {}
+
+
+def flag_bundle(variant: str) -> bool:
+    return flag_on(variant) and (cr.VARIANTS[variant].get("trustBundle") or {}).get("enabled", True)
+
+
+def crd_bundle(variant: str) -> bool:
+    return bool(crd_values(variant).get("trustBundles"))
+
+
+def domain_signers(variant: str) -> set[str]:
+    return {f"{d}/*" for d in crd_values(variant).get("domains", [])}
 
 
 def by_kind(docs: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -149,6 +180,9 @@ class Renders(unittest.TestCase):
             ({"ca": {"mode": "existingSecret"}}, "ca.existingSecret.name is required"),
             ({"ca": {"mode": "files"}}, "ca.files.secretName is required"),
             ({"leaderElection": {"enabled": False}}, "leaderElection.enabled must be true"),
+            ({"signer": {"enabled": False}}, "nothing to serve: signer.enabled and crdSigners.enabled are both false"),
+            ({"crdSigners": {"enabled": True, "trustBundles": False}},
+             "trustBundle.enabled and crdSigners.trustBundles must be equal"),
         ]:
             with self.subTest(values=values):
                 with self.assertRaisesRegex(helm.HelmError, re.escape(needle)):
@@ -186,6 +220,31 @@ class Schema(unittest.TestCase):
         self.assert_rejected({"leaderElection": {"enabled": "yes"}}, "enabled")
         self.assert_rejected({"metrics": {"port": 80.5}}, "port")
         self.assert_rejected({"podLabels": {"team": 7}}, "team")
+
+    def test_crd_signers_keys_and_types_are_checked(self) -> None:
+        self.assert_rejected({"crdSigners": {"domain": ["podcert.dev"]}}, "domain")
+        self.assert_rejected({"crdSigners": {"enabled": "yes"}}, "enabled")
+        self.assert_rejected({"signer": {"enabled": "no"}}, "enabled")
+        self.assert_rejected({"crdSigners": {"domains": "podcert.dev"}}, "domains")
+        self.assert_rejected({"crdSigners": {"caSecrets": [7]}}, "caSecrets")
+        self.assert_rejected({"crdSigners": {"allowBootstrap": 1}}, "allowBootstrap")
+
+    def test_crd_signer_domains_must_be_dns_names(self) -> None:
+        # An empty list would serve nothing; a path or wildcard would widen the <domain>/* grant;
+        # Kubernetes' own domains would hand the signer the built-in signers.
+        for bad in [[], ["podcert"], ["Podcert.dev"], ["podcert.dev/spiffe"], ["*.podcert.dev"],
+                    ["-podcert.dev"], ["podcert.dev."], ["kubernetes.io"], ["x.kubernetes.io"], ["k8s.io"],
+                    ["podcert.dev", "podcert.dev"], ["a" * 64 + ".dev"]]:
+            with self.subTest(domains=bad):
+                self.assert_rejected({"crdSigners": {"enabled": True, "domains": bad}}, "domains")
+        cr.validate_schema({"crdSigners": {"domains": ["podcert.dev", "a-b.example.co.uk", "notkubernetes.io"]}})
+
+    def test_crd_signer_names_and_namespaces_are_checked(self) -> None:
+        self.assert_rejected({"crdSigners": {"caSecrets": ["Team_CA"]}}, "caSecrets")
+        self.assert_rejected({"crdSigners": {"caSecrets": ["a", "a"]}}, "caSecrets")
+        self.assert_rejected({"crdSigners": {"configMapNamespaces": ["team.a"]}}, "configMapNamespaces")
+        self.assert_rejected({"crdSigners": {"configMapNames": []}}, "configMapNames")
+        self.assert_rejected({"crdSigners": {"configMapNames": ["Bundle"]}}, "configMapNames")
 
     def test_bad_enums_and_formats_are_rejected(self) -> None:
         self.assert_rejected({"ca": {"mode": "vault"}}, "mode")
@@ -301,6 +360,42 @@ class Security(unittest.TestCase):
         self.assertEqual(c["volumeMounts"], [{"name": "ca", "mountPath": "/etc/podcert/ca", "readOnly": True}])
         self.assertEqual(pod["volumes"][0]["secret"]["secretName"], "my-ca-files")
         self.assertNotIn("volumes", self.pod())
+
+    def args(self, variant: str) -> list[str]:
+        (c,) = self.pod(variant)["containers"]
+        return c["args"]
+
+    def test_crd_mode_command_line(self) -> None:
+        args = self.args("crd-only")
+        self.assertEqual(args[0], "run")
+        for arg in ["--crd-signers", "--signer-domain=podcert.dev", "--trust-bundle=true", "--ca-reload-interval=5s",
+                    "--leader-election=true", "--leader-election-namespace=podcert-system", "--events=true"]:
+            self.assertIn(arg, args)
+        self.assertEqual([a for a in args if a.startswith(FLAG_SIGNER_ARGS)], [])
+        # The CA Secrets of the objects are read from $POD_NAMESPACE, which the chart sets.
+        (c,) = self.pod("crd-only")["containers"]
+        self.assertIn({"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                      c["env"])
+
+    def test_crd_mode_ignores_the_flag_signers_ca(self) -> None:
+        # ca.mode files would mount a Secret and fail without ca.files.secretName: not when the flag signer is off.
+        pod = self.pod("crd-no-bundles")
+        self.assertNotIn("volumes", pod)
+        self.assertNotIn("volumeMounts", pod["containers"][0])
+        args = self.args("crd-no-bundles")
+        self.assertEqual([a for a in args if a.startswith(FLAG_SIGNER_ARGS)], [])
+        self.assertIn("--trust-bundle=false", args)
+        self.assertIn("--signer-domain=example.com", args)
+
+    def test_both_signers_on_one_command_line(self) -> None:
+        args = self.args("crd-and-flag")
+        for arg in [f"--signer-name={SIGNER}", "--trust-domain=cluster.local", "--ca-bootstrap",
+                    "--trust-bundle-suffix=live", "--trust-bundle-configmap-namespace=team-a",
+                    "--crd-signers", "--signer-domain=podcert.dev,other.example", "--trust-bundle=true"]:
+            self.assertIn(arg, args)
+        self.assertEqual(len([a for a in args if a.startswith("--signer-domain")]), 1)
+        self.assertNotIn("--crd-signers", self.args("default"))
+        self.assertFalse([a for a in self.args("default") if a.startswith("--signer-domain")])
 
     def test_options_reach_the_command_line(self) -> None:
         (c,) = self.pod("configmaps-and-options")["containers"]
@@ -418,25 +513,100 @@ class Rbac(unittest.TestCase):
                 for role in by_kind(docs, kind):
                     for r in role["rules"]:
                         with self.subTest(variant=name, role=role["metadata"]["name"], rule=r):
-                            for field in ("apiGroups", "resources", "verbs", "resourceNames"):
+                            for field in ("apiGroups", "resources", "verbs"):
                                 self.assertFalse([x for x in r.get(field, []) if "*" in x], field)
+                            # The only "*": `<domain>/*` on signers, for the served domains.
+                            starred = {x for x in r.get("resourceNames", []) if "*" in x}
+                            if starred:
+                                self.assertEqual(r["resources"], ["signers"])
+                                self.assertLessEqual(starred, domain_signers(name))
                             self.assertFalse({"escalate", "bind", "impersonate", "delete", "deletecollection"}
                                              & set(r["verbs"]))
                             self.assertNotIn("nonResourceURLs", r)
 
-    def test_sign_and_attest_only_for_the_signer_name(self) -> None:
+    def test_sign_and_attest_only_for_the_served_signer_names(self) -> None:
         for name, docs in self.renders.items():
             signer = (cr.VARIANTS[name].get("signer") or {}).get("name", SIGNER)
+            flag = {signer} if flag_on(name) else set()
+            allowed = flag | domain_signers(name)
+            granted: dict[str, set[str]] = {"sign": set(), "attest": set()}
             for ns, res, verbs, names in self.rules(docs, "ClusterRole") + self.rules(docs, "Role"):
                 with self.subTest(variant=name, resource=res, verbs=verbs):
                     if {"sign", "attest", "approve"} & set(verbs):
                         self.assertEqual(res, "certificates.k8s.io/signers")
-                        self.assertEqual(names, (signer,))
                         self.assertNotIn("approve", verbs)
                     if res.endswith("/signers"):
-                        self.assertEqual(names, (signer,))
+                        self.assertTrue(names)
+                        self.assertLessEqual(set(names), allowed)
+                        for v in verbs:
+                            granted[v] |= set(names)
+            with self.subTest(variant=name):
+                # sign for exactly the flag signer's name and `<domain>/*` per served domain (each
+                # domain once); attest only where trust bundles are published.
+                self.assertEqual(granted["sign"], allowed)
+                attest = (flag if flag_bundle(name) else set()) | (domain_signers(name) if crd_bundle(name) else set())
+                self.assertEqual(granted["attest"], attest)
         no_bundle = self.rules(self.renders["single-replica"], "ClusterRole")
         self.assertFalse([r for r in no_bundle if "attest" in r[2] or "clustertrustbundles" in r[1]])
+        self.assertEqual(domain_signers("crd-and-flag"), {"podcert.dev/*", "other.example/*"})
+
+    def test_crd_rbac_is_exactly_what_the_crd_signers_use(self) -> None:
+        docs = self.renders["crd-only"]
+        self.assertEqual(sorted(self.rules(docs, "ClusterRole")), sorted([
+            ("", "certificates.k8s.io/podcertificaterequests", ("list", "watch"), ()),
+            ("", "certificates.k8s.io/podcertificaterequests/status", ("patch",), ()),
+            ("", f"{CRD_GROUP}/{CRD_PLURAL}", ("list", "watch"), ()),
+            ("", f"{CRD_GROUP}/{CRD_PLURAL}/status", ("patch",), ()),
+            ("", "certificates.k8s.io/signers", ("sign",), ("podcert.dev/*",)),
+            ("", "certificates.k8s.io/signers", ("attest",), ("podcert.dev/*",)),
+            ("", "certificates.k8s.io/clustertrustbundles", ("get", "update"), ()),
+            ("", "certificates.k8s.io/clustertrustbundles", ("create",), ()),
+            ("", "/namespaces", ("list", "watch"), ()),
+            ("", "events.k8s.io/events", ("create", "patch"), ()),
+        ]))
+        self.assertEqual(sorted(self.rules(docs, "Role")), sorted([
+            ("podcert-system", "coordination.k8s.io/leases", ("get", "update"), ("podcert-signer",)),
+            ("podcert-system", "coordination.k8s.io/leases", ("create",), ()),
+            ("podcert-system", "/secrets", ("get",), ("team-ca", "web-ca", "other-ca")),
+            ("podcert-system", "/secrets", ("create",), ()),
+            ("team-a", "/configmaps", ("get", "update"), ("podcert-trust-bundle",)),
+            ("team-a", "/configmaps", ("create",), ()),
+        ]))
+
+    def test_crd_rules_only_in_crd_mode(self) -> None:
+        for name, docs in self.renders.items():
+            cluster = self.rules(docs, "ClusterRole")
+            with self.subTest(variant=name):
+                crd_rules = [r for r in cluster if r[1].startswith(f"{CRD_GROUP}/")]
+                namespaces = [r for r in cluster if r[1] == "/namespaces"]
+                if crd_values(name):
+                    self.assertEqual(sorted(crd_rules), sorted([
+                        ("", f"{CRD_GROUP}/{CRD_PLURAL}", ("list", "watch"), ()),
+                        ("", f"{CRD_GROUP}/{CRD_PLURAL}/status", ("patch",), ())]))
+                    self.assertEqual(namespaces, [("", "/namespaces", ("list", "watch"), ())])
+                else:
+                    self.assertEqual(crd_rules, [])
+                    self.assertEqual(namespaces, [])
+                # The only core resource granted cluster-wide is the namespaces watch.
+                self.assertLessEqual({r[1] for r in cluster if r[1].startswith("/")}, {"/namespaces"})
+
+    def test_cluster_trust_bundle_rules_only_with_trust_bundles(self) -> None:
+        for name, docs in self.renders.items():
+            ctb = [r for r in self.rules(docs, "ClusterRole") if r[1] == "certificates.k8s.io/clustertrustbundles"]
+            with self.subTest(variant=name):
+                expected = []
+                if flag_bundle(name):
+                    signer = (cr.VARIANTS[name].get("signer") or {}).get("name", SIGNER)
+                    suffix = (cr.VARIANTS[name].get("trustBundle") or {}).get("suffix", "live")
+                    expected.append(("", "certificates.k8s.io/clustertrustbundles", ("get", "update"),
+                                     (f"{signer.replace('/', ':')}:{suffix}",)))
+                if crd_bundle(name):
+                    # Names come from the objects: get/update cannot be limited by name.
+                    expected.append(("", "certificates.k8s.io/clustertrustbundles", ("get", "update"), ()))
+                if expected:
+                    expected.append(("", "certificates.k8s.io/clustertrustbundles", ("create",), ()))
+                self.assertEqual(sorted(ctb), sorted(expected))
+        self.assertTrue(crd_values("crd-no-bundles") and not crd_bundle("crd-no-bundles"))
 
     def test_secrets_only_by_name_in_the_release_namespace(self) -> None:
         for name, docs in self.renders.items():
@@ -453,16 +623,51 @@ class Rbac(unittest.TestCase):
         secret_rules = lambda v: [r for r in self.rules(self.renders[v], "Role") if r[1] == "/secrets"]  # noqa: E731
         self.assertEqual(secret_rules("ca-existing-secret"), [("podcert-system", "/secrets", ("get",), ("my-ca",))])
         self.assertEqual(secret_rules("ca-files"), [])  # the kubelet mounts it; the signer reads no Secret
+        self.assertEqual(secret_rules("crd-only"), [
+            ("podcert-system", "/secrets", ("get",), ("team-ca", "web-ca", "other-ca")),
+            ("podcert-system", "/secrets", ("create",), ())])
+        # No bootstrap allowed: read only; the flag signer's CA (ca.mode files) adds nothing when it is off.
+        self.assertEqual(secret_rules("crd-no-bundles"), [("podcert-system", "/secrets", ("get",), ("ext-ca",))])
+        self.assertEqual(sorted(secret_rules("crd-and-flag")), sorted([
+            ("podcert-system", "/secrets", ("get",), ("podcert-signer-ca",)),
+            ("podcert-system", "/secrets", ("get",), ("team-ca",)),
+            ("podcert-system", "/secrets", ("create",), ())]))
+        # No Secret names listed: nothing to read, so no bootstrap create either.
+        only_crd = cr.render({"signer": {"enabled": False}, "crdSigners": {"enabled": True}})
+        self.assertFalse([r for r in self.rules(only_crd, "Role") if r[1] == "/secrets"])
 
     def test_configmaps_only_where_the_bundle_is_published(self) -> None:
         for name, docs in self.renders.items():
-            cms = [r for r in self.rules(docs, "ClusterRole") + self.rules(docs, "Role") if r[1] == "/configmaps"]
-            expected_ns = (cr.VARIANTS[name].get("trustBundle") or {}).get("configMapNamespaces", [])
-            self.assertEqual(sorted({r[0] for r in cms}), sorted(expected_ns), name)
-            for ns, _, verbs, names in cms:
-                self.assertTrue(set(verbs) <= {"get", "update", "create"})
-                if set(verbs) & {"get", "update"}:
-                    self.assertEqual(names, ("podcert-trust-bundle",))
+            flag_ns = (cr.VARIANTS[name].get("trustBundle") or {}).get("configMapNamespaces", []) \
+                if flag_bundle(name) else []
+            flag_names = ((cr.VARIANTS[name].get("trustBundle") or {}).get("configMapName", "podcert-trust-bundle"),)
+            crd = crd_values(name)
+            crd_ns = crd["configMapNamespaces"] if crd_bundle(name) else []
+            expected = {("Role", "podcert-signer-trust-bundle", ns) for ns in flag_ns} | \
+                {("Role", "podcert-signer-crd-trust-bundle", ns) for ns in crd_ns}
+            roles = {("Role", d["metadata"]["name"], d["metadata"]["namespace"]) for d in by_kind(docs, "Role")
+                     if any("configmaps" in r["resources"] for r in d["rules"])}
+            with self.subTest(variant=name):
+                self.assertEqual(roles, expected)
+                for role in by_kind(docs, "Role"):
+                    names = flag_names if role["metadata"]["name"].endswith("-signer-trust-bundle") \
+                        else tuple(crd.get("configMapNames", ()))
+                    for ns, res, verbs, rnames in self.rules([role], "Role"):
+                        if res != "/configmaps":
+                            continue
+                        self.assertTrue(set(verbs) <= {"get", "update", "create"})
+                        if set(verbs) & {"get", "update"}:
+                            self.assertEqual(rnames, names)
+                        else:
+                            self.assertEqual(verbs, ("create",))
+                no_cm_cluster = [r for r in self.rules(docs, "ClusterRole") if r[1] == "/configmaps"]
+                self.assertEqual(no_cm_cluster, [])
+        # Flag and CRD ConfigMap Roles side by side in one namespace, under different names.
+        both = {(d["metadata"]["name"], d["metadata"]["namespace"])
+                for d in by_kind(self.renders["crd-and-flag"], "Role")}
+        self.assertLessEqual({("podcert-signer-trust-bundle", "team-a"), ("podcert-signer-crd-trust-bundle", "team-a"),
+                              ("podcert-signer-crd-trust-bundle", "team-b")}, both)
+        self.assertFalse([r for r in self.rules(self.renders["crd-no-bundles"], "Role") if r[1] == "/configmaps"])
 
     def test_no_events_rule_when_events_are_off(self) -> None:
         self.assertFalse([r for r in self.rules(self.renders["configmaps-and-options"], "ClusterRole")
@@ -494,11 +699,77 @@ class Committed(unittest.TestCase):
         docs = [d for d in yaml.safe_load_all(cr.RENDERED_RBAC.read_text()) if d]
         self.assertEqual([d["kind"] for d in docs], cr.RBAC_KINDS)
 
+    def test_rendered_crd_rbac_is_up_to_date(self) -> None:
+        self.assertTrue(cr.RENDERED_RBAC_CRD.exists(), "run scripts/check-chart.sh --update")
+        self.assertEqual(cr.RENDERED_RBAC_CRD.read_text(), cr.rbac_crd_yaml(),
+                         f"{cr.RENDERED_RBAC_CRD.relative_to(cr.ROOT)} drifted: run scripts/check-chart.sh --update")
+
+    def test_rendered_crd_rbac_holds_only_rbac_and_validates(self) -> None:
+        docs = [d for d in yaml.safe_load_all(cr.RENDERED_RBAC_CRD.read_text()) if d]
+        self.assertEqual([(d["kind"], d["metadata"].get("namespace")) for d in docs], [
+            ("ServiceAccount", "podcert-system"), ("ClusterRole", None), ("ClusterRoleBinding", None),
+            ("Role", "team-a"), ("Role", "podcert-system"), ("RoleBinding", "team-a"),
+            ("RoleBinding", "podcert-system")])
+        for doc in docs:
+            for version in KUBE_VERSIONS:
+                with self.subTest(kind=doc["kind"], name=doc["metadata"]["name"], k8s=version):
+                    kube_validate(doc, version)
+
     def test_chart_crds_match_the_repository_crds(self) -> None:
         ours = {p.name: p.read_text() for p in (cr.CHART / "crds").glob("*.y*ml")}
         top = cr.ROOT / "crds"
         theirs = {p.name: p.read_text() for p in top.glob("*.y*ml")} if top.is_dir() else {}
         self.assertEqual(ours, theirs, "charts/podcert-signer/crds drifted: run scripts/check-chart.sh --update")
+
+
+class Crds(unittest.TestCase):
+    """The chart's crds/ (copied from the repository's crds/) validate and match the RBAC."""
+
+    def docs(self) -> list[dict[str, Any]]:
+        out = []
+        for path in sorted((cr.CHART / "crds").glob("*.y*ml")):
+            out += [d for d in yaml.safe_load_all(path.read_text()) if d]
+        if not out:
+            self.skipTest("no CRD manifests in charts/podcert-signer/crds yet (scripts/check-chart.sh --update)")
+        return out
+
+    def test_crds_validate_strictly(self) -> None:
+        for doc in self.docs():
+            self.assertEqual((doc["apiVersion"], doc["kind"]),
+                             ("apiextensions.k8s.io/v1", "CustomResourceDefinition"))
+            for version in KUBE_VERSIONS:
+                with self.subTest(name=doc["metadata"]["name"], k8s=version):
+                    kube_validate(doc, version)
+
+    def test_pod_certificate_signer_crd_is_what_the_rbac_names(self) -> None:
+        crd = pod_certificate_signer_crd(self.docs())
+        self.assertEqual(crd["metadata"]["name"], f"{CRD_PLURAL}.{CRD_GROUP}")
+        self.assertEqual(crd["spec"]["scope"], "Cluster")  # the ClusterRole's list/watch covers it
+        self.assertEqual(crd["spec"]["names"]["kind"], "PodCertificateSigner")
+        (version,) = [v for v in crd["spec"]["versions"] if v["name"] == CRD_VERSION]
+        self.assertTrue(version["served"])
+        self.assertIn("status", version.get("subresources", {}))  # podcertificatesigners/status: patch
+
+
+def pod_certificate_signer_crd(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (crd,) = [d for d in docs if d["kind"] == "CustomResourceDefinition"
+              and d["spec"]["group"] == CRD_GROUP and d["spec"]["names"]["plural"] == CRD_PLURAL]
+    return crd
+
+
+def strict_crd_check(obj: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """Fields the CRD's structural schema does not declare (the apiserver would prune them)."""
+    bad = []
+    if isinstance(obj, dict) and "properties" in schema:
+        for k, v in obj.items():
+            if k in schema["properties"]:
+                bad += strict_crd_check(v, schema["properties"][k], f"{path}.{k}")
+            elif not schema.get("x-kubernetes-preserve-unknown-fields") and not schema.get("additionalProperties"):
+                bad.append(f"{path}.{k}")
+    elif isinstance(obj, list) and "items" in schema:
+        for i, v in enumerate(obj):
+            bad += strict_crd_check(v, schema["items"], f"{path}[{i}]")
+    return bad
 
 
 class Notes(unittest.TestCase):
@@ -515,6 +786,46 @@ class Notes(unittest.TestCase):
         self.assertEqual(sources[1]["clusterTrustBundle"], {
             "signerName": SIGNER, "labelSelector": {"matchLabels": {"podcert.dev/trust-bundle": "live"}},
             "path": "trust-bundle.pem"})
+
+    @staticmethod
+    def signer_example(values: dict[str, Any]) -> dict[str, Any]:
+        notes = cr.render_texts(values)["podcert-signer/templates/NOTES.txt"]
+        start = notes.index("apiVersion: podcert.dev/v1alpha1\nkind: PodCertificateSigner")
+        return yaml.safe_load(notes[start:notes.index("\n\n", start)])
+
+    def test_notes_show_a_pod_certificate_signer_the_rbac_allows(self) -> None:
+        for variant in ("crd-only", "crd-and-flag", "crd-no-bundles"):
+            crd = crd_values(variant)
+            with self.subTest(variant=variant):
+                obj = self.signer_example(cr.VARIANTS[variant])
+                self.assertEqual((obj["apiVersion"], obj["kind"]),
+                                 (f"{CRD_GROUP}/{CRD_VERSION}", "PodCertificateSigner"))
+                self.assertEqual(obj["spec"]["signerName"], f"{crd['domains'][0]}/team-a")
+                secret = obj["spec"]["ca"]["secret"]
+                self.assertEqual(secret["name"], crd["caSecrets"][0])
+                self.assertEqual(secret.get("bootstrap", False), crd["allowBootstrap"])
+                self.assertEqual(obj["spec"].get("trustBundle", {}).get("enabled", True), crd["trustBundles"])
+        notes = cr.render_texts({"signer": {"enabled": False}, "crdSigners": {"enabled": True}})
+        self.assertIn("must be listed in crdSigners.caSecrets (empty now: add it and upgrade)",
+                      notes["podcert-signer/templates/NOTES.txt"])
+        # The flag signer's pod example only when it runs; no PodCertificateSigner hint by default.
+        self.assertNotIn("kind: Pod\n", cr.render_texts(cr.VARIANTS["crd-only"])["podcert-signer/templates/NOTES.txt"])
+        self.assertNotIn("PodCertificateSigner", cr.render_texts({})["podcert-signer/templates/NOTES.txt"])
+
+    def test_notes_example_matches_the_crd_schema(self) -> None:
+        import jsonschema
+        docs = [d for p in sorted((cr.CHART / "crds").glob("*.y*ml")) for d in yaml.safe_load_all(p.read_text()) if d]
+        if not docs:
+            self.skipTest("no CRD manifests in charts/podcert-signer/crds yet")
+        (version,) = [v for v in pod_certificate_signer_crd(docs)["spec"]["versions"] if v["name"] == CRD_VERSION]
+        schema = version["schema"]["openAPIV3Schema"]
+        for variant in ("crd-only", "crd-no-bundles"):
+            with self.subTest(variant=variant):
+                obj = self.signer_example(cr.VARIANTS[variant])
+                jsonschema.validate(obj, schema)
+                # apiVersion, kind and metadata are the apiserver's, not in the CRD's schema.
+                body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
+                self.assertEqual(strict_crd_check(body, schema), [])
 
 
 class DemoManifests(unittest.TestCase):
@@ -581,6 +892,8 @@ def update() -> None:
     cr.RENDERED_RBAC.parent.mkdir(exist_ok=True)
     cr.RENDERED_RBAC.write_text(cr.rbac_yaml())
     print(f"wrote {cr.RENDERED_RBAC.relative_to(cr.ROOT)}")
+    cr.RENDERED_RBAC_CRD.write_text(cr.rbac_crd_yaml())
+    print(f"wrote {cr.RENDERED_RBAC_CRD.relative_to(cr.ROOT)}")
     crds = cr.CHART / "crds"
     for p in crds.glob("*.y*ml"):
         p.unlink()

@@ -50,9 +50,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" (replace "/" ":" .Values.signer.name) .Values.trustBundle.suffix }}
 {{- end }}
 
-{{/* The Secret the signer reads its CA from (bootstrap and existingSecret modes). */}}
+{{/* The Secret the flag signer reads its CA from (bootstrap and existingSecret modes). */}}
 {{- define "podcert-signer.caSecretName" -}}
-{{- if eq .Values.ca.mode "bootstrap" }}
+{{- if not .Values.signer.enabled }}
+{{- else if eq .Values.ca.mode "bootstrap" }}
 {{- default (printf "%s-ca" (include "podcert-signer.fullname" .)) .Values.ca.bootstrap.secretName }}
 {{- else if eq .Values.ca.mode "existingSecret" }}
 {{- required "ca.existingSecret.name is required when ca.mode is existingSecret" .Values.ca.existingSecret.name }}
@@ -61,4 +62,24 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{- define "podcert-signer.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* "true" when the process publishes trust bundles (--trust-bundle): one switch for the flag
+signer and the PodCertificateSigner objects (deployment.yaml refuses values that disagree). */}}
+{{- define "podcert-signer.trustBundles" -}}
+{{- if .Values.signer.enabled }}
+{{- .Values.trustBundle.enabled }}
+{{- else }}
+{{- .Values.crdSigners.trustBundles }}
+{{- end }}
+{{- end }}
+
+{{/* `<domain>/*` for each served domain, as a YAML flow list: kube-apiserver checks `sign` and
+`attest` on the signer name and then on `<domain>/*`, so one rule covers every object's name. */}}
+{{- define "podcert-signer.domainSigners" -}}
+{{- $names := list }}
+{{- range .Values.crdSigners.domains }}
+{{- $names = append $names (printf "%s/*" . | quote) }}
+{{- end }}
+{{- printf "[%s]" (join ", " $names) }}
 {{- end }}
