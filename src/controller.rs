@@ -162,7 +162,15 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
     }
     let namespace = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
-    let request = match wire::from_value(serde_json::to_value(&*obj)?) {
+    let mut value = serde_json::to_value(&*obj)?;
+    // Items of a list carry no kind/apiVersion (only watch events do), so a request that was
+    // already pending when this watch started has none: take them from the resource watched.
+    if let Some(m) = value.as_object_mut() {
+        m.entry("apiVersion")
+            .or_insert_with(|| json!(ctx.resource.api_version));
+        m.entry("kind").or_insert_with(|| json!(ctx.resource.kind));
+    }
+    let request = match wire::from_value(value) {
         Ok(r) => r,
         Err(e) => {
             // The apiserver validated this object; if we cannot read it, the fault is ours.

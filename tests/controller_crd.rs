@@ -32,7 +32,8 @@ async fn setup() -> TestServer {
     server
         .load_yaml(
             "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a, labels: {env: prod}}\n---\n\
-             apiVersion: v1\nkind: Namespace\nmetadata: {name: team-b}\n",
+             apiVersion: v1\nkind: Namespace\nmetadata: {name: team-b}\n---\n\
+             apiVersion: v1\nkind: Namespace\nmetadata: {name: team-0}\n",
         )
         .unwrap();
     prepare(&server, &[]);
@@ -278,6 +279,15 @@ async fn a_signer_object_issues_with_its_policy_and_follows_edits_and_deletion()
     assert!(pending["status"]["conditions"].is_null(), "{pending}");
     // ...and it is decided once the signer is declared again (same Secret, same CA).
     apply(&server, WEB).await;
+    let start = Instant::now();
+    loop {
+        let o = serde_json::to_value(api.get(&n).await.unwrap()).unwrap();
+        if !o["status"]["conditions"].is_null() {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "r8 still pending; logs:\n{}", signer.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let r8 = wait_terminal(&server, &v, "team-a", &n, WAIT).await;
     assert_eq!(condition(&r8).0, "Issued");
     let obj = wait_condition(&server, "web", "True", Some("Ready")).await;

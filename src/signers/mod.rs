@@ -49,6 +49,8 @@ struct Manager {
     cfg: ManagerConfig,
     api: Api<PodCertificateSigner>,
     running: HashMap<String, Instance>,
+    /// Wakes the sync loop (watch events, CA changes).
+    notify: Arc<Notify>,
     permissions: HashMap<(String, bool), (Instant, Option<&'static str>)>,
 }
 
@@ -82,6 +84,7 @@ pub async fn run(
         cfg,
         api,
         running: HashMap::new(),
+        notify: notify.clone(),
         permissions: HashMap::new(),
     };
     let mut leader = m.shared.leader.clone();
@@ -269,6 +272,14 @@ impl Manager {
         match Instance::start(&self.shared, settings).await {
             Ok(i) => {
                 info!(object = %name, %signer, "serving signer");
+                // Report the new CA in the status as soon as it loads, not at the next resync.
+                let mut ca_changes = i.ca().subscribe();
+                let notify = self.notify.clone();
+                tokio::spawn(async move {
+                    while ca_changes.changed().await.is_ok() {
+                        notify.notify_one();
+                    }
+                });
                 self.running.insert(name.to_string(), i);
                 Ok(())
             }
