@@ -194,7 +194,10 @@ async fn a_signer_object_issues_with_its_policy_and_follows_edits_and_deletion()
     apply(&server, WEB).await;
     let obj = wait_condition(&server, "web", "True", Some("Ready")).await;
     let st = obj.status.unwrap();
-    assert_eq!(st.trust_bundle_name.as_deref(), Some("podcert.dev:web:live"));
+    assert_eq!(
+        st.trust_bundle_name.as_deref(),
+        Some("podcert.dev:web:live")
+    );
     let fingerprint = st.ca_fingerprint.clone().unwrap();
     assert!(st.ca_not_after.is_some());
 
@@ -209,7 +212,13 @@ async fn a_signer_object_issues_with_its_policy_and_follows_edits_and_deletion()
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(
-        bundle.metadata.labels.as_ref().unwrap().get("team").map(String::as_str),
+        bundle
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .get("team")
+            .map(String::as_str),
         Some("web")
     );
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
@@ -218,7 +227,16 @@ async fn a_signer_object_issues_with_its_policy_and_follows_edits_and_deletion()
 
     // Issued with the object's identity and DNS rules.
     let dns = json!({"podcert.dev/dns-names": "api.team-a.svc"});
-    let (v, n) = request(&server, "ED25519-pop-v1beta1", "r1", "podcert.dev/web", "team-a", "api", dns).await;
+    let (v, n) = request(
+        &server,
+        "ED25519-pop-v1beta1",
+        "r1",
+        "podcert.dev/web",
+        "team-a",
+        "api",
+        dns,
+    )
+    .await;
     let r1 = wait_terminal(&server, &v, "team-a", &n, WAIT).await;
     assert_eq!(condition(&r1), ("Issued".into(), "Issued".into()));
     assert_eq!(
@@ -231,11 +249,32 @@ async fn a_signer_object_issues_with_its_policy_and_follows_edits_and_deletion()
 
     // Forgeries against the emulator too: another namespace's Service, a wildcard, a stray key.
     for (i, ann, reason) in [
-        (2, json!({"podcert.dev/dns-names": "api.team-b.svc"}), "DnsNameNotAllowed"),
-        (3, json!({"podcert.dev/dns-names": "*.team-a.svc"}), "DnsNameNotAllowed"),
-        (4, json!({"example.com/sans": "api.team-a.svc"}), "UnknownUserAnnotation"),
+        (
+            2,
+            json!({"podcert.dev/dns-names": "api.team-b.svc"}),
+            "DnsNameNotAllowed",
+        ),
+        (
+            3,
+            json!({"podcert.dev/dns-names": "*.team-a.svc"}),
+            "DnsNameNotAllowed",
+        ),
+        (
+            4,
+            json!({"example.com/sans": "api.team-a.svc"}),
+            "UnknownUserAnnotation",
+        ),
     ] {
-        let (v, n) = request(&server, "ED25519-pop-v1beta1", &format!("r{i}"), "podcert.dev/web", "team-a", "api", ann).await;
+        let (v, n) = request(
+            &server,
+            "ED25519-pop-v1beta1",
+            &format!("r{i}"),
+            "podcert.dev/web",
+            "team-a",
+            "api",
+            ann,
+        )
+        .await;
         let o = wait_terminal(&server, &v, "team-a", &n, WAIT).await;
         assert_eq!(condition(&o), ("Denied".into(), reason.into()), "r{i}");
     }
@@ -251,15 +290,51 @@ async fn a_signer_object_issues_with_its_policy_and_follows_edits_and_deletion()
     .await;
     let obj = wait_condition(&server, "web", "True", Some("Ready")).await;
     assert_eq!(obj.status.unwrap().ca_fingerprint.unwrap(), fingerprint);
-    let (v, n) = request(&server, "ED25519-pop-v1beta1", "r5", "podcert.dev/web", "team-a", "api", Value::Null).await;
+    let (v, n) = request(
+        &server,
+        "ED25519-pop-v1beta1",
+        "r5",
+        "podcert.dev/web",
+        "team-a",
+        "api",
+        Value::Null,
+    )
+    .await;
     let r5 = wait_terminal(&server, &v, "team-a", &n, WAIT).await;
-    assert_eq!(sans(&r5).0, vec!["spiffe://example.org/workload/team-a/pod-1"]);
-    let (v, n) = request(&server, "ED25519-pop-v1beta1", "r6", "podcert.dev/web", "team-b", "api", Value::Null).await;
+    assert_eq!(
+        sans(&r5).0,
+        vec!["spiffe://example.org/workload/team-a/pod-1"]
+    );
+    let (v, n) = request(
+        &server,
+        "ED25519-pop-v1beta1",
+        "r6",
+        "podcert.dev/web",
+        "team-b",
+        "api",
+        Value::Null,
+    )
+    .await;
     let r6 = wait_terminal(&server, &v, "team-b", &n, WAIT).await;
-    assert_eq!(condition(&r6), ("Denied".into(), "NamespaceNotAllowed".into()));
-    let (v, n) = request(&server, "ED25519-pop-v1beta1", "r7", "podcert.dev/web", "team-a", "default", Value::Null).await;
+    assert_eq!(
+        condition(&r6),
+        ("Denied".into(), "NamespaceNotAllowed".into())
+    );
+    let (v, n) = request(
+        &server,
+        "ED25519-pop-v1beta1",
+        "r7",
+        "podcert.dev/web",
+        "team-a",
+        "default",
+        Value::Null,
+    )
+    .await;
     let r7 = wait_terminal(&server, &v, "team-a", &n, WAIT).await;
-    assert_eq!(condition(&r7), ("Denied".into(), "ServiceAccountNotAllowed".into()));
+    assert_eq!(
+        condition(&r7),
+        ("Denied".into(), "ServiceAccountNotAllowed".into())
+    );
 
     // Deleting the object stops issuance: a new request stays pending, never Failed...
     signers(&server)
@@ -271,7 +346,16 @@ async fn a_signer_object_issues_with_its_policy_and_follows_edits_and_deletion()
         assert!(start.elapsed() < WAIT, "{}", signer.logs());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (v, n) = request(&server, "ED25519-pop-v1beta1", "r8", "podcert.dev/web", "team-a", "api", Value::Null).await;
+    let (v, n) = request(
+        &server,
+        "ED25519-pop-v1beta1",
+        "r8",
+        "podcert.dev/web",
+        "team-a",
+        "api",
+        Value::Null,
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let api: Api<DynamicObject> =
         Api::namespaced_with(server.admin_client(), "team-a", &pcr_resource(&v));
@@ -285,7 +369,11 @@ async fn a_signer_object_issues_with_its_policy_and_follows_edits_and_deletion()
         if !o["status"]["conditions"].is_null() {
             break;
         }
-        assert!(start.elapsed() < WAIT, "r8 still pending; logs:\n{}", signer.logs());
+        assert!(
+            start.elapsed() < WAIT,
+            "r8 still pending; logs:\n{}",
+            signer.logs()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let r8 = wait_terminal(&server, &v, "team-a", &n, WAIT).await;
@@ -326,27 +414,36 @@ async fn signers_that_cannot_be_served_say_why() {
     apply(&server, &obj("first", "podcert.dev/dup", "")).await;
     tokio::time::sleep(Duration::from_millis(1100)).await; // creationTimestamp has 1 s resolution
     apply(&server, &obj("second", "podcert.dev/dup", "")).await;
-    apply(&server, &obj("invalid", "podcert.dev/invalid", "  spiffeID: fixed/path\n")).await;
     apply(
         &server,
-        &obj("nosecret", "podcert.dev/nosecret", "").replace(
-            "{name: other-ca, bootstrap: true}",
-            "{name: team-ca}",
-        ),
+        &obj("invalid", "podcert.dev/invalid", "  spiffeID: fixed/path\n"),
+    )
+    .await;
+    apply(
+        &server,
+        &obj("nosecret", "podcert.dev/nosecret", "")
+            .replace("{name: other-ca, bootstrap: true}", "{name: team-ca}"),
     )
     .await;
 
-    let message = |o: &PodCertificateSigner| {
-        o.status.as_ref().unwrap().conditions[0].message.clone()
-    };
+    let message =
+        |o: &PodCertificateSigner| o.status.as_ref().unwrap().conditions[0].message.clone();
     let o = wait_condition(&server, "outside", "False", Some("SignerNameNotAllowed")).await;
-    assert!(message(&o).contains("podcert.dev, unpermitted.example"), "{}", message(&o));
+    assert!(
+        message(&o).contains("podcert.dev, unpermitted.example"),
+        "{}",
+        message(&o)
+    );
     let o = wait_condition(&server, "unpermitted", "False", Some("NotPermitted")).await;
     assert!(message(&o).contains("sign"), "{}", message(&o));
     let o = wait_condition(&server, "flags", "False", Some("Conflict")).await;
     assert!(message(&o).contains("--signer-name"), "{}", message(&o));
     let o = wait_condition(&server, "second", "False", Some("Conflict")).await;
-    assert!(message(&o).contains("PodCertificateSigner first"), "{}", message(&o));
+    assert!(
+        message(&o).contains("PodCertificateSigner first"),
+        "{}",
+        message(&o)
+    );
     wait_condition(&server, "first", "True", Some("Ready")).await;
     let o = wait_condition(&server, "invalid", "False", Some("InvalidSpec")).await;
     assert!(message(&o).contains("spec.spiffeID"), "{}", message(&o));
@@ -363,7 +460,15 @@ async fn signers_that_cannot_be_served_say_why() {
     assert_eq!(condition(&o).0, "Issued");
 
     // Fixing the spec makes it Ready; deleting the winner hands the name to the other object.
-    apply(&server, &obj("invalid", "podcert.dev/invalid", "  spiffeID: \"x/{namespace}\"\n")).await;
+    apply(
+        &server,
+        &obj(
+            "invalid",
+            "podcert.dev/invalid",
+            "  spiffeID: \"x/{namespace}\"\n",
+        ),
+    )
+    .await;
     wait_condition(&server, "invalid", "True", Some("Ready")).await;
     signers(&server)
         .delete("first", &DeleteParams::default())

@@ -135,7 +135,10 @@ fn per_namespace_identity_uses_only_the_namespace() {
     assert_eq!(t, "Issued");
     assert_eq!(
         sans(&der),
-        (vec!["spiffe://prod.example.org/ns/team-1".to_string()], vec![])
+        (
+            vec!["spiffe://prod.example.org/ns/team-1".to_string()],
+            vec![]
+        )
     );
 }
 
@@ -175,21 +178,45 @@ fn annotation_forgeries_are_denied_with_the_reason() {
         // Another service account's Service in the same namespace.
         ("sa-2.team-1.svc", "DnsNameNotAllowed", "matches none"),
         // The API server's name.
-        ("kubernetes.default.svc", "DnsNameNotAllowed", "matches none"),
+        (
+            "kubernetes.default.svc",
+            "DnsNameNotAllowed",
+            "matches none",
+        ),
         // A wildcard.
         ("*.team-1.svc", "DnsNameNotAllowed", "wildcard"),
         // A suffix smuggled after an allowed name.
-        ("sa-1.team-1.svc.evil.example", "DnsNameNotAllowed", "matches none"),
+        (
+            "sa-1.team-1.svc.evil.example",
+            "DnsNameNotAllowed",
+            "matches none",
+        ),
         // Case games and malformed names.
-        ("SA-1.team-1.svc", "DnsNameNotAllowed", "not a valid DNS name"),
-        ("sa-1.team-1.svc.", "DnsNameNotAllowed", "not a valid DNS name"),
+        (
+            "SA-1.team-1.svc",
+            "DnsNameNotAllowed",
+            "not a valid DNS name",
+        ),
+        (
+            "sa-1.team-1.svc.",
+            "DnsNameNotAllowed",
+            "not a valid DNS name",
+        ),
         // One good name does not carry a bad one.
-        ("sa-1.team-1.svc,sa-1.team-2.svc", "DnsNameNotAllowed", "team-2"),
+        (
+            "sa-1.team-1.svc,sa-1.team-2.svc",
+            "DnsNameNotAllowed",
+            "team-2",
+        ),
     ];
     for (names, reason, needle) in cases {
         let req = request("ED25519-pop-v1beta1", &f, with_dns(names));
         let (t, r, m, der) = decide(&ca, &f, &req, &[]);
-        assert_eq!((t.as_str(), r.as_str()), ("Denied", *reason), "{names}: {m}");
+        assert_eq!(
+            (t.as_str(), r.as_str()),
+            ("Denied", *reason),
+            "{names}: {m}"
+        );
         assert!(m.contains(needle), "{names}: {m}");
         assert!(der.is_empty());
     }
@@ -201,7 +228,10 @@ fn annotation_forgeries_are_denied_with_the_reason() {
         });
     });
     let (t, r, m, _) = decide(&ca, &f, &req, &[]);
-    assert_eq!((t.as_str(), r.as_str()), ("Denied", "UnknownUserAnnotation"));
+    assert_eq!(
+        (t.as_str(), r.as_str()),
+        ("Denied", "UnknownUserAnnotation")
+    );
     assert!(m.contains("podcert.dev/extra-sans"), "{m}");
     // Without a dnsNames block, the DNS key itself is unknown.
     let plain = example("per-namespace.yaml");
@@ -255,10 +285,20 @@ fn a_signer_restricted_to_one_namespace() {
 fn rsa_only_and_ed25519_only() {
     let ca = ca();
     let rsa = example("rsa-only.yaml");
-    let (t, r, m, _) = decide(&ca, &rsa, &request("ED25519-pop-v1beta1", &rsa, |_| {}), &[]);
+    let (t, r, m, _) = decide(
+        &ca,
+        &rsa,
+        &request("ED25519-pop-v1beta1", &rsa, |_| {}),
+        &[],
+    );
     assert_eq!((t.as_str(), r.as_str()), ("Denied", "UnsupportedKeyType"));
     assert!(m.contains("RSA3072, RSA4096"), "{m}");
-    let (t, _, _, der) = decide(&ca, &rsa, &request("RSA3072-pop-v1beta1", &rsa, |_| {}), &[]);
+    let (t, _, _, der) = decide(
+        &ca,
+        &rsa,
+        &request("RSA3072-pop-v1beta1", &rsa, |_| {}),
+        &[],
+    );
     assert_eq!(t, "Issued");
     assert!(lifetime_secs(&der) <= 12 * 3600);
 

@@ -32,7 +32,12 @@ pub struct RunArgs {
     #[arg(long, env = "PODCERT_KUBECONFIG", value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
     /// The signer name to serve, e.g. example.com/spiffe (optional with --crd-signers).
-    #[arg(long, env = "PODCERT_SIGNER_NAME", required_unless_present = "crd_signers", requires = "trust_domain")]
+    #[arg(
+        long,
+        env = "PODCERT_SIGNER_NAME",
+        required_unless_present = "crd_signers",
+        requires = "trust_domain"
+    )]
     pub signer_name: Option<String>,
     /// SPIFFE trust domain of the issued IDs.
     #[arg(long, env = "PODCERT_TRUST_DOMAIN", requires = "signer_name")]
@@ -44,7 +49,11 @@ pub struct RunArgs {
     pub crd_signers: bool,
     /// Signer-name domains PodCertificateSigner objects may use, e.g. podcert.dev (serves
     /// podcert.dev/*); comma-separated or repeated. Names outside them are reported not Ready.
-    #[arg(long = "signer-domain", env = "PODCERT_SIGNER_DOMAINS", value_delimiter = ',')]
+    #[arg(
+        long = "signer-domain",
+        env = "PODCERT_SIGNER_DOMAINS",
+        value_delimiter = ','
+    )]
     pub signer_domains: Vec<String>,
     /// This deployment's namespace: CA Secrets of PodCertificateSigners are read from it
     /// (default: $POD_NAMESPACE, the service account's namespace, else "default").
@@ -342,7 +351,11 @@ pub async fn serve(args: RunArgs, shutdown: watch::Receiver<bool>) -> anyhow::Re
 
     let elect = args.leader_election.unwrap_or_else(in_cluster);
     let (leader_rx, leader_task) = if elect {
-        let ns = own_namespace(args.leader_election_namespace.as_ref().or(args.namespace.as_ref()));
+        let ns = own_namespace(
+            args.leader_election_namespace
+                .as_ref()
+                .or(args.namespace.as_ref()),
+        );
         let identity = args.identity.clone().unwrap_or_else(default_identity);
         info!(namespace = %ns, lease = %args.leader_election_lease, %identity, "leader election on");
         let (rx, task) = leader::spawn(

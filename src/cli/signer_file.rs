@@ -39,7 +39,10 @@ pub fn parse(text: &str) -> anyhow::Result<PodCertificateSigner> {
         bail!("expected one object with apiVersion, kind and spec");
     }
     let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
-    let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let want = format!("{}/{}", crd::GROUP, crd::VERSION);
     if kind != crd::KIND || api_version != want {
         bail!(
@@ -118,7 +121,10 @@ spec:
         let e = parse(&nested).unwrap_err().to_string();
         assert!(e.contains("spec.dnsNames.allow"), "{e}");
         let kind = GOOD.replace("kind: PodCertificateSigner", "kind: ClusterIssuer");
-        assert!(parse(&kind).unwrap_err().to_string().contains("ClusterIssuer"));
+        assert!(parse(&kind)
+            .unwrap_err()
+            .to_string()
+            .contains("ClusterIssuer"));
         let bad = parse(&GOOD.replace(".svc\"]", ".svc\", \"*\"]")).unwrap();
         let e = crd::convert::signer_config(&bad.spec).unwrap_err();
         assert_eq!(e.field, "dnsNames.allowed[1]");

@@ -95,7 +95,8 @@ pub fn signer_config(spec: &PodCertificateSignerSpec) -> Result<SignerConfig, Si
             list.iter()
                 .enumerate()
                 .map(|(i, p)| {
-                    AccountPattern::parse(p).map_err(|e| err(format!("serviceAccounts.{name}[{i}]"), e))
+                    AccountPattern::parse(p)
+                        .map_err(|e| err(format!("serviceAccounts.{name}[{i}]"), e))
                 })
                 .collect()
         };
@@ -112,12 +113,16 @@ pub fn signer_config(spec: &PodCertificateSignerSpec) -> Result<SignerConfig, Si
                 format!("{key:?} is not a qualified annotation key like podcert.dev/dns-names (the apiserver refuses other keys in unverifiedUserAnnotations)"),
             ));
         }
-        let parse = |list: &[String], name: &str, any: bool| -> Result<Vec<DnsTemplate>, SignerSpecError> {
-            list.iter()
-                .enumerate()
-                .map(|(i, t)| DnsTemplate::parse(t, any).map_err(|e| err(format!("dnsNames.{name}[{i}]"), e)))
-                .collect()
-        };
+        let parse =
+            |list: &[String], name: &str, any: bool| -> Result<Vec<DnsTemplate>, SignerSpecError> {
+                list.iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        DnsTemplate::parse(t, any)
+                            .map_err(|e| err(format!("dnsNames.{name}[{i}]"), e))
+                    })
+                    .collect()
+            };
         cfg.dns = Some(DnsPolicy {
             annotation_key: key.clone(),
             allowed: parse(&d.allowed, "allowed", true)?,

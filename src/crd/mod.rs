@@ -7,7 +7,7 @@
 
 pub mod convert;
 
-pub use convert::{SignerSpecError, SignerSettings};
+pub use convert::{SignerSettings, SignerSpecError};
 
 use std::collections::BTreeMap;
 
@@ -21,6 +21,8 @@ pub const VERSION: &str = "v1alpha1";
 pub const KIND: &str = "PodCertificateSigner";
 
 /// One signer this deployment serves.
+// Each printcolumn(...) repeats the same keys; clippy reads them as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "podcert.dev",
@@ -33,7 +35,11 @@ pub const KIND: &str = "PodCertificateSigner";
     derive = "PartialEq",
     doc = "A PodCertificate signer served by podcert-signer: which pods get which SPIFFE X.509-SVIDs from which CA.",
     printcolumn(name = "Signer", type_ = "string", json_path = ".spec.signerName"),
-    printcolumn(name = "Trust Domain", type_ = "string", json_path = ".spec.trustDomain"),
+    printcolumn(
+        name = "Trust Domain",
+        type_ = "string",
+        json_path = ".spec.trustDomain"
+    ),
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -44,8 +50,16 @@ pub const KIND: &str = "PodCertificateSigner";
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
-    printcolumn(name = "CA Not After", type_ = "date", json_path = ".status.caNotAfter"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "CA Not After",
+        type_ = "date",
+        json_path = ".status.caNotAfter"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     selectable = ".spec.signerName"
 )]
 #[serde(rename_all = "camelCase")]

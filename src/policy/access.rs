@@ -28,8 +28,9 @@ impl AccountPattern {
             // inside a name, so a pattern cannot match more than it says.
             let ok = !p.is_empty()
                 && p.len() <= 253
-                && p.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+                && p.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                });
             if ok {
                 Ok(Some(p.to_string()))
             } else {
@@ -123,7 +124,14 @@ mod tests {
 
     #[test]
     fn patterns_cannot_hide_wildcards_inside_names() {
-        for bad in ["team-a", "team-*/web", "team-a/we*", "/web", "Team/web", "a/b/c"] {
+        for bad in [
+            "team-a",
+            "team-*/web",
+            "team-a/we*",
+            "/web",
+            "Team/web",
+            "a/b/c",
+        ] {
             assert!(AccountPattern::parse(bad).is_err(), "{bad} accepted");
         }
     }

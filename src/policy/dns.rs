@@ -63,7 +63,9 @@ impl DnsTemplate {
             labels.push(Label::Fixed(t));
         }
         if labels.len() < 2 && labels.iter().all(|l| *l == Label::Any) {
-            return Err(invalid("'*' alone would match any single-label name".into()));
+            return Err(invalid(
+                "'*' alone would match any single-label name".into(),
+            ));
         }
         Ok(DnsTemplate {
             source: text.into(),
@@ -290,14 +292,22 @@ mod tests {
         let p = policy(&["*.{namespace}.svc"], &[]);
         let e = p.resolve(&asking("*.team-a.svc")).unwrap_err();
         assert!(e.contains("wildcard"), "{e}");
-        for bad in ["Api.team-a.svc", "-a.team-a.svc", "a..team-a.svc", "a_b.team-a.svc"] {
+        for bad in [
+            "Api.team-a.svc",
+            "-a.team-a.svc",
+            "a..team-a.svc",
+            "a_b.team-a.svc",
+        ] {
             assert!(p.resolve(&asking(bad)).is_err(), "{bad} accepted");
         }
         let many = (0..17)
             .map(|i| format!("n{i}.team-a.svc"))
             .collect::<Vec<_>>()
             .join(",");
-        assert!(p.resolve(&asking(&many)).unwrap_err().contains("at most 16"));
+        assert!(p
+            .resolve(&asking(&many))
+            .unwrap_err()
+            .contains("at most 16"));
     }
 
     #[test]

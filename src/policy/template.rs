@@ -17,7 +17,12 @@ pub enum Var {
 }
 
 impl Var {
-    pub const ALL: [Var; 4] = [Var::Namespace, Var::ServiceAccount, Var::PodName, Var::NodeName];
+    pub const ALL: [Var; 4] = [
+        Var::Namespace,
+        Var::ServiceAccount,
+        Var::PodName,
+        Var::NodeName,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {

@@ -74,7 +74,9 @@ pub async fn run(
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(_) => events.notify_one(),
-                Err(e) => warn!(error = %e, "watching PodCertificateSigners failed (is the CRD installed? `podcert-signer crd | kubectl apply -f -`); retrying"),
+                Err(e) => {
+                    warn!(error = %e, "watching PodCertificateSigners failed (is the CRD installed? `podcert-signer crd | kubectl apply -f -`); retrying")
+                }
             }
         }
     });
@@ -324,7 +326,9 @@ impl Manager {
             .await
         {
             Ok(_) => debug!(object = %name, "status updated"),
-            Err(e) => warn!(object = %name, error = %e, "could not update the PodCertificateSigner status; will retry"),
+            Err(e) => {
+                warn!(object = %name, error = %e, "could not update the PodCertificateSigner status; will retry")
+            }
         }
     }
 }
