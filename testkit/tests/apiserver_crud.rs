@@ -372,3 +372,42 @@ async fn write_log_records_each_write() {
         2
     );
 }
+
+/// The namespace strategy's Canonicalize: every namespace carries kubernetes.io/metadata.name
+/// with its own name, on create (generateName too) and after any update that drops or forges it.
+#[tokio::test]
+async fn namespaces_always_carry_their_name_label() {
+    const KEY: &str = "kubernetes.io/metadata.name";
+    let srv = server().await;
+    let api: Api<Namespace> = Api::all(srv.admin_client());
+    let label = |ns: &Namespace| {
+        ns.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(KEY).cloned())
+    };
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "team-x"}})).unwrap();
+    let created = api.create(&PostParams::default(), &ns).await.unwrap();
+    assert_eq!(label(&created).as_deref(), Some("team-x"));
+    let gen: Namespace =
+        serde_json::from_value(json!({"metadata": {"generateName": "gen-"}})).unwrap();
+    let g = api.create(&PostParams::default(), &gen).await.unwrap();
+    assert_eq!(label(&g), g.metadata.name);
+    let forged = api
+        .patch(
+            "team-x",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {KEY: "team-y", "env": "prod"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(label(&forged).as_deref(), Some("team-x"));
+    assert_eq!(forged.metadata.labels.as_ref().unwrap()["env"], "prod");
+    let mut dropped = api.get("team-x").await.unwrap();
+    dropped.metadata.labels = None;
+    let replaced = api
+        .replace("team-x", &PostParams::default(), &dropped)
+        .await
+        .unwrap();
+    assert_eq!(label(&replaced).as_deref(), Some("team-x"));
+}
