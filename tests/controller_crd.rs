@@ -336,6 +336,64 @@ async fn a_signer_object_issues_with_its_policy_and_follows_edits_and_deletion()
         ("Denied".into(), "ServiceAccountNotAllowed".into())
     );
 
+    // Key types, lifetime cap and an allow list, edited in.
+    apply(
+        &server,
+        &WEB.replace(
+            "trustDomain: example.org",
+            "trustDomain: example.org\n  keyTypes: [ECDSAP256]\n  maxLifetime: 2h\n  serviceAccounts: {allow: [\"team-a/api\"]}",
+        ),
+    )
+    .await;
+    wait_condition(&server, "web", "True", Some("Ready")).await;
+    let (v, n) = request(
+        &server,
+        "ED25519-pop-v1beta1",
+        "r9",
+        "podcert.dev/web",
+        "team-a",
+        "api",
+        Value::Null,
+    )
+    .await;
+    let r9 = wait_terminal(&server, &v, "team-a", &n, WAIT).await;
+    assert_eq!(
+        condition(&r9),
+        ("Denied".into(), "UnsupportedKeyType".into())
+    );
+    let (v, n) = request(
+        &server,
+        "ECDSAP256-pop-v1beta1",
+        "r10",
+        "podcert.dev/web",
+        "team-a",
+        "api",
+        Value::Null,
+    )
+    .await;
+    let r10 = wait_terminal(&server, &v, "team-a", &n, WAIT).await;
+    assert_eq!(condition(&r10).0, "Issued");
+    let lifetime =
+        podcert_signer::api::wire::parse_time(r10["status"]["notAfter"].as_str().unwrap()).unwrap()
+            - podcert_signer::api::wire::parse_time(r10["status"]["notBefore"].as_str().unwrap())
+                .unwrap();
+    assert_eq!(lifetime, ::time::Duration::hours(2));
+    let (v, n) = request(
+        &server,
+        "ECDSAP256-pop-v1beta1",
+        "r11",
+        "podcert.dev/web",
+        "team-a",
+        "web",
+        Value::Null,
+    )
+    .await;
+    let r11 = wait_terminal(&server, &v, "team-a", &n, WAIT).await;
+    assert_eq!(
+        condition(&r11),
+        ("Denied".into(), "ServiceAccountNotAllowed".into())
+    );
+
     // Deleting the object stops issuance: a new request stays pending, never Failed...
     signers(&server)
         .delete("web", &DeleteParams::default())
