@@ -2,8 +2,33 @@
 //! kube::core::cel), reported as apiextensions-apiserver's CEL validator reports them.
 
 use crate::status::{FieldError, FieldErrorKind};
-use kube_cel::ErrorKind;
+use kube_cel::{CompiledSchema, ErrorKind};
 use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Compiled rules by schema text: compiling is the expensive part and schemas rarely change.
+fn compiled(schema: &Value) -> Option<Arc<CompiledSchema>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<CompiledSchema>>>> = OnceLock::new();
+    let key = schema.to_string();
+    if !key.contains("\"x-kubernetes-validations\"") {
+        return None;
+    }
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    // CRDs come and go in tests; a small bound keeps stale schemas from piling up.
+    if cache.len() > 64 {
+        cache.clear();
+    }
+    Some(
+        cache
+            .entry(key)
+            .or_insert_with(|| Arc::new(kube_cel::compile_schema(schema)))
+            .clone(),
+    )
+}
 
 /// Kinds of schema error after which upstream does not run CEL rules (hasBlockingErr).
 fn blocks_cel(e: &FieldError) -> bool {
@@ -33,8 +58,11 @@ pub fn check(schema: &Value, obj: &Value, old: Option<&Value>, errs: &mut Vec<Fi
         errs.push(not_checked());
         return;
     }
+    let Some(rules) = compiled(schema) else {
+        return;
+    };
     let (obj, old) = (without_nulls(obj), old.map(without_nulls));
-    let Err(failures) = kube_cel::validate(schema, &obj, old.as_ref()) else {
+    let Err(failures) = kube_cel::validate_compiled(&rules, &obj, old.as_ref()) else {
         return;
     };
     for f in failures.iter() {
@@ -128,6 +156,12 @@ mod tests {
             ]
         );
         assert!(run(schema.clone(), json!({"spec": {"a": "z", "l": ["q"]}})).is_empty());
+        let dynamic = json!({"type": "object", "properties": {"l": {"type": "array", "items": {"type": "string"},
+            "x-kubernetes-validations": [{"rule": "size(self) < 2", "messageExpression": "'got ' + string(size(self))"}]}}});
+        assert_eq!(
+            run(dynamic, json!({"l": ["a", "b"]})),
+            ["l: Invalid value: \"array\": got 2"]
+        );
         // Rules do not run on null values.
         assert!(run(schema, json!({"spec": {"a": "z", "l": null}})).is_empty());
     }

@@ -75,23 +75,28 @@ fn is_date_time(s: &str) -> bool {
     let (Some(h), Some(m), Some(sec)) = (two(0), two(3), two(6)) else {
         return false;
     };
-    let mut rest = &time[8..];
+    let Some(mut rest) = time.get(8..) else {
+        return false;
+    };
     // The fraction is `.[0-9]+` where `.` is any character, as in the upstream regexp.
-    if rest.len() > 1 && !matches!(rest.as_bytes()[0], b'z' | b'+' | b'-') {
-        let digits = rest[1..].bytes().take_while(u8::is_ascii_digit).count();
+    if let Some(first) = rest
+        .chars()
+        .next()
+        .filter(|c| !matches!(c, 'z' | '+' | '-'))
+    {
+        let after = &rest[first.len_utf8()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
             return false;
         }
-        rest = &rest[1 + digits..];
+        rest = &after[digits..];
     }
+    let zb = rest.as_bytes();
     let zone_ok = rest == "z"
-        || (rest.len() == 6
-            && matches!(rest.as_bytes()[0], b'+' | b'-')
-            && rest.as_bytes()[3] == b':'
-            && rest[1..3]
-                .bytes()
-                .chain(rest[4..].bytes())
-                .all(|c| c.is_ascii_digit()));
+        || (zb.len() == 6
+            && matches!(zb[0], b'+' | b'-')
+            && zb[3] == b':'
+            && [zb[1], zb[2], zb[4], zb[5]].iter().all(u8::is_ascii_digit));
     zone_ok && h <= 23 && m <= 59 && sec <= 59
 }
 
@@ -133,6 +138,9 @@ mod tests {
         assert_eq!(check("date-time", "2026-02-30T03:04:05Z"), Some(false));
         assert_eq!(check("date-time", "2026-01-02T24:04:05Z"), Some(false));
         assert_eq!(check("date-time", "yesterday"), Some(false));
+        assert_eq!(check("date-time", "2026-01-02T03:04:05é1z"), Some(true));
+        assert_eq!(check("date-time", "2026-01-02T03:04:05é"), Some(false));
+        assert_eq!(check("date-time", "2026-01-02T03:04:05+é:00"), Some(false));
     }
 
     #[test]
