@@ -58,7 +58,8 @@ pub fn admit_create(
             crd::validate(obj).map_err(|e| invalid(def, obj, &e))
         }
         ("", "pods") => admit_pod_service_account(st, obj),
-        _ if def.custom => crd::validate_custom(def, obj).map_err(|e| invalid(def, obj, &e)),
+        _ if def.custom => crd::validate_custom(def, obj, None, crd::Write::Main)
+            .map_err(|e| invalid(def, obj, &e)),
         _ => Ok(()),
     }
 }
@@ -82,7 +83,8 @@ pub fn admit_update(
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             crd::validate(new).map_err(|e| invalid(def, new, &e))
         }
-        _ if def.custom => crd::validate_custom(def, new).map_err(|e| invalid(def, new, &e)),
+        _ if def.custom => crd::validate_custom(def, new, Some(old), crd::Write::Main)
+            .map_err(|e| invalid(def, new, &e)),
         _ => Ok(()),
     }
 }
@@ -99,6 +101,10 @@ pub fn admit_status(
     if def.group == "certificates.k8s.io" && def.resource == "podcertificaterequests" {
         rules::pcr::validate_status_update(old, new, now).map_err(|e| invalid(def, new, &e))?;
         return rules::pcr::authorize_status_update(user, old, new, &|a| authorize(st, user, a));
+    }
+    if def.custom {
+        return crd::validate_custom(def, new, Some(old), crd::Write::Status)
+            .map_err(|e| invalid(def, new, &e));
     }
     Ok(())
 }

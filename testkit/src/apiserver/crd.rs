@@ -1,6 +1,12 @@
 //! CustomResourceDefinitions: turning a CRD into a served resource, and the structural-schema
-//! handling of custom resources (pruning of unknown fields and `required`; types, formats and
-//! CEL rules are not enforced).
+//! handling of custom resources (pruning, defaulting, OpenAPI validation and CEL rules).
+
+mod cel;
+mod defaults;
+mod formats;
+mod gofmt;
+mod prune;
+mod schema;
 
 use super::registry::{version_priority, Conversion, ResourceDef};
 use crate::status::FieldError;
@@ -149,39 +155,80 @@ pub fn status(crd: &Value, now: &str) -> Value {
     })
 }
 
-/// Prunes unknown fields and checks `required` against the schema of the object's version.
-pub fn validate_custom(def: &ResourceDef, obj: &mut Value) -> Result<(), Vec<FieldError>> {
+/// Which part of a custom resource a write may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// The main resource: everything but `status` when `/status` exists.
+    Main,
+    /// The `/status` subresource: only `status` is validated.
+    Status,
+}
+
+/// The schema of the object's version (or of the first served version).
+fn schema_of<'a>(def: &'a ResourceDef, obj: &Value) -> Option<&'a Value> {
     let version = obj
         .get("apiVersion")
         .and_then(Value::as_str)
         .and_then(|a| a.rsplit('/').next())
-        .unwrap_or("")
-        .to_string();
-    let Some(schema) = def
-        .schema_for(&version)
+        .unwrap_or("");
+    def.schema_for(version)
         .or_else(|| def.crd_schemas.first().map(|(_, s)| s))
-    else {
+}
+
+/// The part of the schema and object a write is validated against: upstream validates spec
+/// (and everything else) on main writes and only status on status writes, ratcheting the
+/// part the write cannot change.
+fn scoped(schema: &Value, obj: &Value, write: Write, has_status: bool) -> (Value, Value) {
+    match write {
+        Write::Status => {
+            let status_schema = schema
+                .pointer("/properties/status")
+                .cloned()
+                .unwrap_or(json!({}));
+            let view = match obj.get("status") {
+                Some(st) => json!({ "status": st }),
+                None => json!({}),
+            };
+            (
+                json!({"type": "object", "properties": {"status": status_schema}}),
+                view,
+            )
+        }
+        Write::Main if has_status => {
+            let mut s = schema.clone();
+            if let Some(p) = s.get_mut("properties").and_then(Value::as_object_mut) {
+                p.remove("status");
+            }
+            let mut view = obj.clone();
+            if let Some(m) = view.as_object_mut() {
+                m.remove("status");
+            }
+            (s, view)
+        }
+        Write::Main => (schema.clone(), obj.clone()),
+    }
+}
+
+/// Admits a custom resource write as apiextensions-apiserver does: prunes unknown fields and
+/// non-nullable nulls, applies schema defaults, then validates the written part against the
+/// OpenAPI schema and its CEL rules (`old` feeds transition rules on updates).
+pub fn validate_custom(
+    def: &ResourceDef,
+    obj: &mut Value,
+    old: Option<&Value>,
+    write: Write,
+) -> Result<(), Vec<FieldError>> {
+    let Some(schema) = schema_of(def, obj) else {
         return Ok(());
     };
+    prune::unknown_fields(obj, schema);
+    prune::non_nullable_nulls(obj, schema);
+    defaults::apply(obj, schema);
+    let (scope, view) = scoped(schema, obj, write, def.has_status);
+    let old_view = old.map(|o| scoped(schema, o, write, def.has_status).1);
     let mut errs = Vec::new();
-    if let Some(m) = obj.as_object_mut() {
-        let props = schema.get("properties").and_then(Value::as_object);
-        for (k, v) in m.iter_mut() {
-            if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
-                continue;
-            }
-            if let Some(sub) = props.and_then(|p| p.get(k)) {
-                walk(v, sub, k, &mut errs);
-            }
-        }
-        if schema.get("x-kubernetes-preserve-unknown-fields") != Some(&json!(true)) {
-            m.retain(|k, _| {
-                matches!(k.as_str(), "apiVersion" | "kind" | "metadata")
-                    || props.is_some_and(|p| p.contains_key(k))
-            });
-        }
-        check_required(schema, m, "", &mut errs);
-    }
+    schema::validate(&view, &scope, "", &mut errs);
+    cel::check(&scope, &view, old_view.as_ref(), &mut errs);
     if errs.is_empty() {
         Ok(())
     } else {
@@ -189,57 +236,11 @@ pub fn validate_custom(def: &ResourceDef, obj: &mut Value) -> Result<(), Vec<Fie
     }
 }
 
-fn check_required(
-    schema: &Value,
-    m: &serde_json::Map<String, Value>,
-    path: &str,
-    errs: &mut Vec<FieldError>,
-) {
-    for r in schema
-        .get("required")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
-        if !m.contains_key(r) {
-            let p = if path.is_empty() {
-                r.to_string()
-            } else {
-                format!("{path}.{r}")
-            };
-            errs.push(FieldError::required(p, ""));
-        }
-    }
-}
-
-fn walk(v: &mut Value, schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
-    match v {
-        Value::Object(m) => {
-            let props = schema.get("properties").and_then(Value::as_object);
-            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
-            for (k, child) in m.iter_mut() {
-                if let Some(sub) = props.and_then(|p| p.get(k)).or(additional) {
-                    walk(child, sub, &format!("{path}.{k}"), errs);
-                }
-            }
-            let preserve = schema.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(true));
-            if !preserve
-                && additional.is_none()
-                && schema.get("additionalProperties") != Some(&json!(true))
-            {
-                m.retain(|k, _| props.is_some_and(|p| p.contains_key(k)));
-            }
-            check_required(schema, m, path, errs);
-        }
-        Value::Array(a) => {
-            if let Some(items) = schema.get("items") {
-                for (i, child) in a.iter_mut().enumerate() {
-                    walk(child, items, &format!("{path}[{i}]"), errs);
-                }
-            }
-        }
-        _ => {}
+/// Applies schema defaults to a stored object as it is read, as the real apiserver does when
+/// decoding from etcd (so defaults added to a CRD show on objects written before).
+pub fn default_stored(def: &ResourceDef, version: &str, obj: &mut Value) {
+    if let Some(schema) = def.schema_for(version) {
+        defaults::apply(obj, schema);
     }
 }
 
@@ -264,11 +265,11 @@ mod tests {
         let def = resource_def(&crd()).unwrap();
         let mut o = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
                            "spec": {"size": 1, "colour": "red"}, "junk": 1});
-        validate_custom(&def, &mut o).unwrap();
+        validate_custom(&def, &mut o, None, Write::Main).unwrap();
         assert_eq!(o["spec"], json!({"size": 1}));
         assert!(o.get("junk").is_none());
         let mut bad = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {}});
-        let errs = validate_custom(&def, &mut bad).unwrap_err();
+        let errs = validate_custom(&def, &mut bad, None, Write::Main).unwrap_err();
         assert_eq!(errs[0].field, "spec.size");
     }
 }

@@ -71,6 +71,9 @@ pub fn to_external(def: &ResourceDef, obj: &Value, version: &str) -> Value {
                 m.insert("apiVersion".into(), json!(def.group_version(version)));
                 m.insert("kind".into(), json!(def.kind));
             }
+            if def.custom {
+                crd::default_stored(def, version, &mut o);
+            }
             o
         }
     }
