@@ -98,6 +98,28 @@ async fn wait_condition(
     }
 }
 
+/// Waits for an Event about PodCertificateSigner `name` with `reason` and `type_`.
+async fn wait_event(server: &TestServer, name: &str, reason: &str, type_: &str) {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::all(server.admin_client());
+    let start = Instant::now();
+    loop {
+        let events = api.list(&Default::default()).await.unwrap();
+        if events.items.iter().any(|e| {
+            e.regarding.as_ref().is_some_and(|r| {
+                r.name.as_deref() == Some(name) && r.kind.as_deref() == Some("PodCertificateSigner")
+            }) && e.reason.as_deref() == Some(reason)
+                && e.type_.as_deref() == Some(type_)
+        }) {
+            return;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "no {type_} {reason} event for {name}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Creates a Go-built request (vector `vector`) for `signer`, from `ns`/`sa`, with user annotations.
 async fn request(
     server: &TestServer,
@@ -221,6 +243,7 @@ async fn a_signer_object_issues_with_its_policy_and_follows_edits_and_deletion()
             .map(String::as_str),
         Some("web")
     );
+    wait_event(&server, "web", "Ready", "Normal").await;
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
         Api::namespaced(server.admin_client(), SIGNER_NS);
     assert!(secrets.get_opt("web-ca").await.unwrap().is_some());
@@ -497,6 +520,7 @@ async fn signers_that_cannot_be_served_say_why() {
     let o = wait_condition(&server, "flags", "False", Some("Conflict")).await;
     assert!(message(&o).contains("--signer-name"), "{}", message(&o));
     let o = wait_condition(&server, "second", "False", Some("Conflict")).await;
+    wait_event(&server, "second", "Conflict", "Warning").await;
     assert!(
         message(&o).contains("PodCertificateSigner first"),
         "{}",

@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
@@ -319,6 +320,16 @@ impl Manager {
         if obj.status.as_ref() == Some(&next) || !*self.shared.leader.borrow() {
             return;
         }
+        let was = obj
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.first())
+            .map(|c| (c.status.clone(), c.reason.clone()));
+        if let Some(c) = next.conditions.first() {
+            if was.as_ref() != Some(&(c.status.clone(), c.reason.clone())) {
+                self.event(obj, c.status == "True", &c.reason, &c.message);
+            }
+        }
         let patch = json!({ "status": next });
         match self
             .api
@@ -330,6 +341,33 @@ impl Manager {
                 warn!(object = %name, error = %e, "could not update the PodCertificateSigner status; will retry")
             }
         }
+    }
+}
+
+impl Manager {
+    /// An Event on the object when its Ready condition changes (status or reason).
+    fn event(&self, obj: &PodCertificateSigner, ready: bool, reason: &str, message: &str) {
+        let Some(reporter) = self.shared.reporter.clone() else {
+            return;
+        };
+        let recorder = Recorder::new(self.shared.client.clone(), reporter);
+        let reference = obj.object_ref(&());
+        let event = Event {
+            type_: if ready {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: reason.to_string(),
+            note: Some(message.chars().take(1000).collect()),
+            action: "Serve".into(),
+            secondary: None,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&event, &reference).await {
+                debug!(error = %e, "could not record an event");
+            }
+        });
     }
 }
 
