@@ -408,7 +408,7 @@ class Rbac(unittest.TestCase):
         self.assertEqual(sorted(self.rules(docs, "Role")), sorted([
             ("podcert-system", "coordination.k8s.io/leases", ("get", "update"), ("podcert-signer",)),
             ("podcert-system", "coordination.k8s.io/leases", ("create",), ()),
-            ("podcert-system", "/secrets", ("get",), ("podcert-signer-ca",)),
+            ("podcert-system", "/secrets", ("get", "update"), ("podcert-signer-ca",)),
             ("podcert-system", "/secrets", ("create",), ()),
         ]))
 
@@ -447,9 +447,11 @@ class Rbac(unittest.TestCase):
                     continue
                 with self.subTest(variant=name, verbs=verbs):
                     self.assertEqual(ns, "podcert-system")
-                    self.assertFalse({"list", "watch", "update", "patch", "delete"} & set(verbs))
-                    if "get" in verbs:
+                    self.assertFalse({"list", "watch", "patch", "delete"} & set(verbs))
+                    if {"get", "update"} & set(verbs):
                         self.assertTrue(names)
+                    if "update" in verbs:  # the rotation state, only when the signer owns the CA
+                        self.assertEqual(cr.VARIANTS[name].get("ca", {}).get("mode", "bootstrap"), "bootstrap")
         secret_rules = lambda v: [r for r in self.rules(self.renders[v], "Role") if r[1] == "/secrets"]  # noqa: E731
         self.assertEqual(secret_rules("ca-existing-secret"), [("podcert-system", "/secrets", ("get",), ("my-ca",))])
         self.assertEqual(secret_rules("ca-files"), [])  # the kubelet mounts it; the signer reads no Secret

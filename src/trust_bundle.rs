@@ -74,8 +74,7 @@ pub async fn run(
     loop {
         let mut wait = cfg.resync;
         if *leader.borrow() {
-            if let Some(current) = ca.get() {
-                let pem = current.trust_anchors_pem();
+            if let Some(pem) = ca.anchors_pem() {
                 match sync_once(&client, &resource, &cfg, &pem).await {
                     Ok(()) => failures = 0,
                     Err(e) => {

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::ca::CaKeyType;
+use crate::ca_rotation::{self, RotationOptions};
 use crate::ca_source::{self, Bootstrap, CaHandle, CaSource};
 use crate::cli::ca::KeyTypeArg;
 use crate::controller::{self, RunOptions};
@@ -20,6 +21,7 @@ use crate::http::{self, Health};
 use crate::key_type::KeyType;
 use crate::leader::{self, LeaderConfig};
 use crate::policy::SignerConfig;
+use crate::rotation::RotationPolicy;
 use crate::spiffe_id::TrustDomain;
 use crate::telemetry::{self, LogFormat, Metrics};
 use crate::trust_bundle::{self, TrustBundleConfig};
@@ -75,6 +77,14 @@ pub struct RunArgs {
     /// Validity of a generated CA.
     #[arg(long, env = "PODCERT_CA_VALIDITY", default_value = "365d", value_parser = super::parse_duration)]
     pub ca_validity: time::Duration,
+    /// CA rotation (--ca-bootstrap): the next CA is prepared, and its root published, at this
+    /// fraction of the active CA's life.
+    #[arg(long, env = "PODCERT_CA_ROTATE_AT_FRACTION", default_value_t = RotationPolicy::DEFAULT_PREPARE_AT_FRACTION)]
+    pub ca_rotate_at_fraction: f64,
+    /// CA rotation: time between publishing the next CA's root and signing with it (every
+    /// projected trust bundle must hold the root by then).
+    #[arg(long, env = "PODCERT_CA_PROPAGATION_DELAY", default_value = "1h", value_parser = super::parse_duration)]
+    pub ca_propagation_delay: time::Duration,
     /// How often CA files or the CA Secret are checked for new material.
     #[arg(long, env = "PODCERT_CA_RELOAD_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub ca_reload_interval: Duration,
@@ -140,7 +150,7 @@ fn in_cluster() -> bool {
     std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
 }
 
-async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
+pub(crate) async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
     let config = match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
@@ -192,6 +202,35 @@ fn ca_source(args: &RunArgs) -> anyhow::Result<CaSource> {
         });
     }
     bail!("no CA configured: give --ca-cert and --ca-key, --ca-secret NS/NAME [--ca-bootstrap], or --ca-memory")
+}
+
+/// The CA rotation schedule from the flags; with --ca-bootstrap (the signer rotates the CA)
+/// a schedule that could cut leaves short is refused with the policy's explanation.
+fn rotation_options(args: &RunArgs, config: &SignerConfig) -> anyhow::Result<RotationOptions> {
+    let policy = RotationPolicy {
+        ca_validity: args.ca_validity,
+        prepare_at_fraction: args.ca_rotate_at_fraction,
+        propagation_delay: args.ca_propagation_delay,
+        max_leaf_lifetime: config.max_lifetime,
+        min_leaf_lifetime: crate::policy::MIN_LIFETIME,
+        safety_margin: RotationPolicy::DEFAULT_SAFETY_MARGIN,
+    };
+    if args.ca_bootstrap {
+        policy.validate().context(
+            "CA rotation schedule (--ca-validity, --ca-rotate-at-fraction, --ca-propagation-delay, --max-lifetime)",
+        )?;
+    }
+    let mut opts = RotationOptions::new(policy, &config.signer_name);
+    opts.bundle_name = args.trust_bundle.then(|| {
+        let mut tb = TrustBundleConfig::new(&config.signer_name);
+        tb.suffix = args.trust_bundle_suffix.clone();
+        tb.bundle_name()
+    });
+    opts.events = args.events.then(|| kube::runtime::events::Reporter {
+        controller: "podcert-signer".into(),
+        instance: args.identity.clone(),
+    });
+    Ok(opts)
 }
 
 fn labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -249,6 +288,7 @@ pub async fn serve(args: RunArgs, shutdown: watch::Receiver<bool>) -> anyhow::Re
     }
     config.validate()?;
     let source = ca_source(&args)?;
+    let mut rotation = rotation_options(&args, &config)?;
     let tb_labels = labels(&args.trust_bundle_labels)?;
 
     let client = client(args.kubeconfig.as_ref()).await?;
@@ -273,10 +313,14 @@ pub async fn serve(args: RunArgs, shutdown: watch::Receiver<bool>) -> anyhow::Re
         .ca_reload_errors
         .get_or_create(&Metrics::signer(&config.signer_name))
         .clone();
-    let ca_task = ca_source::start(
+    let (leading_tx, leading) = watch::channel(false);
+    rotation.leader = leading;
+    rotation.metrics = Some(metrics.clone());
+    let ca_task = ca_source::start_with(
         source,
         Some(client.clone()),
         ca.clone(),
+        rotation,
         move || {
             reload_errors.inc();
         },
@@ -319,6 +363,7 @@ pub async fn serve(args: RunArgs, shutdown: watch::Receiver<bool>) -> anyhow::Re
         std::mem::forget(tx); // leader for the process's lifetime
         (rx, None)
     };
+    ca_rotation::forward_leadership(leader_rx.clone(), leading_tx);
     let leader_gauge = metrics.leader.clone();
     let mut leader_watch = leader_rx.clone();
     tokio::spawn(async move {
