@@ -285,7 +285,7 @@ pub fn retired_roots(
             let probe = CaRecord::retired_anchor(&text, policy.max_leaf_lifetime, now, now)?;
             let drop_at =
                 (now + policy.max_leaf_lifetime).min(probe.not_after) + policy.safety_margin;
-            (probe.not_after > now).then(|| CaRecord {
+            (probe.not_after > now).then_some(CaRecord {
                 drop_at: Some(drop_at),
                 ..probe
             })
