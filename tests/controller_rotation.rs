@@ -138,23 +138,38 @@ fn bootstrap_args(extra: &[&'static str]) -> Vec<&'static str> {
     v
 }
 
-/// Copies the published bundle into a file whenever it changes, as the kubelet projects a
-/// ClusterTrustBundle into a pod volume.
+/// How long the emulated kubelet takes to project a changed ClusterTrustBundle into the pods
+/// (the real one re-projects on its pod sync, within about a minute). Shorter than the
+/// propagation delay the tests configure: with none, the rotation would break connections.
+const PROJECTION_LAG: Duration = Duration::from_millis(1500);
+
+/// Copies the published bundle into a file [`PROJECTION_LAG`] after each change, as the
+/// kubelet projects a ClusterTrustBundle into a pod volume.
 fn project_bundle(server: &TestServer, path: PathBuf, stop: Arc<AtomicBool>) {
     let client = server.admin_client();
     tokio::spawn(async move {
         let api: Api<DynamicObject> = Api::all_with(client, &ctb_resource("v1"));
-        let mut last = String::new();
+        let mut seen = String::new();
+        let mut queue: std::collections::VecDeque<(Instant, String)> = Default::default();
         while !stop.load(Ordering::Relaxed) {
             if let Ok(Some(o)) = api.get_opt(BUNDLE).await {
                 if let Some(text) = o.data["spec"]["trustBundle"].as_str() {
-                    if text != last {
-                        let tmp = path.with_extension("tmp");
-                        std::fs::write(&tmp, text).unwrap();
-                        std::fs::rename(&tmp, &path).unwrap();
-                        last = text.to_string();
+                    if text != seen {
+                        let due = if seen.is_empty() {
+                            Instant::now()
+                        } else {
+                            Instant::now() + PROJECTION_LAG
+                        };
+                        queue.push_back((due, text.to_string()));
+                        seen = text.to_string();
                     }
                 }
+            }
+            while queue.front().is_some_and(|(due, _)| *due <= Instant::now()) {
+                let (_, text) = queue.pop_front().unwrap();
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, text).unwrap();
+                std::fs::rename(&tmp, &path).unwrap();
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
