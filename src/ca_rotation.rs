@@ -100,6 +100,15 @@ impl Rotator {
         &self.opts.policy
     }
 
+    /// The bundle this process last published, when it publishes one at all (else the
+    /// propagation cannot be confirmed and is assumed to take the configured delay).
+    pub(crate) fn publication(&self) -> Option<Option<String>> {
+        self.opts
+            .bundle_name
+            .as_ref()
+            .map(|_| self.handle.published_pem())
+    }
+
     pub(crate) fn is_leader(&self) -> bool {
         *self.opts.leader.borrow()
     }
@@ -263,6 +272,43 @@ impl Rotator {
         let policy = &self.opts.policy;
         retired_roots(&text, policy, now)
     }
+}
+
+/// Holds a prepared CA back while this process has not confirmed its roots published (the
+/// trust-bundle publisher failing, or a new leader's publisher not yet done): its activation
+/// moves to a full propagation delay from `now`, so the delay counts from publication (to
+/// within one step period) rather than running out unseen. None: nothing to hold back. The
+/// machine still activates early if the active CA could otherwise no longer issue a leaf.
+pub fn hold_back(
+    state: &RotationState,
+    published_pem: Option<&str>,
+    policy: &RotationPolicy,
+    now: OffsetDateTime,
+) -> Option<RotationState> {
+    let next = state.next.as_ref()?;
+    let published = published_pem.map(der_blocks).unwrap_or_default();
+    let out = next
+        .anchors_pem
+        .iter()
+        .flat_map(|a| der_blocks(a))
+        .all(|d| published.contains(&d));
+    let due = now + policy.propagation_delay;
+    if out || next.activate_at.is_some_and(|t| t >= due) {
+        return None;
+    }
+    let mut s = state.clone();
+    if let Some(n) = s.next.as_mut() {
+        n.activate_at = Some(due);
+    }
+    Some(s)
+}
+
+fn der_blocks(pem_text: &str) -> Vec<Vec<u8>> {
+    pem::parse_many(pem_text)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|b| b.into_contents())
+        .collect()
 }
 
 /// The roots in a published bundle text that are still valid at `now`, as retired records
@@ -450,6 +496,35 @@ mod tests {
         };
         assert!(ext.observe(&bad, Vec::new(), &policy(), now).is_err());
         assert_eq!(published_anchors(ext.state().unwrap()).len(), 2);
+    }
+
+    #[test]
+    fn a_prepared_ca_waits_for_its_root_to_be_published() {
+        let now = OffsetDateTime::now_utc();
+        let p = policy();
+        let m = material(now, Duration::days(30));
+        let s = RotationState::adopt(&m.cert, &m.key, None, CaOrigin::Generated, now).unwrap();
+        let mut gen = |at: OffsetDateTime, v: Duration| {
+            generate_self_signed(CaKeyType::EcdsaP256, Some("example.org"), v, at)
+        };
+        let (prepared, _) = crate::rotation::begin_manual(&s, &p, now, &mut gen).unwrap();
+        let old_bundle = m.cert.clone();
+        let full = crate::rotation::published_bundle_pem(&prepared);
+        // Not stepped on: nothing prepared, or the root is out.
+        assert!(hold_back(&s, None, &p, now).is_none());
+        assert!(hold_back(&prepared, Some(&full), &p, now + Duration::minutes(10)).is_none());
+        // Just prepared (activation a full delay away): nothing to move.
+        assert!(hold_back(&prepared, Some(&old_bundle), &p, now).is_none());
+        // Ten minutes on and still not out: activation moves to a full delay from now.
+        let later = now + Duration::minutes(10);
+        let held = hold_back(&prepared, Some(&old_bundle), &p, later).unwrap();
+        let next = held.next.as_ref().unwrap();
+        assert_eq!(next.activate_at, Some(later + p.propagation_delay));
+        let held = hold_back(&prepared, None, &p, later).unwrap();
+        assert_eq!(
+            held.next.unwrap().activate_at,
+            Some(later + p.propagation_delay)
+        );
     }
 
     #[test]

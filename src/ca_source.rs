@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::ca::{generate_self_signed, Ca, CaError, CaKeyType};
-use crate::ca_rotation::{External, RotationOptions, Rotator};
+use crate::ca_rotation::{hold_back, External, RotationOptions, Rotator};
 use crate::ca_secret::{self, SecretCa, WriteOutcome};
 use crate::rotation::{
     handle_trigger, step, CaOrigin, RotationPolicy, RotationState, TriggerOutcome,
@@ -28,6 +28,8 @@ use crate::rotation::{
 pub struct CaHandle {
     current: RwLock<Option<Installed>>,
     version: watch::Sender<u64>,
+    /// The bundle the trust-bundle publisher last wrote successfully.
+    published: RwLock<Option<String>>,
 }
 
 #[derive(Clone)]
@@ -43,6 +45,7 @@ impl CaHandle {
         Arc::new(CaHandle {
             current: RwLock::new(None),
             version,
+            published: RwLock::new(None),
         })
     }
 
@@ -79,6 +82,18 @@ impl CaHandle {
             Some(a) => a.concat(),
             None => i.ca.trust_anchors_pem(),
         })
+    }
+
+    /// Called by the trust-bundle publisher once `pem` is written everywhere it publishes.
+    pub fn mark_published(&self, pem: &str) {
+        if let Ok(mut g) = self.published.write() {
+            *g = Some(pem.to_string());
+        }
+    }
+
+    /// The bundle last confirmed published by this process (None: not yet, or not leading).
+    pub fn published_pem(&self) -> Option<String> {
+        self.published.read().ok().and_then(|g| g.clone())
     }
 
     fn install(&self, installed: Installed) {
@@ -477,6 +492,12 @@ impl SecretWatcher {
                     }
                     TriggerOutcome::Retry(e) => {
                         warn!(error = %e, "could not act on the rotation request; retrying")
+                    }
+                }
+                if let Some(published) = self.rotator.publication() {
+                    if let Some(held) = hold_back(&state, published.as_deref(), &policy, now) {
+                        warn!(secret = %origin, "the prepared CA's root is not confirmed published yet; holding its activation back");
+                        state = held;
                     }
                 }
                 let (state, t) = step(&state, &policy, now, &mut generate);

@@ -76,7 +76,11 @@ pub async fn run(
         if *leader.borrow() {
             if let Some(pem) = ca.anchors_pem() {
                 match sync_once(&client, &resource, &cfg, &pem).await {
-                    Ok(()) => failures = 0,
+                    Ok(()) => {
+                        failures = 0;
+                        // The rotation holds a prepared CA back until its root is out.
+                        ca.mark_published(&pem);
+                    }
                     Err(e) => {
                         failures = failures.saturating_add(1);
                         wait = Duration::from_millis(500u64 << failures.min(5)).min(cfg.resync);
