@@ -593,3 +593,52 @@ fn a_schedule_that_would_cut_leaves_short_is_refused_at_start() {
         "refused before connecting: {err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_from_before_rotation_is_adopted_with_its_ca() {
+    let server = TestServer::start(ServerConfig::default()).await.unwrap();
+    prepare(&server, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["ca", "init", "--out"])
+        .arg(dir.path().join("ca"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let cert = std::fs::read_to_string(dir.path().join("ca/ca.crt")).unwrap();
+    let key = std::fs::read_to_string(dir.path().join("ca/ca.key")).unwrap();
+    let b64 = |s: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    };
+    server
+        .load_yaml(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {SECRET}\n  namespace: {SIGNER_NS}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
+            b64(&cert),
+            b64(&key)
+        ))
+        .unwrap();
+    let signer = spawn_signer(
+        &server,
+        dir.path(),
+        "signer-0",
+        &bootstrap_args(&["--leader-election=false"]),
+    );
+    signer.wait_ready(WAIT).await;
+    // The leader writes a state whose active CA is the Secret's own, rotated by this signer.
+    let adopted = eventually("the adopted state", WAIT, || state(&server)).await;
+    assert_eq!(adopted.active.cert_pem, cert);
+    assert_eq!(
+        adopted.active.origin,
+        podcert_signer::rotation::CaOrigin::Generated
+    );
+    assert_eq!(published_roots(&server).await, vec![root_der(&cert)]);
+    let out = ca_rotate(&server, dir.path(), &[]);
+    assert!(out.contains(&adopted.active.fingerprint_sha256), "{out}");
+    let next = eventually("a prepared CA", WAIT, || async {
+        state(&server).await.and_then(|s| s.next)
+    })
+    .await;
+    assert_ne!(next.cert_pem, cert);
+    server.shutdown().await;
+}
