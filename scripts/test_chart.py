@@ -284,7 +284,8 @@ class Security(unittest.TestCase):
         self.assertEqual(c["args"][0], "run")
         for arg in [f"--signer-name={SIGNER}", "--trust-domain=cluster.local", "--log-format=json",
                     "--metrics-addr=0.0.0.0:8080", "--ca-secret=podcert-system/podcert-signer-ca",
-                    "--ca-bootstrap", "--trust-bundle=true", "--trust-bundle-suffix=live"]:
+                    "--ca-bootstrap", "--ca-rotate-at-fraction=0.5", "--ca-propagation-delay=1h",
+                    "--trust-bundle=true", "--trust-bundle-suffix=live"]:
             self.assertIn(arg, c["args"])
         env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
         self.assertEqual(env, {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"})
