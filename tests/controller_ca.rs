@@ -1,7 +1,7 @@
 //! CA backends of `podcert-signer run` against the emulator: files reloaded on change (bad
 //! material refused, old CA kept; a replaced CA's root stays published, across a restart
-//! too), a Secret bootstrapped once by racing replicas, an existing Secret, and a Secret that
-//! appears later.
+//! too), a Secret bootstrapped once by racing replicas, an existing Secret (whose replaced
+//! material also keeps the old root published), and a Secret that appears later.
 
 mod e2e;
 
@@ -342,5 +342,37 @@ async fn an_existing_secret_is_used_and_a_missing_one_waited_for() {
     wait_published(&server, &cert).await;
     let fleet = kubelets(&server, KubeletVersion::V1_37, 2, "e2e", |_| {}).await;
     assert_eq!(fleet.wait_settled(WAIT).await.unwrap().issued, 2);
+
+    // The owner (cert-manager, Vault...) replaces the material: the new CA signs at once, the
+    // old root stays published, and the change is recorded as an Event on the Secret.
+    let cert2 = ca_init(&dir.path().join("ca2"));
+    let key2 = std::fs::read_to_string(dir.path().join("ca2/ca.key")).unwrap();
+    let api: Api<Secret> = Api::namespaced(server.admin_client(), SIGNER_NS);
+    let mut secret = api.get("podcert-signer-ca").await.unwrap();
+    secret.data = Some(std::collections::BTreeMap::from([
+        (
+            "tls.crt".into(),
+            k8s_openapi::ByteString(cert2.clone().into_bytes()),
+        ),
+        ("tls.key".into(), k8s_openapi::ByteString(key2.into_bytes())),
+    ]));
+    api.replace("podcert-signer-ca", &Default::default(), &secret)
+        .await
+        .unwrap();
+    wait_published_roots(&server, &[&cert2, &cert]).await;
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(server.admin_client(), SIGNER_NS);
+    let start = Instant::now();
+    while !events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .any(|e| e.reason.as_deref() == Some("CAExternalChange"))
+    {
+        assert!(start.elapsed() < WAIT, "no CAExternalChange event");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     server.shutdown().await;
 }
