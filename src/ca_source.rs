@@ -465,54 +465,20 @@ impl SecretWatcher {
             }
             SecretCa::Material(m) => return self.external(secret, &m, now).await,
         };
-        let reference = secret.object_ref(&());
         let state = match &self.bootstrap {
             Some(b) if self.rotator.is_leader() => {
                 let b = b.clone();
-                let mut generate = move |at: OffsetDateTime, validity: time::Duration| {
-                    generate_self_signed(b.key_type, Some(&b.trust_domain), validity, at)
-                };
-                let empty = Default::default();
-                let annotations = secret.metadata.annotations.as_ref().unwrap_or(&empty);
-                let policy = self.rotator.policy().clone();
-                let mut transitions = Vec::new();
-                let mut state = state;
-                match handle_trigger(annotations, &state, &policy, now, &mut generate) {
-                    TriggerOutcome::Idle => {}
-                    TriggerOutcome::Done {
-                        state: s,
-                        transitions: t,
-                    } => {
-                        state = s;
-                        transitions.extend(t);
-                    }
-                    TriggerOutcome::Refused { state: s, reason } => {
-                        state = s;
-                        self.rotator.refused(&reason, Some(&reference));
-                    }
-                    TriggerOutcome::Retry(e) => {
-                        warn!(error = %e, "could not act on the rotation request; retrying")
+                match self.lead(secret, &b, &state, stored.as_ref(), now).await {
+                    Ok(Some(next)) => next,
+                    Ok(None) => return Ok(Round::Again),
+                    Err(e) => {
+                        // What the Secret says (or the same CA, adopted) is still safe to use.
+                        self.rotator
+                            .install(&state, &origin, now)
+                            .map_err(|e| refused(&origin, e))?;
+                        return Err(e);
                     }
                 }
-                if let Some(published) = self.rotator.publication() {
-                    if let Some(held) = hold_back(&state, published.as_deref(), &policy, now) {
-                        warn!(secret = %origin, "the prepared CA's root is not confirmed published yet; holding its activation back");
-                        state = held;
-                    }
-                }
-                let (state, t) = step(&state, &policy, now, &mut generate);
-                transitions.extend(t);
-                if stored.as_ref() != Some(&state) {
-                    match ca_secret::write_state(&self.api, secret, &state).await? {
-                        WriteOutcome::Written(_) => {}
-                        WriteOutcome::Conflict => {
-                            info!(secret = %origin, "the CA Secret changed since it was read; reading it again");
-                            return Ok(Round::Again);
-                        }
-                    }
-                }
-                self.rotator.report(&transitions, Some(&reference));
-                state
             }
             _ => state,
         };
@@ -520,6 +486,64 @@ impl SecretWatcher {
             .install(&state, &origin, now)
             .map_err(|e| refused(&origin, e))?;
         Ok(Round::Done)
+    }
+
+    /// The leader's part: acts on a rotation request, holds an unpublished CA back, steps the
+    /// state and writes it if it changed. Returns the state to use, or None when the Secret
+    /// changed since it was read (nothing written; read it again).
+    async fn lead(
+        &mut self,
+        secret: &Secret,
+        b: &Bootstrap,
+        state: &RotationState,
+        stored: Option<&RotationState>,
+        now: OffsetDateTime,
+    ) -> Result<Option<RotationState>, SourceError> {
+        let mut generate = |at: OffsetDateTime, validity: time::Duration| {
+            generate_self_signed(b.key_type, Some(&b.trust_domain), validity, at)
+        };
+        let reference = secret.object_ref(&());
+        let empty = Default::default();
+        let annotations = secret.metadata.annotations.as_ref().unwrap_or(&empty);
+        let policy = self.rotator.policy().clone();
+        let mut transitions = Vec::new();
+        let mut state = state.clone();
+        match handle_trigger(annotations, &state, &policy, now, &mut generate) {
+            TriggerOutcome::Idle => {}
+            TriggerOutcome::Done {
+                state: s,
+                transitions: t,
+            } => {
+                state = s;
+                transitions.extend(t);
+            }
+            TriggerOutcome::Refused { state: s, reason } => {
+                state = s;
+                self.rotator.refused(&reason, Some(&reference));
+            }
+            TriggerOutcome::Retry(e) => {
+                warn!(error = %e, "could not act on the rotation request; retrying")
+            }
+        }
+        if let Some(published) = self.rotator.publication() {
+            if let Some(held) = hold_back(&state, published.as_deref(), &policy, now) {
+                warn!(secret = %self.origin, "the prepared CA's root is not confirmed published yet; holding its activation back");
+                state = held;
+            }
+        }
+        let (state, t) = step(&state, &policy, now, &mut generate);
+        transitions.extend(t);
+        if stored != Some(&state) {
+            match ca_secret::write_state(&self.api, secret, &state).await? {
+                WriteOutcome::Written(_) => {}
+                WriteOutcome::Conflict => {
+                    info!(secret = %self.origin, "the CA Secret changed since it was read; reading it again");
+                    return Ok(None);
+                }
+            }
+        }
+        self.rotator.report(&transitions, Some(&reference));
+        Ok(Some(state))
     }
 
     /// Material written by someone else: sign with the newest at once, keep earlier roots.
