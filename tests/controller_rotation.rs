@@ -642,3 +642,65 @@ async fn a_secret_from_before_rotation_is_adopted_with_its_ca() {
     assert_ne!(next.cert_pem, cert);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_cannot_write_the_state_still_signs_with_the_secrets_ca() {
+    let server = TestServer::start(ServerConfig::default()).await.unwrap();
+    // The chart's RBAC from before rotation: the CA Secret can be read, not updated.
+    let old_rbac = shipped_rbac().replace(
+        "resourceNames: [\"podcert-signer-ca\"]\n    verbs: [\"get\", \"update\"]",
+        "resourceNames: [\"podcert-signer-ca\"]\n    verbs: [\"get\"]",
+    );
+    assert_ne!(old_rbac, shipped_rbac());
+    let mut yaml = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {SIGNER_NS}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {SIGNER_SA}\n  namespace: {SIGNER_NS}\n"
+    );
+    yaml.push_str(&old_rbac);
+    server.load_yaml(&yaml).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["ca", "init", "--out"])
+        .arg(dir.path().join("ca"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let cert = std::fs::read_to_string(dir.path().join("ca/ca.crt")).unwrap();
+    let key = std::fs::read_to_string(dir.path().join("ca/ca.key")).unwrap();
+    let b64 = |s: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    };
+    server
+        .load_yaml(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {SECRET}\n  namespace: {SIGNER_NS}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
+            b64(&cert),
+            b64(&key)
+        ))
+        .unwrap();
+    let signer = spawn_signer(
+        &server,
+        dir.path(),
+        "signer-0",
+        &bootstrap_args(&["--leader-election=false"]),
+    );
+    signer.wait_ready(WAIT).await;
+    eventually("the Secret's root published", WAIT, || async {
+        (published_roots(&server).await == vec![root_der(&cert)]).then_some(())
+    })
+    .await;
+    eventually("the write failure reported", WAIT, || async {
+        signer
+            .logs()
+            .contains("could not read or update the CA Secret")
+            .then_some(())
+    })
+    .await;
+    assert!(state(&server).await.is_none(), "nothing was written");
+    let fleet = kubelets(&server, KubeletVersion::V1_37, 1, "ro", |c| {
+        c.key_types = vec![KeyType::EcdsaP256];
+    })
+    .await;
+    assert_eq!(fleet.wait_settled(WAIT).await.unwrap().issued, 1);
+    fleet.shutdown().await;
+    server.shutdown().await;
+}
