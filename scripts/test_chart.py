@@ -343,7 +343,8 @@ class Security(unittest.TestCase):
         self.assertEqual(c["args"][0], "run")
         for arg in [f"--signer-name={SIGNER}", "--trust-domain=cluster.local", "--log-format=json",
                     "--metrics-addr=0.0.0.0:8080", "--ca-secret=podcert-system/podcert-signer-ca",
-                    "--ca-bootstrap", "--trust-bundle=true", "--trust-bundle-suffix=live"]:
+                    "--ca-bootstrap", "--ca-rotate-at-fraction=0.5", "--ca-propagation-delay=1h",
+                    "--trust-bundle=true", "--trust-bundle-suffix=live"]:
             self.assertIn(arg, c["args"])
         env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
         self.assertEqual(env, {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"})
@@ -503,7 +504,7 @@ class Rbac(unittest.TestCase):
         self.assertEqual(sorted(self.rules(docs, "Role")), sorted([
             ("podcert-system", "coordination.k8s.io/leases", ("get", "update"), ("podcert-signer",)),
             ("podcert-system", "coordination.k8s.io/leases", ("create",), ()),
-            ("podcert-system", "/secrets", ("get",), ("podcert-signer-ca",)),
+            ("podcert-system", "/secrets", ("get", "update"), ("podcert-signer-ca",)),
             ("podcert-system", "/secrets", ("create",), ()),
         ]))
 
@@ -567,7 +568,7 @@ class Rbac(unittest.TestCase):
         self.assertEqual(sorted(self.rules(docs, "Role")), sorted([
             ("podcert-system", "coordination.k8s.io/leases", ("get", "update"), ("podcert-signer",)),
             ("podcert-system", "coordination.k8s.io/leases", ("create",), ()),
-            ("podcert-system", "/secrets", ("get",), ("team-ca", "web-ca", "other-ca")),
+            ("podcert-system", "/secrets", ("get", "update"), ("team-ca", "web-ca", "other-ca")),
             ("podcert-system", "/secrets", ("create",), ()),
             ("team-a", "/configmaps", ("get", "update"), ("podcert-trust-bundle",)),
             ("team-a", "/configmaps", ("create",), ()),
@@ -617,20 +618,25 @@ class Rbac(unittest.TestCase):
                     continue
                 with self.subTest(variant=name, verbs=verbs):
                     self.assertEqual(ns, "podcert-system")
-                    self.assertFalse({"list", "watch", "update", "patch", "delete"} & set(verbs))
-                    if "get" in verbs:
+                    self.assertFalse({"list", "watch", "patch", "delete"} & set(verbs))
+                    if {"get", "update"} & set(verbs):
                         self.assertTrue(names)
+                    if "update" in verbs:  # the rotation state, only when the signer owns the CA
+                        crd = cr.VARIANTS[name].get("crdSigners", {})
+                        crd_bootstrap = crd.get("enabled") and crd.get("allowBootstrap", True)
+                        self.assertTrue(crd_bootstrap or cr.VARIANTS[name].get("ca", {}).get("mode", "bootstrap") == "bootstrap")
         secret_rules = lambda v: [r for r in self.rules(self.renders[v], "Role") if r[1] == "/secrets"]  # noqa: E731
         self.assertEqual(secret_rules("ca-existing-secret"), [("podcert-system", "/secrets", ("get",), ("my-ca",))])
         self.assertEqual(secret_rules("ca-files"), [])  # the kubelet mounts it; the signer reads no Secret
+        # Bootstrapped CAs of objects rotate: the leader writes the state back (update by name).
         self.assertEqual(secret_rules("crd-only"), [
-            ("podcert-system", "/secrets", ("get",), ("team-ca", "web-ca", "other-ca")),
+            ("podcert-system", "/secrets", ("get", "update"), ("team-ca", "web-ca", "other-ca")),
             ("podcert-system", "/secrets", ("create",), ())])
         # No bootstrap allowed: read only; the flag signer's CA (ca.mode files) adds nothing when it is off.
         self.assertEqual(secret_rules("crd-no-bundles"), [("podcert-system", "/secrets", ("get",), ("ext-ca",))])
         self.assertEqual(sorted(secret_rules("crd-and-flag")), sorted([
-            ("podcert-system", "/secrets", ("get",), ("podcert-signer-ca",)),
-            ("podcert-system", "/secrets", ("get",), ("team-ca",)),
+            ("podcert-system", "/secrets", ("get", "update"), ("podcert-signer-ca",)),
+            ("podcert-system", "/secrets", ("get", "update"), ("team-ca",)),
             ("podcert-system", "/secrets", ("create",), ())]))
         # No Secret names listed: nothing to read, so no bootstrap create either.
         only_crd = cr.render({"signer": {"enabled": False}, "crdSigners": {"enabled": True}})

@@ -1,25 +1,42 @@
 //! Where the signing CA comes from at run time, and keeping it current: files (reloaded when a
-//! mounted Secret changes them), a `kubernetes.io/tls` Secret (optionally bootstrapped), or
-//! memory (demos). New material that fails the checks is refused loudly and the old CA kept.
+//! mounted Secret changes them), a `kubernetes.io/tls` Secret (optionally bootstrapped, then
+//! rotated by the leader with the state kept in the Secret), or memory (demos). New material
+//! that fails the checks is refused loudly and the old CA kept; replaced external material
+//! keeps its root published until its leaves expire ([`crate::ca_rotation`]).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::ByteString;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, PostParams};
+use kube::Resource;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::ca::{generate_self_signed, Ca, CaKeyType};
+use crate::ca::{generate_self_signed, Ca, CaError, CaKeyType};
+use crate::ca_rotation::{hold_back, External, RotationOptions, Rotator};
+use crate::ca_secret::{self, SecretCa, WriteOutcome};
+use crate::rotation::{
+    handle_trigger, step, CaOrigin, RotationPolicy, RotationState, TriggerOutcome,
+};
 
-/// The current CA, shared by the controller and the trust-bundle publisher.
+/// The current CA, shared by the controller and the trust-bundle publisher: the CA that signs
+/// and the roots to publish. They differ during a rotation (the next CA's root is published
+/// before it signs; retired roots stay until their leaves expire).
 pub struct CaHandle {
-    current: RwLock<Option<Arc<Ca>>>,
+    current: RwLock<Option<Installed>>,
     version: watch::Sender<u64>,
+    /// The bundle the trust-bundle publisher last wrote successfully.
+    published: RwLock<Option<String>>,
+}
+
+#[derive(Clone)]
+struct Installed {
+    ca: Arc<Ca>,
+    /// One PEM CERTIFICATE block each; None: the signing CA's own trust anchors.
+    anchors: Option<Arc<Vec<String>>>,
 }
 
 impl CaHandle {
@@ -28,21 +45,65 @@ impl CaHandle {
         Arc::new(CaHandle {
             current: RwLock::new(None),
             version,
+            published: RwLock::new(None),
         })
     }
 
+    /// The CA that signs now.
     pub fn get(&self) -> Option<Arc<Ca>> {
-        self.current.read().ok().and_then(|g| g.clone())
+        self.current
+            .read()
+            .ok()
+            .and_then(|g| g.as_ref().map(|i| i.ca.clone()))
     }
 
+    /// Installs a CA whose own trust anchors are the whole published bundle.
     pub fn set(&self, ca: Ca) {
+        self.install(Installed {
+            ca: Arc::new(ca),
+            anchors: None,
+        });
+    }
+
+    /// Installs a CA to sign with and the roots to publish (one PEM CERTIFICATE block each,
+    /// in order), e.g. [`crate::rotation::published_anchors`].
+    pub fn set_with_anchors(&self, ca: Ca, anchors: Vec<String>) {
+        self.install(Installed {
+            ca: Arc::new(ca),
+            anchors: Some(Arc::new(anchors)),
+        });
+    }
+
+    /// The roots to publish, one PEM text (a ClusterTrustBundle's `trustBundle`).
+    pub fn anchors_pem(&self) -> Option<String> {
+        let g = self.current.read().ok()?;
+        let i = g.as_ref()?;
+        Some(match &i.anchors {
+            Some(a) => a.concat(),
+            None => i.ca.trust_anchors_pem(),
+        })
+    }
+
+    /// Called by the trust-bundle publisher once `pem` is written everywhere it publishes.
+    pub fn mark_published(&self, pem: &str) {
+        if let Ok(mut g) = self.published.write() {
+            *g = Some(pem.to_string());
+        }
+    }
+
+    /// The bundle last confirmed published by this process (None: not yet, or not leading).
+    pub fn published_pem(&self) -> Option<String> {
+        self.published.read().ok().and_then(|g| g.clone())
+    }
+
+    fn install(&self, installed: Installed) {
         if let Ok(mut g) = self.current.write() {
-            *g = Some(Arc::new(ca));
+            *g = Some(installed);
         }
         self.version.send_modify(|v| *v += 1);
     }
 
-    /// Changes whenever a new CA is installed (0 = none yet).
+    /// Changes whenever a new CA or bundle is installed (0 = none yet).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.version.subscribe()
     }
@@ -96,16 +157,36 @@ pub enum SourceError {
     MissingKey(String, &'static str),
     #[error("Secret {0} key {1:?} is not UTF-8 PEM")]
     NotUtf8(String, &'static str),
+    #[error("{origin}: {source}")]
+    State {
+        origin: String,
+        source: crate::rotation::StateError,
+    },
+    #[error("could not encode the rotation state: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("refusing to write Secret {0} without the resourceVersion it was read at")]
+    Unguarded(String),
     #[error("Kubernetes API: {0}")]
     Api(#[from] kube::Error),
 }
 
 /// PEM material as read, before checking (compared to skip reloading unchanged material).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Material {
-    cert: String,
-    key: String,
-    anchors: Option<String>,
+#[derive(Clone, PartialEq, Eq)]
+pub struct Material {
+    pub cert: String,
+    /// The private key; never logged (Debug redacts it).
+    pub key: String,
+    pub anchors: Option<String>,
+}
+
+impl std::fmt::Debug for Material {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Material")
+            .field("cert", &self.cert)
+            .field("key", &"<redacted>")
+            .field("anchors", &self.anchors)
+            .finish()
+    }
 }
 
 impl Material {
@@ -116,10 +197,14 @@ impl Material {
             self.anchors.as_deref(),
             OffsetDateTime::now_utc(),
         )
-        .map_err(|source| SourceError::Refused {
-            origin: origin.to_string(),
-            source,
-        })
+        .map_err(|source| refused(origin, source))
+    }
+}
+
+fn refused(origin: &str, source: CaError) -> SourceError {
+    SourceError::Refused {
+        origin: origin.to_string(),
+        source,
     }
 }
 
@@ -151,12 +236,47 @@ fn install(handle: &CaHandle, ca: Ca, origin: &str) {
     handle.set(ca);
 }
 
+/// Rotation options for callers that configure none: the default schedule for the source's
+/// CA validity and a 24 h maximum leaf lifetime, always leading, no metrics or Events.
+pub fn default_rotation(source: &CaSource, signer_name: &str) -> RotationOptions {
+    let validity = match source {
+        CaSource::Secret {
+            bootstrap: Some(b), ..
+        } => b.validity,
+        _ => time::Duration::days(365),
+    };
+    let policy =
+        RotationPolicy::new(validity, time::Duration::hours(24)).unwrap_or(RotationPolicy {
+            ca_validity: validity,
+            prepare_at_fraction: RotationPolicy::DEFAULT_PREPARE_AT_FRACTION,
+            propagation_delay: RotationPolicy::DEFAULT_PROPAGATION_DELAY,
+            max_leaf_lifetime: time::Duration::hours(24),
+            min_leaf_lifetime: crate::policy::MIN_LIFETIME,
+            safety_margin: RotationPolicy::DEFAULT_SAFETY_MARGIN,
+        });
+    RotationOptions::new(policy, signer_name)
+}
+
 /// Loads the CA once (an error here is a configuration error: the caller exits), then keeps
-/// it current in the background until `shutdown`.
+/// it current in the background until `shutdown`, with [`default_rotation`].
 pub async fn start(
     source: CaSource,
     client: Option<kube::Client>,
     handle: Arc<CaHandle>,
+    on_refused: impl Fn() + Send + Sync + 'static,
+    shutdown: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, SourceError> {
+    let rotation = default_rotation(&source, "");
+    start_with(source, client, handle, rotation, on_refused, shutdown).await
+}
+
+/// [`start`] with rotation options: how a bootstrapped CA is rotated, leadership, metrics,
+/// Events, and the published bundle whose earlier roots an external CA keeps.
+pub async fn start_with(
+    source: CaSource,
+    client: Option<kube::Client>,
+    handle: Arc<CaHandle>,
+    rotation: RotationOptions,
     on_refused: impl Fn() + Send + Sync + 'static,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, SourceError> {
@@ -172,10 +292,7 @@ pub async fn start(
                 validity,
                 OffsetDateTime::now_utc(),
             )
-            .map_err(|source| SourceError::Refused {
-                origin: "memory".into(),
-                source,
-            })?;
+            .map_err(|source| refused("memory", source))?;
             let m = Material {
                 cert: gen.cert_pem,
                 key: gen.key_pem,
@@ -192,29 +309,44 @@ pub async fn start(
             poll,
         } => {
             let origin = format!("{} + {}", cert.display(), key.display());
-            let mut last = read_files(&cert, &key, &trust_anchors)?;
-            install(&handle, last.load(&origin)?, &origin);
+            let mut rotator = Rotator::new(rotation, client.as_ref(), handle);
+            let mut ext = External::default();
+            let now = OffsetDateTime::now_utc();
+            let first = read_files(&cert, &key, &trust_anchors)?;
+            let seed = rotator.published_roots(client.as_ref(), now).await;
+            ext.observe(&first, seed, rotator.policy(), now)
+                .map_err(|e| refused(&origin, e))?;
+            if let Some(s) = ext.state() {
+                rotator
+                    .install(s, &origin, now)
+                    .map_err(|e| refused(&origin, e))?;
+            }
             Ok(tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         _ = tokio::time::sleep(poll) => {}
                         _ = shutdown.changed() => return,
                     }
+                    let now = OffsetDateTime::now_utc();
                     // A mounted Secret changes by symlink swap; re-reading is cheap and robust.
                     match read_files(&cert, &key, &trust_anchors) {
-                        Ok(m) if m == last => {}
-                        Ok(m) => {
-                            match m.load(&origin) {
-                                Ok(ca) => install(&handle, ca, &origin),
-                                Err(e) => {
-                                    on_refused();
-                                    error!(error = %e, "new CA material refused; still signing with the previous CA");
-                                }
+                        Ok(m) if !ext.is_new(&m) => {}
+                        Ok(m) => match ext.observe(&m, Vec::new(), rotator.policy(), now) {
+                            Ok(t) => rotator.report(&t, None),
+                            Err(e) => {
+                                on_refused();
+                                error!(error = %refused(&origin, e), "new CA material refused; still signing with the previous CA");
                             }
-                            last = m;
-                        }
+                        },
                         // Half-written files during a swap: try again next round.
                         Err(e) => warn!(error = %e, "could not re-read the CA files"),
+                    }
+                    let t = ext.tick(rotator.policy(), now);
+                    rotator.report(&t, None);
+                    if let Some(s) = ext.state() {
+                        if let Err(e) = rotator.install(s, &origin, now) {
+                            error!(error = %refused(&origin, e), "the CA cannot sign");
+                        }
                     }
                 }
             }))
@@ -230,32 +362,30 @@ pub async fn start(
                     "a Secret-backed CA needs a Kubernetes client".into(),
                 ))
             })?;
-            let api: Api<Secret> = Api::namespaced(client, &namespace);
             let origin = format!("Secret {namespace}/{name}");
+            let mut watcher = SecretWatcher {
+                api: Api::namespaced(client.clone(), &namespace),
+                name,
+                origin,
+                bootstrap,
+                rotator: Rotator::new(rotation, Some(&client), handle),
+                client,
+                ext: External::default(),
+                refused_at: None,
+            };
             Ok(tokio::spawn(async move {
-                let mut last: Option<Material> = None;
                 loop {
-                    match secret_round(&api, &name, bootstrap.as_ref(), &origin).await {
-                        Ok(Some(m)) if Some(&m) == last.as_ref() => {}
-                        Ok(Some(m)) => {
-                            match m.load(&origin) {
-                                Ok(ca) => install(&handle, ca, &origin),
-                                Err(e) => {
-                                    on_refused();
-                                    error!(error = %e, "CA Secret content refused; keeping the previous CA (if any)");
-                                }
-                            }
-                            last = Some(m);
-                        }
-                        Ok(None) => {
-                            warn!(secret = %origin, "CA Secret not found; not signing until it exists (or use --ca-bootstrap)")
-                        }
+                    let wait = match watcher.round(&on_refused).await {
+                        Ok(Round::Again) => Duration::from_millis(100),
+                        Ok(Round::Done) => poll,
                         Err(e) => {
-                            warn!(error = %e, secret = %origin, "could not read the CA Secret; will retry")
+                            warn!(error = %e, secret = %watcher.origin, "could not read or update the CA Secret; will retry");
+                            poll
                         }
-                    }
+                    };
                     tokio::select! {
-                        _ = tokio::time::sleep(poll) => {}
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = watcher.rotator.leader_changed() => {}
                         _ = shutdown.changed() => return,
                     }
                 }
@@ -264,82 +394,204 @@ pub async fn start(
     }
 }
 
-/// Reads the Secret, creating it first when bootstrapping and it is absent. Creation is a
-/// plain create: when replicas race, one wins and the others get 409 and read the winner's.
-async fn secret_round(
-    api: &Api<Secret>,
-    name: &str,
-    bootstrap: Option<&Bootstrap>,
-    origin: &str,
-) -> Result<Option<Material>, SourceError> {
-    let secret = match api.get_opt(name).await? {
-        Some(s) => s,
-        None => {
-            let Some(b) = bootstrap else { return Ok(None) };
-            let gen = generate_self_signed(
-                b.key_type,
-                Some(&b.trust_domain),
-                b.validity,
-                OffsetDateTime::now_utc(),
-            )
-            .map_err(|source| SourceError::Refused {
-                origin: origin.to_string(),
-                source,
-            })?;
-            let data = BTreeMap::from([
-                (
-                    "tls.crt".to_string(),
-                    ByteString(gen.cert_pem.clone().into_bytes()),
-                ),
-                (
-                    "tls.key".to_string(),
-                    ByteString(gen.key_pem.clone().into_bytes()),
-                ),
-                ("ca.crt".to_string(), ByteString(gen.cert_pem.into_bytes())),
-            ]);
-            let s = Secret {
-                metadata: ObjectMeta {
-                    name: Some(name.to_string()),
-                    labels: Some(BTreeMap::from([(
-                        "app.kubernetes.io/managed-by".to_string(),
-                        "podcert-signer".to_string(),
-                    )])),
-                    ..Default::default()
-                },
-                type_: Some("kubernetes.io/tls".into()),
-                data: Some(data),
-                ..Default::default()
-            };
-            match api.create(&PostParams::default(), &s).await {
-                Ok(created) => {
-                    info!(secret = %origin, "bootstrapped a new CA into the Secret");
-                    created
-                }
-                Err(kube::Error::Api(e)) if e.code == 409 => match api.get_opt(name).await? {
-                    Some(s) => s,
-                    None => return Ok(None),
-                },
-                Err(e) => return Err(e.into()),
-            }
-        }
-    };
-    material_from_secret(&secret, origin).map(Some)
+enum Round {
+    Done,
+    /// The Secret changed under us: read it again at once.
+    Again,
 }
 
-fn material_from_secret(s: &Secret, origin: &str) -> Result<Material, SourceError> {
-    let data = s.data.clone().unwrap_or_default();
-    let text = |k: &'static str, required: bool| -> Result<Option<String>, SourceError> {
-        match data.get(k) {
-            Some(b) => String::from_utf8(b.0.clone())
-                .map(Some)
-                .map_err(|_| SourceError::NotUtf8(origin.to_string(), k)),
-            None if required => Err(SourceError::MissingKey(origin.to_string(), k)),
-            None => Ok(None),
+/// Keeps the CA current from a Secret. Bootstrapped: the Secret holds the rotation state;
+/// the leader acts on rotation requests, steps the state and writes it back (guarded by the
+/// resourceVersion it read) before anyone signs with or publishes it; every replica
+/// installs what the Secret says. Otherwise the Secret's material is external.
+struct SecretWatcher {
+    api: Api<Secret>,
+    name: String,
+    origin: String,
+    bootstrap: Option<Bootstrap>,
+    rotator: Rotator,
+    client: kube::Client,
+    ext: External,
+    /// The resourceVersion whose content was last refused (counted once).
+    refused_at: Option<String>,
+}
+
+impl SecretWatcher {
+    async fn round(
+        &mut self,
+        on_refused: &(impl Fn() + Send + Sync),
+    ) -> Result<Round, SourceError> {
+        let now = OffsetDateTime::now_utc();
+        let secret = match self.api.get_opt(&self.name).await? {
+            Some(s) => s,
+            None => match self.create(now).await? {
+                Some(s) => s,
+                None => {
+                    warn!(secret = %self.origin, "CA Secret not found; not signing until it exists (or use --ca-bootstrap)");
+                    return Ok(Round::Done);
+                }
+            },
+        };
+        let result = self.act(&secret, now).await;
+        if let Err(SourceError::Refused { .. } | SourceError::State { .. }) = &result {
+            let rv = secret.metadata.resource_version.clone();
+            if self.refused_at != rv {
+                self.refused_at = rv;
+                on_refused();
+                if let Err(e) = &result {
+                    error!(error = %e, "CA Secret content refused; keeping the previous CA (if any)");
+                }
+            }
+            return Ok(Round::Done);
         }
-    };
-    Ok(Material {
-        cert: text("tls.crt", true)?.unwrap_or_default(),
-        key: text("tls.key", true)?.unwrap_or_default(),
-        anchors: text("ca.crt", false)?.filter(|a| !a.trim().is_empty()),
-    })
+        result
+    }
+
+    async fn act(&mut self, secret: &Secret, now: OffsetDateTime) -> Result<Round, SourceError> {
+        let origin = self.origin.clone();
+        let (stored, state) = match ca_secret::read(secret, &origin)? {
+            SecretCa::State(s) => (Some(*s.clone()), *s),
+            // A Secret from before rotation existed: adopt it (written by the leader below).
+            SecretCa::Material(m) if self.bootstrap.is_some() => {
+                let s = RotationState::adopt(
+                    &m.cert,
+                    &m.key,
+                    m.anchors.as_deref(),
+                    CaOrigin::Generated,
+                    now,
+                )
+                .map_err(|e| refused(&origin, e))?;
+                (None, s)
+            }
+            SecretCa::Material(m) => return self.external(secret, &m, now).await,
+        };
+        let state = match &self.bootstrap {
+            Some(b) if self.rotator.is_leader() => {
+                let b = b.clone();
+                match self.lead(secret, &b, &state, stored.as_ref(), now).await {
+                    Ok(Some(next)) => next,
+                    Ok(None) => return Ok(Round::Again),
+                    Err(e) => {
+                        // What the Secret says (or the same CA, adopted) is still safe to use.
+                        self.rotator
+                            .install(&state, &origin, now)
+                            .map_err(|e| refused(&origin, e))?;
+                        return Err(e);
+                    }
+                }
+            }
+            _ => state,
+        };
+        self.rotator
+            .install(&state, &origin, now)
+            .map_err(|e| refused(&origin, e))?;
+        Ok(Round::Done)
+    }
+
+    /// The leader's part: acts on a rotation request, holds an unpublished CA back, steps the
+    /// state and writes it if it changed. Returns the state to use, or None when the Secret
+    /// changed since it was read (nothing written; read it again).
+    async fn lead(
+        &mut self,
+        secret: &Secret,
+        b: &Bootstrap,
+        state: &RotationState,
+        stored: Option<&RotationState>,
+        now: OffsetDateTime,
+    ) -> Result<Option<RotationState>, SourceError> {
+        let mut generate = |at: OffsetDateTime, validity: time::Duration| {
+            generate_self_signed(b.key_type, Some(&b.trust_domain), validity, at)
+        };
+        let reference = secret.object_ref(&());
+        let empty = Default::default();
+        let annotations = secret.metadata.annotations.as_ref().unwrap_or(&empty);
+        let policy = self.rotator.policy().clone();
+        let mut transitions = Vec::new();
+        let mut state = state.clone();
+        match handle_trigger(annotations, &state, &policy, now, &mut generate) {
+            TriggerOutcome::Idle => {}
+            TriggerOutcome::Done {
+                state: s,
+                transitions: t,
+            } => {
+                state = s;
+                transitions.extend(t);
+            }
+            TriggerOutcome::Refused { state: s, reason } => {
+                state = s;
+                self.rotator.refused(&reason, Some(&reference));
+            }
+            TriggerOutcome::Retry(e) => {
+                warn!(error = %e, "could not act on the rotation request; retrying")
+            }
+        }
+        if let Some(published) = self.rotator.publication() {
+            if let Some(held) = hold_back(&state, published.as_deref(), &policy, now) {
+                warn!(secret = %self.origin, "the prepared CA's root is not confirmed published yet; holding its activation back");
+                state = held;
+            }
+        }
+        let (state, t) = step(&state, &policy, now, &mut generate);
+        transitions.extend(t);
+        if stored != Some(&state) {
+            match ca_secret::write_state(&self.api, secret, &state).await? {
+                WriteOutcome::Written(_) => {}
+                WriteOutcome::Conflict => {
+                    info!(secret = %self.origin, "the CA Secret changed since it was read; reading it again");
+                    return Ok(None);
+                }
+            }
+        }
+        self.rotator.report(&transitions, Some(&reference));
+        Ok(Some(state))
+    }
+
+    /// Material written by someone else: sign with the newest at once, keep earlier roots.
+    async fn external(
+        &mut self,
+        secret: &Secret,
+        m: &Material,
+        now: OffsetDateTime,
+    ) -> Result<Round, SourceError> {
+        let reference = secret.object_ref(&());
+        if self.ext.is_new(m) {
+            let seed = match self.ext.state() {
+                None => self.rotator.published_roots(Some(&self.client), now).await,
+                Some(_) => Vec::new(),
+            };
+            let t = self
+                .ext
+                .observe(m, seed, self.rotator.policy(), now)
+                .map_err(|e| refused(&self.origin, e))?;
+            self.rotator.report(&t, Some(&reference));
+        }
+        let t = self.ext.tick(self.rotator.policy(), now);
+        self.rotator.report(&t, Some(&reference));
+        if let Some(s) = self.ext.state() {
+            self.rotator
+                .install(s, &self.origin, now)
+                .map_err(|e| refused(&self.origin, e))?;
+        }
+        Ok(Round::Done)
+    }
+
+    /// Creates the Secret with a fresh CA when bootstrapping. A plain create: when replicas
+    /// race, one wins and the others get 409 and read the winner's.
+    async fn create(&self, now: OffsetDateTime) -> Result<Option<Secret>, SourceError> {
+        let Some(b) = &self.bootstrap else {
+            return Ok(None);
+        };
+        let gen = generate_self_signed(b.key_type, Some(&b.trust_domain), b.validity, now)
+            .map_err(|e| refused(&self.origin, e))?;
+        let state = RotationState::bootstrap(&gen, now).map_err(|e| refused(&self.origin, e))?;
+        let secret = ca_secret::new_secret(&self.name, &state)?;
+        match self.api.create(&PostParams::default(), &secret).await {
+            Ok(created) => {
+                info!(secret = %self.origin, "bootstrapped a new CA into the Secret");
+                Ok(Some(created))
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(self.api.get_opt(&self.name).await?),
+            Err(e) => Err(e.into()),
+        }
+    }
 }

@@ -4,6 +4,8 @@
 
 pub mod api;
 pub mod ca;
+pub mod ca_rotation;
+pub mod ca_secret;
 pub mod ca_source;
 pub mod cli;
 pub mod controller;

@@ -49,6 +49,22 @@ pub struct ErrorLabels {
     pub kind: String,
 }
 
+/// One CA of a signer's rotation state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CaLabels {
+    pub signer: String,
+    /// active, next or retired.
+    pub role: String,
+    /// The first 16 hex digits of the certificate's SHA-256.
+    pub fingerprint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub signer: String,
+    pub phase: String,
+}
+
 /// Every metric the signer exports.
 pub struct Metrics {
     pub registry: Registry,
@@ -62,6 +78,10 @@ pub struct Metrics {
     pub oldest_pending_seconds: Family<SignerLabels, Gauge<f64, AtomicU64>>,
     pub ca_not_after: Family<SignerLabels, Gauge>,
     pub ca_reload_errors: Family<SignerLabels, Counter>,
+    pub ca_role_not_after: Family<CaLabels, Gauge>,
+    pub rotation_phase: Family<PhaseLabels, Gauge>,
+    pub rotation_next_step: Family<SignerLabels, Gauge>,
+    pub rotation_transitions: Family<ReasonLabels, Counter>,
     pub leader: Gauge,
 }
 
@@ -86,6 +106,10 @@ impl Metrics {
             oldest_pending_seconds: Family::default(),
             ca_not_after: Family::default(),
             ca_reload_errors: Family::default(),
+            ca_role_not_after: Family::default(),
+            rotation_phase: Family::default(),
+            rotation_next_step: Family::default(),
+            rotation_transitions: Family::default(),
             leader: Gauge::default(),
             registry: Registry::default(),
         };
@@ -130,6 +154,26 @@ impl Metrics {
             "ca_reload_errors",
             "New CA material refused (the old CA stays)",
             m.ca_reload_errors.clone(),
+        );
+        registry.register(
+            "ca_certificate_not_after_timestamp_seconds",
+            "Each published CA's notAfter by role (active, next, retired), Unix seconds",
+            m.ca_role_not_after.clone(),
+        );
+        registry.register(
+            "ca_rotation_phase",
+            "1 for the CA rotation's current phase (Stable, Prepared, Draining), 0 for the others",
+            m.rotation_phase.clone(),
+        );
+        registry.register(
+            "ca_rotation_next_step_timestamp_seconds",
+            "When the CA rotation next has something to do, Unix seconds (0: nothing scheduled)",
+            m.rotation_next_step.clone(),
+        );
+        registry.register(
+            "ca_rotation_transitions",
+            "CA rotation phase changes recorded by the leader, by Event reason",
+            m.rotation_transitions.clone(),
         );
         registry.register(
             "leader",

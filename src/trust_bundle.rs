@@ -74,10 +74,13 @@ pub async fn run(
     loop {
         let mut wait = cfg.resync;
         if *leader.borrow() {
-            if let Some(current) = ca.get() {
-                let pem = current.trust_anchors_pem();
+            if let Some(pem) = ca.anchors_pem() {
                 match sync_once(&client, &resource, &cfg, &pem).await {
-                    Ok(()) => failures = 0,
+                    Ok(()) => {
+                        failures = 0;
+                        // The rotation holds a prepared CA back until its root is out.
+                        ca.mark_published(&pem);
+                    }
                     Err(e) => {
                         failures = failures.saturating_add(1);
                         wait = Duration::from_millis(500u64 << failures.min(5)).min(cfg.resync);

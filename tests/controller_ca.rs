@@ -1,6 +1,7 @@
 //! CA backends of `podcert-signer run` against the emulator: files reloaded on change (bad
-//! material refused, old CA kept), a Secret bootstrapped once by racing replicas, an existing
-//! Secret, and a Secret that appears later.
+//! material refused, old CA kept; a replaced CA's root stays published, across a restart
+//! too), a Secret bootstrapped once by racing replicas, an existing Secret (whose replaced
+//! material also keeps the old root published), and a Secret that appears later.
 
 mod e2e;
 
@@ -57,6 +58,37 @@ async fn wait_published(server: &TestServer, want: &str) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+fn ders(pem_text: &str) -> Vec<Vec<u8>> {
+    pem::parse_many(pem_text)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|b| b.into_contents())
+        .collect()
+}
+
+/// Waits until the published bundle holds exactly these roots, in this order.
+async fn wait_published_roots(server: &TestServer, want: &[&str]) {
+    let want: Vec<Vec<u8>> = want.iter().flat_map(|p| ders(p)).collect();
+    let start = Instant::now();
+    while published(server).await.map(|p| ders(&p)).as_ref() != Some(&want) {
+        assert!(
+            start.elapsed() < WAIT,
+            "bundle never became the expected roots: {:?}",
+            published(server).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn bundle_writes(server: &TestServer) -> usize {
+    server
+        .store()
+        .writes()
+        .iter()
+        .filter(|w| w.resource == "clustertrustbundles")
+        .count()
 }
 
 fn ski(pem_text: &str) -> Vec<u8> {
@@ -146,7 +178,8 @@ async fn files_are_reloaded_and_bad_material_is_refused() {
         &std::fs::read(dir.path().join("b/ca.key")).unwrap(),
     );
     swap_in(&live.join("ca.crt"), b.as_bytes());
-    wait_published(&server, &b).await;
+    // The new CA signs at once; the old root stays published for the leaves it signed.
+    wait_published_roots(&server, &[&b, &a]).await;
     let second = kubelets(&server, KubeletVersion::V1_37, 2, "b", |_| {}).await;
     assert_eq!(second.wait_settled(WAIT).await.unwrap().issued, 2);
     let ski_b = ski(&b);
@@ -174,15 +207,40 @@ async fn files_are_reloaded_and_bad_material_is_refused() {
         "{}",
         signer.logs()
     );
-    assert_eq!(
-        published(&server).await.as_deref().map(str::trim),
-        Some(b.trim())
-    );
+    wait_published_roots(&server, &[&b, &a]).await;
     let third = kubelets(&server, KubeletVersion::V1_37, 2, "a", |c| {
         c.name_prefix = "c".into()
     })
     .await;
     assert_eq!(third.wait_settled(WAIT).await.unwrap().issued, 2);
+
+    // A restart keeps the old root: the new process finds it in the published bundle (the
+    // files hold only the new CA) and keeps it, so the bundle is never rewritten without it.
+    swap_in(&live.join("ca.crt"), b.as_bytes());
+    let writes = bundle_writes(&server);
+    drop(signer);
+    let signer = spawn_signer(
+        &server,
+        dir.path(),
+        "signer-1",
+        &[
+            "--ca-cert",
+            &cert,
+            "--ca-key",
+            &key,
+            "--ca-reload-interval",
+            "200ms",
+            "--leader-election=false",
+        ],
+    );
+    signer.wait_ready(WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_published_roots(&server, &[&b, &a]).await;
+    assert_eq!(
+        bundle_writes(&server),
+        writes,
+        "the bundle was not rewritten"
+    );
     server.shutdown().await;
 }
 
@@ -284,5 +342,37 @@ async fn an_existing_secret_is_used_and_a_missing_one_waited_for() {
     wait_published(&server, &cert).await;
     let fleet = kubelets(&server, KubeletVersion::V1_37, 2, "e2e", |_| {}).await;
     assert_eq!(fleet.wait_settled(WAIT).await.unwrap().issued, 2);
+
+    // The owner (cert-manager, Vault...) replaces the material: the new CA signs at once, the
+    // old root stays published, and the change is recorded as an Event on the Secret.
+    let cert2 = ca_init(&dir.path().join("ca2"));
+    let key2 = std::fs::read_to_string(dir.path().join("ca2/ca.key")).unwrap();
+    let api: Api<Secret> = Api::namespaced(server.admin_client(), SIGNER_NS);
+    let mut secret = api.get("podcert-signer-ca").await.unwrap();
+    secret.data = Some(std::collections::BTreeMap::from([
+        (
+            "tls.crt".into(),
+            k8s_openapi::ByteString(cert2.clone().into_bytes()),
+        ),
+        ("tls.key".into(), k8s_openapi::ByteString(key2.into_bytes())),
+    ]));
+    api.replace("podcert-signer-ca", &Default::default(), &secret)
+        .await
+        .unwrap();
+    wait_published_roots(&server, &[&cert2, &cert]).await;
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(server.admin_client(), SIGNER_NS);
+    let start = Instant::now();
+    while !events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .any(|e| e.reason.as_deref() == Some("CAExternalChange"))
+    {
+        assert!(start.elapsed() < WAIT, "no CAExternalChange event");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     server.shutdown().await;
 }

@@ -1,4 +1,4 @@
-//! A fresh self-signed CA for files mode (`podcert-signer ca init`).
+//! A fresh self-signed CA (`podcert-signer ca init`, `--ca-bootstrap`, rotation).
 
 use super::key::signature_algorithm;
 use super::{CaError, CaKeyType};
@@ -43,13 +43,17 @@ pub fn generate_self_signed(
 
     let now = now.replace_nanosecond(0).unwrap_or(now);
     let mut params = CertificateParams::default();
+    let serial = random_serial_bytes();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "podcert-signer");
+    // A per-CA suffix (the serial's first 32 bits): during a rotation two CAs of one trust
+    // domain are published together, and verifiers and operators must tell them apart by name.
+    let id: String = serial[..4].iter().map(|b| format!("{b:02x}")).collect();
     dn.push(
         DnType::CommonName,
         match trust_domain {
-            Some(td) => format!("podcert-signer CA {td}"),
-            None => "podcert-signer CA".to_string(),
+            Some(td) => format!("podcert-signer CA {td} {id}"),
+            None => format!("podcert-signer CA {id}"),
         },
     );
     params.distinguished_name = dn;
@@ -57,7 +61,7 @@ pub fn generate_self_signed(
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params.not_before = now - Duration::seconds(60);
     params.not_after = now + validity;
-    params.serial_number = Some(random_serial());
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
 
     let cert = params
         .self_signed(&key_pair)
@@ -82,8 +86,4 @@ pub(crate) fn random_serial_bytes() -> [u8; 16] {
         bytes[0] = 1;
     }
     bytes
-}
-
-fn random_serial() -> SerialNumber {
-    SerialNumber::from_slice(&random_serial_bytes())
 }

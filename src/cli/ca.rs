@@ -1,4 +1,7 @@
-//! `podcert-signer ca ...`: CA material for files mode.
+//! `podcert-signer ca ...`: CA material for files mode, and rotation requests for a
+//! bootstrapped CA Secret.
+
+mod rotate;
 
 use std::path::PathBuf;
 
@@ -13,6 +16,9 @@ use crate::spiffe_id::TrustDomain;
 pub enum CaCommand {
     /// Write a fresh self-signed CA (ca.crt, and ca.key with mode 0600) into a directory.
     Init(InitArgs),
+    /// Ask the signer's leader to rotate the CA in a bootstrapped CA Secret now (annotates
+    /// the Secret; the leader acts on each request once).
+    Rotate(RotateArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -53,9 +59,36 @@ pub struct InitArgs {
     pub validity: time::Duration,
 }
 
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The CA Secret, NAMESPACE/NAME (as given to `run --ca-secret`).
+    #[arg(long, value_name = "NS/NAME")]
+    pub secret: String,
+    /// Drop a compromised CA from the trust bundle at once (default: the active CA) instead
+    /// of rotating with a propagation delay. Pods holding its certificates fail mTLS until
+    /// they are refreshed.
+    #[arg(long)]
+    pub emergency: bool,
+    /// With --emergency: the SHA-256 fingerprint of the CA to drop (active, next or retired).
+    #[arg(long, requires = "emergency", value_name = "SHA256")]
+    pub fingerprint: Option<String>,
+    /// kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, env = "PODCERT_KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
 pub fn run(cmd: CaCommand) -> anyhow::Result<()> {
     match cmd {
         CaCommand::Init(args) => init(args),
+        CaCommand::Rotate(args) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            let text = rt.block_on(rotate::rotate(args))?;
+            println!("{text}");
+            Ok(())
+        }
     }
 }
 

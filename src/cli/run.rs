@@ -21,6 +21,7 @@ use crate::key_type::KeyType;
 use crate::leader::{self, LeaderConfig};
 use crate::namespaces;
 use crate::policy::SignerConfig;
+use crate::rotation::RotationPolicy;
 use crate::signers::{self, Instance, ManagerConfig, Shared};
 use crate::spiffe_id::TrustDomain;
 use crate::telemetry::{self, LogFormat, Metrics};
@@ -99,6 +100,14 @@ pub struct RunArgs {
     /// Validity of a generated CA.
     #[arg(long, env = "PODCERT_CA_VALIDITY", default_value = "365d", value_parser = super::parse_duration)]
     pub ca_validity: time::Duration,
+    /// CA rotation (--ca-bootstrap): the next CA is prepared, and its root published, at this
+    /// fraction of the active CA's life.
+    #[arg(long, env = "PODCERT_CA_ROTATE_AT_FRACTION", default_value_t = RotationPolicy::DEFAULT_PREPARE_AT_FRACTION)]
+    pub ca_rotate_at_fraction: f64,
+    /// CA rotation: time between publishing the next CA's root and signing with it (every
+    /// projected trust bundle must hold the root by then).
+    #[arg(long, env = "PODCERT_CA_PROPAGATION_DELAY", default_value = "1h", value_parser = super::parse_duration)]
+    pub ca_propagation_delay: time::Duration,
     /// How often CA files or the CA Secret are checked for new material.
     #[arg(long, env = "PODCERT_CA_RELOAD_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub ca_reload_interval: Duration,
@@ -164,7 +173,7 @@ fn in_cluster() -> bool {
     std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
 }
 
-async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
+pub(crate) async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
     let config = match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
@@ -230,6 +239,20 @@ fn flag_signer(args: &RunArgs) -> anyhow::Result<Option<SignerSettings>> {
     }
     config.validate()?;
     let ca = ca_source(args, td)?;
+    let rotation = RotationPolicy {
+        ca_validity: args.ca_validity,
+        prepare_at_fraction: args.ca_rotate_at_fraction,
+        propagation_delay: args.ca_propagation_delay,
+        max_leaf_lifetime: config.max_lifetime,
+        min_leaf_lifetime: crate::policy::MIN_LIFETIME,
+        safety_margin: RotationPolicy::DEFAULT_SAFETY_MARGIN,
+    };
+    // Only a bootstrapped CA is rotated by the signer: its schedule must be safe.
+    if args.ca_bootstrap {
+        rotation.validate().context(
+            "CA rotation schedule (--ca-validity, --ca-rotate-at-fraction, --ca-propagation-delay, --max-lifetime)",
+        )?;
+    }
     let trust_bundle = if args.trust_bundle {
         let mut tb = TrustBundleConfig::new(name);
         tb.suffix = args.trust_bundle_suffix.clone();
@@ -244,6 +267,7 @@ fn flag_signer(args: &RunArgs) -> anyhow::Result<Option<SignerSettings>> {
         config,
         ca,
         trust_bundle,
+        rotation,
     }))
 }
 

@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use crate::ca::CaKeyType;
 use crate::ca_source::{Bootstrap, CaSource};
 use crate::key_type::KeyType;
+use crate::rotation::RotationPolicy;
 use crate::policy::{
     AccountPattern, AccountRules, DnsPolicy, DnsTemplate, IdTemplate, Operator, Requirement,
     Selector, SignerConfig,
@@ -39,6 +40,9 @@ pub struct SignerSettings {
     pub config: SignerConfig,
     pub ca: CaSource,
     pub trust_bundle: Option<TrustBundleConfig>,
+    /// How a bootstrapped CA is rotated; for other CAs, how long a replaced root stays
+    /// published (the maximum leaf lifetime plus the safety margin).
+    pub rotation: RotationPolicy,
 }
 
 impl From<KeyTypeName> for KeyType {
@@ -197,6 +201,28 @@ pub fn settings(
         },
         _ => return Err(err("ca", "give exactly one of secret or files")),
     };
+    let mut rotation = RotationPolicy {
+        ca_validity: time::Duration::days(365),
+        prepare_at_fraction: RotationPolicy::DEFAULT_PREPARE_AT_FRACTION,
+        propagation_delay: RotationPolicy::DEFAULT_PROPAGATION_DELAY,
+        max_leaf_lifetime: config.max_lifetime,
+        min_leaf_lifetime: crate::policy::MIN_LIFETIME,
+        safety_margin: RotationPolicy::DEFAULT_SAFETY_MARGIN,
+    };
+    if let Some(s) = &spec.ca.secret {
+        rotation.prepare_at_fraction = s.rotate_at_fraction;
+        rotation.propagation_delay = duration("ca.secret.propagationDelay", &s.propagation_delay)?;
+        if let CaSource::Secret {
+            bootstrap: Some(b), ..
+        } = &ca
+        {
+            // The signer rotates what it bootstrapped: the schedule must never cut a leaf short.
+            rotation.ca_validity = b.validity;
+            rotation
+                .validate()
+                .map_err(|e| err("ca.secret", format!("rotation schedule (validity, rotateAtFraction, propagationDelay, maxLifetime): {e}")))?;
+        }
+    }
     let tb = &spec.trust_bundle;
     let trust_bundle = tb.enabled.then(|| {
         let mut c = TrustBundleConfig::new(&spec.signer_name);
@@ -210,5 +236,6 @@ pub fn settings(
         config,
         ca,
         trust_bundle,
+        rotation,
     })
 }

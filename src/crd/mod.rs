@@ -197,6 +197,23 @@ pub struct CaSecretSpec {
     #[serde(default = "default_ca_validity")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
     pub validity: String,
+    /// Rotation of a bootstrapped CA: the next CA is prepared, and its root published, at this
+    /// fraction of the active CA's life.
+    #[serde(default = "default_rotate_at_fraction")]
+    #[schemars(range(min = 0.05, max = 0.95))]
+    pub rotate_at_fraction: f64,
+    /// Rotation: how long after its root is published the next CA starts signing (every
+    /// projected trust bundle must hold the root by then).
+    #[serde(default = "default_propagation_delay")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub propagation_delay: String,
+}
+
+fn default_rotate_at_fraction() -> f64 {
+    crate::rotation::RotationPolicy::DEFAULT_PREPARE_AT_FRACTION
+}
+fn default_propagation_delay() -> String {
+    "1h".into()
 }
 
 fn default_ca_validity() -> String {

@@ -19,6 +19,7 @@ mod machine;
 mod policy;
 mod state;
 mod transition;
+mod trigger;
 
 pub use machine::{
     begin_manual, emergency_drop, forced_activation_at, next_step_at, observe_external, prepare_at,
@@ -27,6 +28,10 @@ pub use machine::{
 pub use policy::{PolicyError, RotationPolicy};
 pub use state::{CaOrigin, CaRecord, KeyPem, RotationState, StateError, STATE_KEY, STATE_VERSION};
 pub use transition::{Role, Transition, Trigger};
+pub use trigger::{
+    handle_trigger, requested, RotationRequest, TriggerMode, TriggerOutcome, ROTATE_ANNOTATION,
+    ROTATE_FINGERPRINT_ANNOTATION, ROTATE_MODE_ANNOTATION,
+};
 
 use time::OffsetDateTime;
 

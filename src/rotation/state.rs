@@ -124,6 +124,41 @@ impl CaRecord {
         Self::from_material(&g.cert_pem, &g.key_pem, None, CaOrigin::Generated, now)
     }
 
+    /// A root found published (in a trust bundle) without its CA, kept as retired until
+    /// `drop_at`: an external CA's earlier root whose leaves may still be alive. None if
+    /// `anchor_pem` is not one PEM certificate.
+    pub fn retired_anchor(
+        anchor_pem_text: &str,
+        max_leaf_lifetime: time::Duration,
+        drop_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Option<CaRecord> {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let block = pem::parse(anchor_pem_text).ok()?;
+        if block.tag() != "CERTIFICATE" {
+            return None;
+        }
+        let (_, cert) = X509Certificate::from_der(block.contents()).ok()?;
+        let validity = cert.validity();
+        let anchor = anchor_pem(block.contents());
+        Some(CaRecord {
+            fingerprint_sha256: sha256_hex(block.contents()),
+            origin: CaOrigin::External,
+            cert_pem: anchor.clone(),
+            key_pem: None,
+            anchors_pem: vec![anchor],
+            not_before: validity.not_before.to_datetime(),
+            not_after: validity.not_after.to_datetime(),
+            max_leaf_lifetime_seconds: Some(max_leaf_lifetime.whole_seconds()),
+            created_at: now,
+            published_at: now,
+            activate_at: None,
+            activated_at: None,
+            retired_at: Some(now),
+            drop_at: Some(drop_at),
+        })
+    }
+
     /// Whether `fingerprint` (SHA-256 hex, any case, colons allowed) names this CA's signing
     /// certificate or one of its roots.
     pub fn matches(&self, fingerprint: &str) -> bool {
@@ -162,6 +197,10 @@ pub struct RotationState {
     pub next: Option<CaRecord>,
     #[serde(default)]
     pub retired: Vec<CaRecord>,
+    /// The last rotation request (the value of [`super::ROTATE_ANNOTATION`]) acted on, so a
+    /// request is carried out once even across restarts and failovers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_trigger: Option<String>,
 }
 
 impl RotationState {
@@ -173,6 +212,7 @@ impl RotationState {
             active,
             next: None,
             retired: Vec::new(),
+            handled_trigger: None,
         }
     }
 

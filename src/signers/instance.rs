@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
 
+use crate::ca_rotation::RotationOptions;
 use crate::ca_source::{self, CaHandle, SourceError};
 use crate::controller::{self, RunOptions};
 use crate::crd::SignerSettings;
@@ -55,10 +56,23 @@ impl Instance {
             .ca_reload_errors
             .get_or_create(&Metrics::signer(&signer))
             .clone();
-        let ca_task = ca_source::start(
+        let rotation = RotationOptions {
+            policy: settings.rotation.clone(),
+            leader: shared.leader.clone(),
+            signer_name: signer.clone(),
+            metrics: Some(shared.metrics.clone()),
+            events: shared.reporter.clone(),
+            bundle_name: settings
+                .trust_bundle
+                .as_ref()
+                .filter(|_| shared.ctb.is_some())
+                .map(|tb| tb.bundle_name()),
+        };
+        let ca_task = ca_source::start_with(
             settings.ca.clone(),
             Some(shared.client.clone()),
             ca.clone(),
+            rotation,
             move || {
                 reload_errors.inc();
             },
@@ -119,11 +133,12 @@ impl Instance {
         self.synced.clone()
     }
 
-    /// Whether `next` can be applied in place (same signer name, CA and bundle settings).
+    /// Whether `next` can be applied in place (same signer name, CA, bundle and rotation settings).
     pub fn can_update_to(&self, next: &SignerSettings) -> bool {
         self.settings.config.signer_name == next.config.signer_name
             && self.settings.ca == next.ca
             && self.settings.trust_bundle == next.trust_bundle
+            && self.settings.rotation == next.rotation
     }
 
     /// Swaps the policy; the next decision uses it.

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -25,7 +26,11 @@ use serde_json::json;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 
+use crate::ca_source::CaSource;
 use crate::crd::{convert, PodCertificateSigner, SignerSettings};
+use crate::rotation::{
+    ROTATE_ANNOTATION, ROTATE_FINGERPRINT_ANNOTATION, ROTATE_MODE_ANNOTATION,
+};
 pub use instance::{Instance, Shared};
 use status::NotReady;
 
@@ -41,6 +46,12 @@ pub struct ManagerConfig {
     /// A signer name served by command-line flags: objects naming it are in conflict.
     pub reserved: Option<String>,
 }
+
+const TRIGGER_KEYS: [&str; 3] = [
+    ROTATE_ANNOTATION,
+    ROTATE_MODE_ANNOTATION,
+    ROTATE_FINGERPRINT_ANNOTATION,
+];
 
 const RESYNC: Duration = Duration::from_secs(10);
 const PERMISSION_TTL: Duration = Duration::from_secs(60);
@@ -154,7 +165,10 @@ impl Manager {
                 continue;
             };
             let result = match verdict {
-                Ok(settings) => self.ensure_running(&name, settings).await,
+                Ok(settings) => {
+                    self.forward_rotation_request(obj, &settings).await;
+                    self.ensure_running(&name, settings).await
+                }
                 Err(nr) => {
                     if let Some(i) = self.running.remove(&name) {
                         info!(object = %name, signer = %i.settings().config.signer_name, reason = nr.reason, "no longer serving this signer: {}", nr.message);
@@ -248,6 +262,53 @@ impl Manager {
         let v = access::missing_verb(&self.shared.client, signer, verbs).await?;
         self.permissions.insert(key, (Instant::now(), v));
         Ok(v)
+    }
+
+    /// `podcert.dev/rotate*` annotations on the object are copied onto its bootstrapped CA
+    /// Secret, where the CA source acts on them exactly once (the handled value is recorded in
+    /// the rotation state), as it does for `podcert-signer ca rotate`. Leader only.
+    async fn forward_rotation_request(&self, obj: &PodCertificateSigner, settings: &SignerSettings) {
+        let CaSource::Secret {
+            namespace,
+            name,
+            bootstrap: Some(_),
+            ..
+        } = &settings.ca
+        else {
+            return;
+        };
+        let wanted: BTreeMap<&str, Option<&String>> = TRIGGER_KEYS
+            .iter()
+            .map(|k| (*k, obj.annotations().get(*k)))
+            .collect();
+        if wanted[ROTATE_ANNOTATION].is_none() || !*self.shared.leader.borrow() {
+            return;
+        }
+        let api: Api<Secret> = Api::namespaced(self.shared.client.clone(), namespace);
+        let mut secret = match api.get(name).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(object = %obj.name_any(), secret = %name, error = %e, "cannot read the CA Secret to pass on a rotation request");
+                return;
+            }
+        };
+        let current = secret.annotations_mut();
+        if wanted
+            .iter()
+            .all(|(k, v)| current.get(*k) == v.as_deref())
+        {
+            return;
+        }
+        for (k, v) in &wanted {
+            match v {
+                Some(v) => current.insert(k.to_string(), v.to_string()),
+                None => current.remove(*k),
+            };
+        }
+        match api.replace(name, &PostParams::default(), &secret).await {
+            Ok(_) => info!(object = %obj.name_any(), secret = %name, "passed the rotation request on to the CA Secret"),
+            Err(e) => warn!(object = %obj.name_any(), secret = %name, error = %e, "could not pass the rotation request on to the CA Secret; will retry"),
+        }
     }
 
     /// Starts, updates or restarts the object's instance. `Ok(())` once it is running.
