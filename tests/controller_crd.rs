@@ -573,3 +573,95 @@ fn the_committed_crds_match_the_code() {
         );
     }
 }
+
+/// Rotation of an object's bootstrapped CA, requested by an annotation on the object: the next
+/// root is published at once, signing switches after the propagation delay, the old root stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_requested_on_the_object_rotates_its_ca() {
+    let server = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let signer = spawn(&server, dir.path(), "signer-0", &[]);
+    signer.wait_ready(WAIT).await;
+    apply(
+        &server,
+        "apiVersion: podcert.dev/v1alpha1\nkind: PodCertificateSigner\nmetadata: {name: rot}\n\
+         spec:\n  signerName: podcert.dev/rot\n  trustDomain: td\n  maxLifetime: 2h\n\
+         \x20 ca: {secret: {name: team-ca, bootstrap: true, validity: 30d, propagationDelay: 3s}}\n",
+    )
+    .await;
+    let first = wait_condition(&server, "rot", "True", Some("Ready"))
+        .await
+        .status
+        .unwrap()
+        .ca_fingerprint
+        .unwrap();
+    let ctb: Api<DynamicObject> = Api::all_with(server.admin_client(), &ctb_resource("v1beta1"));
+    let roots = |b: &DynamicObject| {
+        b.data["spec"]["trustBundle"]
+            .as_str()
+            .unwrap_or("")
+            .matches("BEGIN CERTIFICATE")
+            .count()
+    };
+    signers(&server)
+        .patch(
+            "rot",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"podcert.dev/rotate": "2026-11-26T00:00:00Z"}}})),
+        )
+        .await
+        .unwrap();
+    // The next root is published before it signs...
+    let start = Instant::now();
+    loop {
+        if let Some(b) = ctb.get_opt("podcert.dev:rot:live").await.unwrap() {
+            if roots(&b) == 2 {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "next root never published; logs:\n{}",
+            signer.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...then it signs (the status reports the new CA) and the old root stays published.
+    let start = Instant::now();
+    let second = loop {
+        let o = signers(&server).get("rot").await.unwrap();
+        let fp = o.status.and_then(|s| s.ca_fingerprint).unwrap_or_default();
+        if fp != first {
+            break fp;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "never switched; logs:\n{}",
+            signer.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!second.is_empty());
+    let b = ctb.get("podcert.dev:rot:live").await.unwrap();
+    assert_eq!(
+        roots(&b),
+        2,
+        "the old root must stay until its leaves expire"
+    );
+    let (v, n) = request(
+        &server,
+        "ED25519-pop-v1beta1",
+        "rot-1",
+        "podcert.dev/rot",
+        "team-a",
+        "api",
+        Value::Null,
+    )
+    .await;
+    let issued = wait_terminal(&server, &v, "team-a", &n, WAIT).await;
+    assert_eq!(condition(&issued).0, "Issued");
+    // The request was acted on once: the annotation is still there, nothing rotates again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let o = signers(&server).get("rot").await.unwrap();
+    assert_eq!(o.status.unwrap().ca_fingerprint.unwrap(), second);
+}

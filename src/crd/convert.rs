@@ -9,11 +9,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use crate::ca::CaKeyType;
 use crate::ca_source::{Bootstrap, CaSource};
 use crate::key_type::KeyType;
-use crate::rotation::RotationPolicy;
 use crate::policy::{
     AccountPattern, AccountRules, DnsPolicy, DnsTemplate, IdTemplate, Operator, Requirement,
     Selector, SignerConfig,
 };
+use crate::rotation::RotationPolicy;
 use crate::spiffe_id::TrustDomain;
 use crate::trust_bundle::TrustBundleConfig;
 

@@ -28,9 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::ca_source::CaSource;
 use crate::crd::{convert, PodCertificateSigner, SignerSettings};
-use crate::rotation::{
-    ROTATE_ANNOTATION, ROTATE_FINGERPRINT_ANNOTATION, ROTATE_MODE_ANNOTATION,
-};
+use crate::rotation::{ROTATE_ANNOTATION, ROTATE_FINGERPRINT_ANNOTATION, ROTATE_MODE_ANNOTATION};
 pub use instance::{Instance, Shared};
 use status::NotReady;
 
@@ -267,7 +265,11 @@ impl Manager {
     /// `podcert.dev/rotate*` annotations on the object are copied onto its bootstrapped CA
     /// Secret, where the CA source acts on them exactly once (the handled value is recorded in
     /// the rotation state), as it does for `podcert-signer ca rotate`. Leader only.
-    async fn forward_rotation_request(&self, obj: &PodCertificateSigner, settings: &SignerSettings) {
+    async fn forward_rotation_request(
+        &self,
+        obj: &PodCertificateSigner,
+        settings: &SignerSettings,
+    ) {
         let CaSource::Secret {
             namespace,
             name,
@@ -293,10 +295,7 @@ impl Manager {
             }
         };
         let current = secret.annotations_mut();
-        if wanted
-            .iter()
-            .all(|(k, v)| current.get(*k) == v.as_deref())
-        {
+        if wanted.iter().all(|(k, v)| current.get(*k) == v.as_deref()) {
             return;
         }
         for (k, v) in &wanted {
@@ -306,8 +305,12 @@ impl Manager {
             };
         }
         match api.replace(name, &PostParams::default(), &secret).await {
-            Ok(_) => info!(object = %obj.name_any(), secret = %name, "passed the rotation request on to the CA Secret"),
-            Err(e) => warn!(object = %obj.name_any(), secret = %name, error = %e, "could not pass the rotation request on to the CA Secret; will retry"),
+            Ok(_) => {
+                info!(object = %obj.name_any(), secret = %name, "passed the rotation request on to the CA Secret")
+            }
+            Err(e) => {
+                warn!(object = %obj.name_any(), secret = %name, error = %e, "could not pass the rotation request on to the CA Secret; will retry")
+            }
         }
     }
 
