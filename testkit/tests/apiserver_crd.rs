@@ -529,7 +529,8 @@ async fn our_podcertificatesigner_crd_is_enforced_as_a_real_cluster_would() {
     );
     assert_eq!(
         spec["ca"]["secret"],
-        json!({"name": "ca", "bootstrap": false, "keyType": "ECDSAP256", "validity": "365d"})
+        json!({"name": "ca", "bootstrap": false, "keyType": "ECDSAP256", "validity": "365d",
+               "rotateAtFraction": 0.5, "propagationDelay": "1h"})
     );
     assert_eq!(api.get("s1").await.unwrap().data["spec"], *spec);
 
