@@ -74,50 +74,45 @@ async fn wait_condition(
     status: &str,
     reason: Option<&str>,
 ) -> PodCertificateSigner {
-    let start = Instant::now();
-    loop {
-        if let Some(o) = signers(server).get_opt(name).await.unwrap() {
-            let gen = o.metadata.generation;
-            if let Some(st) = &o.status {
-                if let Some(c) = st.conditions.iter().find(|c| c.type_ == "Ready") {
-                    if c.status == status
-                        && reason.is_none_or(|r| c.reason == r)
-                        && st.observed_generation == gen
-                    {
-                        return o;
-                    }
-                }
-            }
-            assert!(
-                start.elapsed() < WAIT,
-                "{name}: no Ready={status} {reason:?} within {WAIT:?}; status {:?}",
-                o.status
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let api = signers(server);
+    eventually(
+        WAIT,
+        || format!("{name}: no Ready={status} {reason:?}"),
+        || async {
+            let o = api.get_opt(name).await.unwrap()?;
+            let st = o.status.as_ref()?;
+            let c = st.conditions.iter().find(|c| c.type_ == "Ready")?;
+            (c.status == status
+                && reason.is_none_or(|r| c.reason == r)
+                && st.observed_generation == o.metadata.generation)
+                .then_some(o.clone())
+        },
+    )
+    .await
 }
 
 /// Waits for an Event about PodCertificateSigner `name` with `reason` and `type_`.
 async fn wait_event(server: &TestServer, name: &str, reason: &str, type_: &str) {
     let api: Api<k8s_openapi::api::events::v1::Event> = Api::all(server.admin_client());
-    let start = Instant::now();
-    loop {
-        let events = api.list(&Default::default()).await.unwrap();
-        if events.items.iter().any(|e| {
-            e.regarding.as_ref().is_some_and(|r| {
-                r.name.as_deref() == Some(name) && r.kind.as_deref() == Some("PodCertificateSigner")
-            }) && e.reason.as_deref() == Some(reason)
-                && e.type_.as_deref() == Some(type_)
-        }) {
-            return;
-        }
-        assert!(
-            start.elapsed() < WAIT,
-            "no {type_} {reason} event for {name}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        WAIT,
+        || format!("no {type_} {reason} event for {name}"),
+        || async {
+            let events = api.list(&Default::default()).await.unwrap();
+            events
+                .items
+                .iter()
+                .any(|e| {
+                    e.regarding.as_ref().is_some_and(|r| {
+                        r.name.as_deref() == Some(name)
+                            && r.kind.as_deref() == Some("PodCertificateSigner")
+                    }) && e.reason.as_deref() == Some(reason)
+                        && e.type_.as_deref() == Some(type_)
+                })
+                .then_some(())
+        },
+    )
+    .await
 }
 
 /// Creates a Go-built request (vector `vector`) for `signer`, from `ns`/`sa`, with user annotations.
@@ -225,14 +220,12 @@ async fn a_signer_object_issues_with_its_policy_and_follows_edits_and_deletion()
 
     // The bundle is published with the object's labels, from the bootstrapped Secret's CA.
     let ctb: Api<DynamicObject> = Api::all_with(server.admin_client(), &ctb_resource("v1beta1"));
-    let start = Instant::now();
-    let bundle = loop {
-        if let Some(b) = ctb.get_opt("podcert.dev:web:live").await.unwrap() {
-            break b;
-        }
-        assert!(start.elapsed() < WAIT, "no bundle");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let bundle = eventually(
+        WAIT,
+        || "no bundle".into(),
+        || async { ctb.get_opt("podcert.dev:web:live").await.unwrap() },
+    )
+    .await;
     assert_eq!(
         bundle
             .metadata
@@ -422,11 +415,17 @@ async fn a_signer_object_issues_with_its_policy_and_follows_edits_and_deletion()
         .delete("web", &DeleteParams::default())
         .await
         .unwrap();
-    let start = Instant::now();
-    while !signer.logs().contains("stopped serving its signer name") {
-        assert!(start.elapsed() < WAIT, "{}", signer.logs());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        WAIT,
+        || signer.logs(),
+        || async {
+            signer
+                .logs()
+                .contains("stopped serving its signer name")
+                .then_some(())
+        },
+    )
+    .await;
     let (v, n) = request(
         &server,
         "ED25519-pop-v1beta1",
@@ -444,19 +443,6 @@ async fn a_signer_object_issues_with_its_policy_and_follows_edits_and_deletion()
     assert!(pending["status"]["conditions"].is_null(), "{pending}");
     // ...and it is decided once the signer is declared again (same Secret, same CA).
     apply(&server, WEB).await;
-    let start = Instant::now();
-    loop {
-        let o = serde_json::to_value(api.get(&n).await.unwrap()).unwrap();
-        if !o["status"]["conditions"].is_null() {
-            break;
-        }
-        assert!(
-            start.elapsed() < WAIT,
-            "r8 still pending; logs:\n{}",
-            signer.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let r8 = wait_terminal(&server, &v, "team-a", &n, WAIT).await;
     assert_eq!(condition(&r8).0, "Issued");
     let obj = wait_condition(&server, "web", "True", Some("Ready")).await;
@@ -612,35 +598,27 @@ async fn a_rotation_requested_on_the_object_rotates_its_ca() {
         .await
         .unwrap();
     // The next root is published before it signs...
-    let start = Instant::now();
-    loop {
-        if let Some(b) = ctb.get_opt("podcert.dev:rot:live").await.unwrap() {
-            if roots(&b) == 2 {
-                break;
-            }
-        }
-        assert!(
-            start.elapsed() < WAIT,
-            "next root never published; logs:\n{}",
-            signer.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        WAIT,
+        || format!("next root never published; logs:\n{}", signer.logs()),
+        || async {
+            let b = ctb.get_opt("podcert.dev:rot:live").await.unwrap()?;
+            (roots(&b) == 2).then_some(())
+        },
+    )
+    .await;
     // ...then it signs (the status reports the new CA) and the old root stays published.
-    let start = Instant::now();
-    let second = loop {
-        let o = signers(&server).get("rot").await.unwrap();
-        let fp = o.status.and_then(|s| s.ca_fingerprint).unwrap_or_default();
-        if fp != first {
-            break fp;
-        }
-        assert!(
-            start.elapsed() < WAIT,
-            "never switched; logs:\n{}",
-            signer.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let api = signers(&server);
+    let second = eventually(
+        WAIT,
+        || format!("never switched; logs:\n{}", signer.logs()),
+        || async {
+            let o = api.get("rot").await.unwrap();
+            let fp = o.status.and_then(|s| s.ca_fingerprint).unwrap_or_default();
+            (fp != first).then_some(fp)
+        },
+    )
+    .await;
     assert!(!second.is_empty());
     let b = ctb.get("podcert.dev:rot:live").await.unwrap();
     assert_eq!(

@@ -297,3 +297,23 @@ pub async fn kubelets(
     .await
     .unwrap()
 }
+
+/// Polls `check` every 100 ms until it gives `Some`, and panics with `what()` (evaluated then,
+/// so it can carry logs) if that takes longer than `within`.
+pub async fn eventually<T, Fut>(
+    within: Duration,
+    what: impl Fn() -> String,
+    mut check: impl FnMut() -> Fut,
+) -> T
+where
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < within, "{} (waited {within:?})", what());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
