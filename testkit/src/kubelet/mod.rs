@@ -13,6 +13,7 @@ pub mod issuance;
 pub mod keys;
 mod node;
 pub mod objects;
+mod pacer;
 mod setup;
 pub mod state;
 
@@ -142,8 +143,21 @@ impl Kubelet {
 
     /// Creates the fleet and starts one kubelet per node.
     pub async fn start(&self) -> Result<KubeletHandle, KubeletError> {
+        let fleet = self.prepare().await?;
+        Ok(self.launch(fleet))
+    }
+
+    /// Creates (or finds) the fleet's objects without requesting anything yet, so a caller can
+    /// time the requests apart from the set-up.
+    pub async fn prepare(&self) -> Result<Fleet, KubeletError> {
         let version = self.pcr_version().await?;
         let pods = setup::create_fleet(&self.cfg, &self.admin).await?;
+        Ok(Fleet { version, pods })
+    }
+
+    /// Starts one kubelet per node over a prepared fleet.
+    pub fn launch(&self, fleet: Fleet) -> KubeletHandle {
+        let Fleet { version, pods } = fleet;
         let initial = pods
             .iter()
             .map(|p| PodState {
@@ -165,6 +179,7 @@ impl Kubelet {
             changed,
         });
         let writes = Arc::new(Semaphore::new(self.cfg.create_concurrency.max(1)));
+        let pacer = Arc::new(pacer::Pacer::new(self.cfg.create_rate));
         let (cancel, cancel_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         for j in 0..self.cfg.nodes {
@@ -178,15 +193,28 @@ impl Kubelet {
                 node_pods,
                 shared.clone(),
                 writes.clone(),
+                pacer.clone(),
             );
             tasks.push(tokio::spawn(worker.run(cancel_rx.clone())));
         }
-        Ok(KubeletHandle {
+        KubeletHandle {
             shared,
             cancel,
             tasks,
             version,
-        })
+        }
+    }
+}
+
+/// The fleet's objects, created and not yet requesting certificates.
+pub struct Fleet {
+    version: PcrVersion,
+    pods: Vec<objects::PodInfo>,
+}
+
+impl Fleet {
+    pub fn pods(&self) -> usize {
+        self.pods.len()
     }
 }
 

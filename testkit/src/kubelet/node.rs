@@ -23,6 +23,7 @@ use super::error::status_code;
 use super::issuance::{check_issued, terminal_condition};
 use super::keys::KubeletKey;
 use super::objects::{self, PodInfo};
+use super::pacer::Pacer;
 use super::state::{Phase, PodState};
 use super::Shared;
 
@@ -85,6 +86,7 @@ pub(crate) struct NodeWorker {
     relist: Option<HashMap<Key, Value>>,
     shared: Arc<Shared>,
     writes: Arc<Semaphore>,
+    pacer: Arc<Pacer>,
     creates: JoinSet<()>,
     tx: mpsc::UnboundedSender<CreateOutcome>,
     rx: mpsc::UnboundedReceiver<CreateOutcome>,
@@ -99,6 +101,7 @@ impl NodeWorker {
         pods: Vec<PodInfo>,
         shared: Arc<Shared>,
         writes: Arc<Semaphore>,
+        pacer: Arc<Pacer>,
     ) -> Self {
         let slots = pods
             .into_iter()
@@ -135,6 +138,7 @@ impl NodeWorker {
             relist: None,
             shared,
             writes,
+            pacer,
             creates: JoinSet::new(),
             tx,
             rx,
@@ -369,9 +373,11 @@ impl NodeWorker {
             .parse::<PcrVersion>()
             .unwrap_or(PcrVersion::V1);
         let writes = self.writes.clone();
+        let pacer = self.pacer.clone();
         let tx = self.tx.clone();
         self.creates.spawn(async move {
-            let (result, retryable) = create_request(&cfg, &api, version, &info, writes).await;
+            let (result, retryable) =
+                create_request(&cfg, &api, version, &info, writes, &pacer).await;
             let _ = tx.send(CreateOutcome {
                 slot: idx,
                 result,
@@ -395,6 +401,7 @@ async fn create_request(
     version: PcrVersion,
     info: &PodInfo,
     writes: Arc<Semaphore>,
+    pacer: &Pacer,
 ) -> (Result<(String, KubeletKey), String>, bool) {
     let keys = cfg.keys.clone();
     let kt = info.key_type;
@@ -411,6 +418,8 @@ async fn create_request(
         Ok(o) => o,
         Err(e) => return (Err(format!("encoding the request failed: {e}")), false),
     };
+    // The key is ready before the request's turn comes, so pacing measures the API only.
+    pacer.wait_turn().await;
     let Ok(_permit) = writes.acquire_owned().await else {
         return (Err("shutting down".into()), false);
     };
