@@ -15,8 +15,8 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, reflector, Store};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 use crate::api::{wire, ConditionType};
 use crate::ca_source::CaHandle;
 use crate::policy::SignerConfig;
+use crate::request_cache::{self, is_terminal};
 use crate::signer::{self, NotDecided};
 use crate::telemetry::{ErrorLabels, Metrics, ReasonLabels, SignerLabels};
 
@@ -102,22 +103,6 @@ impl ReconcileError {
             ReconcileError::Encode(_) => "encode",
         }
     }
-}
-
-/// Whether the raw object already carries a terminal condition (checked before decoding).
-fn is_terminal(obj: &DynamicObject) -> bool {
-    obj.data
-        .get("status")
-        .and_then(|s| s.get("conditions"))
-        .and_then(|c| c.as_array())
-        .is_some_and(|conds| {
-            conds.iter().any(|c| {
-                matches!(
-                    c.get("type").and_then(|t| t.as_str()),
-                    Some("Issued" | "Denied" | "Failed")
-                ) && c.get("status").and_then(|s| s.as_str()) == Some("True")
-            })
-        })
 }
 
 async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
@@ -281,9 +266,13 @@ pub async fn run(ctx: Arc<Context>, opts: RunOptions, mut shutdown: watch::Recei
         version = %ctx.resource.api_version,
         "watching PodCertificateRequests"
     );
-    let controller = Controller::new_with(api, wc, ctx.resource.clone())
+    // The cache holds trimmed objects (request_cache::trim): decided requests shrink to their
+    // identity, which keeps memory flat however many requests the cluster holds.
+    let writer = reflector::store::Writer::new(ctx.resource.clone());
+    let store = writer.as_reader();
+    let trigger = reflector(writer, watcher(api, wc).modify(request_cache::trim)).applied_objects();
+    let controller = Controller::for_stream_with(trigger, store.clone(), ctx.resource.clone())
         .with_config(ControllerConfig::default().concurrency(opts.concurrency));
-    let store = controller.store();
 
     // Reconcile everything again whenever this replica becomes leader.
     let became_leader = futures::stream::unfold(ctx.leader.clone(), |mut rx| async move {

@@ -14,6 +14,7 @@ pub mod key_type;
 pub mod leader;
 pub mod policy;
 pub mod proof;
+pub mod request_cache;
 pub mod rotation;
 pub mod signer;
 pub mod spiffe_id;

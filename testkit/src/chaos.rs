@@ -24,9 +24,13 @@ pub const DEFAULT_FAULTS: &str =
 
 #[derive(Debug, Clone, Args)]
 pub struct ChaosArgs {
-    /// Requests offered (one pod each), all at once.
+    /// Requests offered (one pod each).
     #[arg(long, default_value_t = 1000)]
     pub requests: usize,
+    /// Requests offered per second, so the faults and kills land while work is in flight
+    /// (0: all at once).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
     /// Signer replicas (leader election on).
     #[arg(long, default_value_t = 2)]
     pub replicas: usize,
@@ -218,6 +222,9 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
     if args.requests == 0 || args.replicas == 0 {
         bail!("--requests and --replicas must be at least 1");
     }
+    if !(args.rate.is_finite() && args.rate >= 0.0) {
+        bail!("--rate must be a non-negative number of requests per second");
+    }
     let signer_bin = match &args.signer_bin {
         Some(b) => b.clone(),
         None => cluster::default_signer_bin()?,
@@ -233,6 +240,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
         recreate_after: Duration::from_secs(3600),
         recreate_jitter: Duration::ZERO,
         tick: Duration::from_millis(50),
+        create_rate: (args.rate > 0.0).then_some(args.rate),
         ..KubeletConfig::default()
     };
     let kubelet = cluster.kubelet(cfg);
@@ -267,7 +275,9 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
     let mut last_report = Instant::now();
     let summary = loop {
         let summary = handle.summary();
-        if summary.all_settled() || started.elapsed() > timeout {
+        // A failover in progress is seen through, so every kill gets its measurement.
+        let failing_over = kills.last().is_some_and(|k| k.taken_over.is_none());
+        if (summary.all_settled() && !failing_over) || started.elapsed() > timeout {
             break summary;
         }
         let holder = cluster.lease_holder();
@@ -284,7 +294,8 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
         }
         let previous_done = kills.last().is_none_or(|k| k.taken_over.is_some());
         if let (Some(t), Some(h)) = (next_kill, holder) {
-            if Instant::now() >= t && previous_done {
+            // No kills once everything is decided: the run is winding down.
+            if Instant::now() >= t && previous_done && !summary.all_settled() {
                 if let Some(slot) = replicas.iter().position(|r| r.identity == h) {
                     eprintln!("chaos: killing leader {h}");
                     replicas[slot].kill();
