@@ -14,7 +14,7 @@ use futures::StreamExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::reflector::{self, reflector, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Resource, ResourceExt};
@@ -27,6 +27,7 @@ use crate::api::{wire, ConditionType};
 use crate::ca_source::CaHandle;
 use crate::policy::SignerConfig;
 use crate::request_cache::{self, is_terminal};
+use crate::request_events::EventPublisher;
 use crate::signer::{self, NotDecided};
 use crate::telemetry::{ErrorLabels, Metrics, ReasonLabels, SignerLabels};
 
@@ -38,7 +39,7 @@ pub struct Context {
     pub ca: Arc<CaHandle>,
     pub metrics: Arc<Metrics>,
     pub leader: watch::Receiver<bool>,
-    pub recorder: Option<Recorder>,
+    pub events: Option<EventPublisher>,
     backoff: Mutex<HashMap<(String, String), u32>>,
     labels: SignerLabels,
 }
@@ -54,7 +55,7 @@ impl Context {
         events: Option<Reporter>,
     ) -> Self {
         let labels = Metrics::signer(&config.signer_name);
-        let recorder = events.map(|r| Recorder::new(client.clone(), r));
+        let events = events.map(|r| EventPublisher::spawn(client.clone(), r));
         Context {
             client,
             resource,
@@ -62,7 +63,7 @@ impl Context {
             ca,
             metrics,
             leader,
-            recorder,
+            events,
             backoff: Mutex::new(HashMap::new()),
             labels,
         }
@@ -196,7 +197,7 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
     Ok(Action::await_change())
 }
 
-/// Records an Event on the request without holding up the next reconcile.
+/// Queues an Event on the request without holding up the next reconcile.
 fn publish_event(
     ctx: &Arc<Context>,
     obj: &DynamicObject,
@@ -204,7 +205,7 @@ fn publish_event(
     reason: &str,
     message: &str,
 ) {
-    let Some(recorder) = ctx.recorder.clone() else {
+    let Some(events) = ctx.events.as_ref() else {
         return;
     };
     let reference = obj.object_ref(&ctx.resource);
@@ -223,11 +224,7 @@ fn publish_event(
         action: condition.as_str().to_string(),
         secondary: None,
     };
-    tokio::spawn(async move {
-        if let Err(e) = recorder.publish(&event, &reference).await {
-            debug!(error = %e, "could not record an event");
-        }
-    });
+    events.publish(&event, &reference);
 }
 
 fn error_policy(obj: Arc<DynamicObject>, err: &ReconcileError, ctx: Arc<Context>) -> Action {

@@ -15,6 +15,7 @@ pub mod leader;
 pub mod policy;
 pub mod proof;
 pub mod request_cache;
+pub mod request_events;
 pub mod rotation;
 pub mod signer;
 pub mod spiffe_id;

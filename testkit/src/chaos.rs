@@ -274,11 +274,11 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
     let mut next_kill = args.faults.kill_every.map(|d| started + d);
     let mut last_report = Instant::now();
     let summary = loop {
-        let summary = handle.summary();
+        let settled = handle.settled() >= args.requests;
         // A failover in progress is seen through, so every kill gets its measurement.
         let failing_over = kills.last().is_some_and(|k| k.taken_over.is_none());
-        if (summary.all_settled() && !failing_over) || started.elapsed() > timeout {
-            break summary;
+        if (settled && !failing_over) || started.elapsed() > timeout {
+            break handle.summary();
         }
         let holder = cluster.lease_holder();
         if let (Some(k), Some(h)) = (kills.last_mut(), holder.as_ref()) {
@@ -295,7 +295,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
         let previous_done = kills.last().is_none_or(|k| k.taken_over.is_some());
         if let (Some(t), Some(h)) = (next_kill, holder) {
             // No kills once everything is decided: the run is winding down.
-            if Instant::now() >= t && previous_done && !summary.all_settled() {
+            if Instant::now() >= t && previous_done && !settled {
                 if let Some(slot) = replicas.iter().position(|r| r.identity == h) {
                     eprintln!("chaos: killing leader {h}");
                     replicas[slot].kill();
@@ -311,7 +311,11 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
             }
         }
         if last_report.elapsed() > Duration::from_secs(5) {
-            eprintln!("chaos: {:.0}s {summary}", started.elapsed().as_secs_f64());
+            eprintln!(
+                "chaos: {:.0}s {}",
+                started.elapsed().as_secs_f64(),
+                handle.summary()
+            );
             last_report = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
