@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     settled: AtomicUsize,
     latencies: Mutex<Vec<Duration>>,
     changed: watch::Sender<u64>,
+    /// Spreads request creations over time (`KubeletConfig::create_rate`).
+    pub(crate) pacer: pacer::Pacer,
 }
 
 impl Shared {
@@ -189,9 +191,9 @@ impl Kubelet {
             settled: AtomicUsize::new(0),
             latencies: Mutex::new(Vec::new()),
             changed,
+            pacer: pacer::Pacer::new(self.cfg.create_rate),
         });
         let writes = Arc::new(Semaphore::new(self.cfg.create_concurrency.max(1)));
-        let pacer = Arc::new(pacer::Pacer::new(self.cfg.create_rate));
         let (cancel, cancel_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         for j in 0..self.cfg.nodes {
@@ -205,7 +207,6 @@ impl Kubelet {
                 node_pods,
                 shared.clone(),
                 writes.clone(),
-                pacer.clone(),
             );
             tasks.push(tokio::spawn(worker.run(cancel_rx.clone())));
         }

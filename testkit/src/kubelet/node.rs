@@ -86,7 +86,6 @@ pub(crate) struct NodeWorker {
     relist: Option<HashMap<Key, Value>>,
     shared: Arc<Shared>,
     writes: Arc<Semaphore>,
-    pacer: Arc<Pacer>,
     creates: JoinSet<()>,
     tx: mpsc::UnboundedSender<CreateOutcome>,
     rx: mpsc::UnboundedReceiver<CreateOutcome>,
@@ -101,7 +100,6 @@ impl NodeWorker {
         pods: Vec<PodInfo>,
         shared: Arc<Shared>,
         writes: Arc<Semaphore>,
-        pacer: Arc<Pacer>,
     ) -> Self {
         let slots = pods
             .into_iter()
@@ -138,7 +136,6 @@ impl NodeWorker {
             relist: None,
             shared,
             writes,
-            pacer,
             creates: JoinSet::new(),
             tx,
             rx,
@@ -373,11 +370,11 @@ impl NodeWorker {
             .parse::<PcrVersion>()
             .unwrap_or(PcrVersion::V1);
         let writes = self.writes.clone();
-        let pacer = self.pacer.clone();
+        let shared = self.shared.clone();
         let tx = self.tx.clone();
         self.creates.spawn(async move {
             let (result, retryable) =
-                create_request(&cfg, &api, version, &info, writes, &pacer).await;
+                create_request(&cfg, &api, version, &info, writes, &shared.pacer).await;
             let _ = tx.send(CreateOutcome {
                 slot: idx,
                 result,
