@@ -334,9 +334,11 @@ impl NodeWorker {
                 continue;
             }
             let due = match &slot.outstanding {
-                Some(out) => {
+                // The deadline first: building the key allocates, and this runs for every
+                // outstanding request on every tick.
+                Some(out) if now >= out.abandon_at => {
                     let key = (slot.info.namespace.clone(), out.name.clone());
-                    if !self.cache.contains_key(&key) && now >= out.abandon_at {
+                    if !self.cache.contains_key(&key) {
                         // Invisible for too long: assume deleted, as the kubelet does.
                         self.by_request.remove(&key);
                         slot.outstanding = None;
@@ -345,6 +347,7 @@ impl NodeWorker {
                         false
                     }
                 }
+                Some(_) => false,
                 None => match slot.state.phase {
                     Phase::Pending => true,
                     _ => slot.refresh_at.is_some_and(|t| now >= t),
