@@ -89,3 +89,24 @@ fn truncated_and_garbage_inputs_are_refused() {
     assert!(!targets::ca_material(b"no separator"));
     assert!(!targets::decode_request(b"\xff\xfe{"));
 }
+
+/// Found by the `ca_material` fuzzer: a CA subject with an attribute type OID that has no
+/// canonical DER encoding made rcgen panic while the loader checked the issuer name.
+#[test]
+fn a_ca_subject_with_an_unencodable_oid_is_refused_not_a_panic() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions/ca_material/crash-aa6499c53aaab5beb2752e52cde63932c08a32f7");
+    let data = std::fs::read(path).unwrap();
+    let at = data
+        .windows(targets::CA_SEPARATOR.len())
+        .position(|w| w == targets::CA_SEPARATOR)
+        .unwrap();
+    let cert = String::from_utf8_lossy(&data[..at]);
+    let key = String::from_utf8_lossy(&data[at + targets::CA_SEPARATOR.len()..]);
+    let err =
+        podcert_signer::ca::Ca::from_pem(&cert, &key, None, targets::fixed_now()).unwrap_err();
+    assert!(
+        matches!(err, podcert_signer::ca::CaError::UnrepresentableSubject),
+        "{err}"
+    );
+}
