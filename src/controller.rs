@@ -14,9 +14,9 @@ use futures::StreamExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::events::{Event, EventType, Reporter};
+use kube::runtime::reflector::{self, reflector, Store};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -27,6 +27,8 @@ use crate::api::{wire, ConditionType};
 use crate::ca_source::CaHandle;
 use crate::namespaces::NamespaceLabels;
 use crate::policy::SignerConfig;
+use crate::request_cache::{self, is_terminal};
+use crate::request_events::EventPublisher;
 use crate::signer::{self, Facts, NotDecided};
 use crate::telemetry::{ErrorLabels, Metrics, ReasonLabels, SignerLabels};
 
@@ -43,7 +45,7 @@ pub struct Context {
     pub namespaces: Option<NamespaceLabels>,
     pub metrics: Arc<Metrics>,
     pub leader: watch::Receiver<bool>,
-    pub recorder: Option<Recorder>,
+    pub events: Option<EventPublisher>,
     backoff: Mutex<HashMap<(String, String), u32>>,
     labels: SignerLabels,
 }
@@ -59,7 +61,7 @@ impl Context {
         events: Option<Reporter>,
     ) -> Self {
         let labels = Metrics::signer(&config.signer_name);
-        let recorder = events.map(|r| Recorder::new(client.clone(), r));
+        let events = events.map(|r| EventPublisher::spawn(client.clone(), r));
         Context {
             client,
             resource,
@@ -69,7 +71,7 @@ impl Context {
             namespaces: None,
             metrics,
             leader,
-            recorder,
+            events,
             backoff: Mutex::new(HashMap::new()),
             labels,
         }
@@ -138,22 +140,6 @@ impl ReconcileError {
             ReconcileError::Encode(_) => "encode",
         }
     }
-}
-
-/// Whether the raw object already carries a terminal condition (checked before decoding).
-fn is_terminal(obj: &DynamicObject) -> bool {
-    obj.data
-        .get("status")
-        .and_then(|s| s.get("conditions"))
-        .and_then(|c| c.as_array())
-        .is_some_and(|conds| {
-            conds.iter().any(|c| {
-                matches!(
-                    c.get("type").and_then(|t| t.as_str()),
-                    Some("Issued" | "Denied" | "Failed")
-                ) && c.get("status").and_then(|s| s.as_str()) == Some("True")
-            })
-        })
 }
 
 async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
@@ -264,7 +250,7 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
     Ok(Action::await_change())
 }
 
-/// Records an Event on the request without holding up the next reconcile.
+/// Queues an Event on the request without holding up the next reconcile.
 fn publish_event(
     ctx: &Arc<Context>,
     obj: &DynamicObject,
@@ -272,7 +258,7 @@ fn publish_event(
     reason: &str,
     message: &str,
 ) {
-    let Some(recorder) = ctx.recorder.clone() else {
+    let Some(events) = ctx.events.as_ref() else {
         return;
     };
     let reference = obj.object_ref(&ctx.resource);
@@ -291,11 +277,7 @@ fn publish_event(
         action: condition.as_str().to_string(),
         secondary: None,
     };
-    tokio::spawn(async move {
-        if let Err(e) = recorder.publish(&event, &reference).await {
-            debug!(error = %e, "could not record an event");
-        }
-    });
+    events.publish(&event, &reference);
 }
 
 fn error_policy(obj: Arc<DynamicObject>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
@@ -333,9 +315,13 @@ pub async fn run(ctx: Arc<Context>, opts: RunOptions, mut shutdown: watch::Recei
         version = %ctx.resource.api_version,
         "watching PodCertificateRequests"
     );
-    let controller = Controller::new_with(api, wc, ctx.resource.clone())
+    // The cache holds trimmed objects (request_cache::trim): decided requests shrink to their
+    // identity, which keeps memory flat however many requests the cluster holds.
+    let writer = reflector::store::Writer::new(ctx.resource.clone());
+    let store = writer.as_reader();
+    let trigger = reflector(writer, watcher(api, wc).modify(request_cache::trim)).applied_objects();
+    let controller = Controller::for_stream_with(trigger, store.clone(), ctx.resource.clone())
         .with_config(ControllerConfig::default().concurrency(opts.concurrency));
-    let store = controller.store();
 
     // Reconcile everything again whenever this replica becomes leader.
     let became_leader = futures::stream::unfold(ctx.leader.clone(), |mut rx| async move {

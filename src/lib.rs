@@ -18,6 +18,8 @@ pub mod leader;
 pub mod namespaces;
 pub mod policy;
 pub mod proof;
+pub mod request_cache;
+pub mod request_events;
 pub mod rotation;
 pub mod signer;
 pub mod signers;

@@ -135,6 +135,20 @@ pub(crate) fn key_type(cert: &X509Certificate<'_>) -> Option<CaKeyType> {
 }
 
 /// Lowercase hex of a byte string.
+/// Whether every attribute type of `name` is an OID DER can encode canonically.
+pub(crate) fn name_oids_encodable(name: &x509_parser::x509::X509Name<'_>) -> bool {
+    name.iter_attributes().all(|attr| {
+        let Some(arcs) = attr.attr_type().iter() else {
+            return false; // an arc beyond u64
+        };
+        let arcs: Vec<u64> = arcs.collect();
+        match arcs.as_slice() {
+            [first, second, ..] => *first < 3 && (*first == 2 || *second < 40),
+            _ => false,
+        }
+    })
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes

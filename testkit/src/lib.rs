@@ -2,6 +2,8 @@
 //! instruments podcert-signer is tested with (no kube-apiserver runs on our machines).
 
 pub mod apiserver;
+pub mod bench;
+pub mod chaos;
 pub mod demo;
 pub mod kubelet;
 pub mod rules;

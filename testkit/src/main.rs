@@ -28,6 +28,10 @@ enum Command {
     Kubelet(podcert_testkit::kubelet::cli::KubeletArgs),
     /// Everything in one process: emulated cluster, the signer, kubelets and an mTLS exchange.
     Demo(podcert_testkit::demo::DemoArgs),
+    /// Benchmark: the real signer as a child process against emulated kubelets; prints JSON.
+    Bench(podcert_testkit::bench::BenchArgs),
+    /// Signer replicas under injected faults and leader kills; prints JSON.
+    Chaos(podcert_testkit::chaos::ChaosArgs),
 }
 
 /// Parses `15m`, `30s`, `2h`, `500ms` or plain seconds.
@@ -187,11 +191,13 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // The demo prints its own summary; component logs only when something is wrong.
-    let default = if matches!(cli.command, Command::Demo(_)) {
-        "warn"
-    } else {
-        "info"
+    // The demo, bench and chaos print their own summaries; component logs only when
+    // something is wrong.
+    let default = match cli.command {
+        Command::Demo(_) => "warn",
+        // Injected 5xx are expected: kube's client would log each one as an error.
+        Command::Bench(_) | Command::Chaos(_) => "warn,kube_client::client::builder=off",
+        _ => "info",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -205,5 +211,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Apiserver(a) => apiserver(a).await,
         Command::Kubelet(a) => podcert_testkit::kubelet::cli::run(a).await,
         Command::Demo(a) => podcert_testkit::demo::run(a).await,
+        Command::Bench(a) => {
+            let report = podcert_testkit::bench::run(a).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::Chaos(a) => {
+            let report = podcert_testkit::chaos::run(a).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
     }
 }

@@ -68,6 +68,9 @@ pub async fn serve(
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             r = listener.accept() => {
                 let Ok((tcp, _)) = r else { continue };
+                // As Go's net package does for kube-apiserver: without it, small writes such
+                // as single watch events wait for the peer's delayed ACK (~40 ms).
+                let _ = tcp.set_nodelay(true);
                 let app = app.clone();
                 let acceptor = acceptor.clone();
                 conns.spawn(async move {

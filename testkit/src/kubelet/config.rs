@@ -149,6 +149,8 @@ pub struct KubeletConfig {
     pub watch: bool,
     /// Concurrent API writes (object and request creation), across all nodes.
     pub create_concurrency: usize,
+    /// Request creations per second across all nodes (`None`: as fast as they come, a burst).
+    pub create_rate: Option<f64>,
     pub keys: KeySource,
     pub clock: Clock,
 }
@@ -174,6 +176,7 @@ impl Default for KubeletConfig {
             tick: Duration::from_secs(1),
             watch: true,
             create_concurrency: 64,
+            create_rate: None,
             keys: KeySource::fresh(),
             clock: Clock::system(),
         }

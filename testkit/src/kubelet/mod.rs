@@ -13,9 +13,11 @@ pub mod issuance;
 pub mod keys;
 mod node;
 pub mod objects;
+mod pacer;
 mod setup;
 pub mod state;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,19 +36,31 @@ pub type NodeClientFn = Arc<dyn Fn(&str) -> Client + Send + Sync>;
 /// State shared by the node workers and the handle.
 pub(crate) struct Shared {
     states: Mutex<Vec<PodState>>,
+    /// How many of `states` are settled, kept up to date by `publish` so waiting for the fleet
+    /// to settle does not copy every state on every change (quadratic with 10,000 pods).
+    settled: AtomicUsize,
     latencies: Mutex<Vec<Duration>>,
     changed: watch::Sender<u64>,
+    /// Spreads request creations over time (`KubeletConfig::create_rate`).
+    pub(crate) pacer: pacer::Pacer,
 }
 
 impl Shared {
     pub(crate) fn publish(&self, index: usize, state: PodState) {
-        if let Some(slot) = self
-            .states
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(index)
         {
-            *slot = state;
+            let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(slot) = states.get_mut(index) {
+                match (slot.phase.is_settled(), state.phase.is_settled()) {
+                    (false, true) => {
+                        self.settled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (true, false) => {
+                        self.settled.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+                *slot = state;
+            }
         }
         self.changed.send_modify(|g| *g += 1);
     }
@@ -142,8 +156,21 @@ impl Kubelet {
 
     /// Creates the fleet and starts one kubelet per node.
     pub async fn start(&self) -> Result<KubeletHandle, KubeletError> {
+        let fleet = self.prepare().await?;
+        Ok(self.launch(fleet))
+    }
+
+    /// Creates (or finds) the fleet's objects without requesting anything yet, so a caller can
+    /// time the requests apart from the set-up.
+    pub async fn prepare(&self) -> Result<Fleet, KubeletError> {
         let version = self.pcr_version().await?;
         let pods = setup::create_fleet(&self.cfg, &self.admin).await?;
+        Ok(Fleet { version, pods })
+    }
+
+    /// Starts one kubelet per node over a prepared fleet.
+    pub fn launch(&self, fleet: Fleet) -> KubeletHandle {
+        let Fleet { version, pods } = fleet;
         let initial = pods
             .iter()
             .map(|p| PodState {
@@ -161,8 +188,10 @@ impl Kubelet {
         let (changed, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             states: Mutex::new(initial),
+            settled: AtomicUsize::new(0),
             latencies: Mutex::new(Vec::new()),
             changed,
+            pacer: pacer::Pacer::new(self.cfg.create_rate),
         });
         let writes = Arc::new(Semaphore::new(self.cfg.create_concurrency.max(1)));
         let (cancel, cancel_rx) = watch::channel(false);
@@ -181,12 +210,24 @@ impl Kubelet {
             );
             tasks.push(tokio::spawn(worker.run(cancel_rx.clone())));
         }
-        Ok(KubeletHandle {
+        KubeletHandle {
             shared,
             cancel,
             tasks,
             version,
-        })
+        }
+    }
+}
+
+/// The fleet's objects, created and not yet requesting certificates.
+pub struct Fleet {
+    version: PcrVersion,
+    pods: Vec<objects::PodInfo>,
+}
+
+impl Fleet {
+    pub fn pods(&self) -> usize {
+        self.pods.len()
     }
 }
 
@@ -256,9 +297,29 @@ impl KubeletHandle {
 
     /// Waits until every pod is issued or permanently refused.
     pub async fn wait_settled(&self, timeout: Duration) -> Result<Summary, WaitTimeout> {
-        self.wait_for(timeout, |s| s.iter().all(|p| p.phase.is_settled()))
-            .await?;
+        let total = self
+            .shared
+            .states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
+        let mut rx = self.shared.changed.subscribe();
+        let wait = async {
+            while self.shared.settled.load(Ordering::Relaxed) < total {
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| WaitTimeout(timeout))?;
         Ok(self.summary())
+    }
+
+    /// Pods settled so far (cheap: no copy of the states).
+    pub fn settled(&self) -> usize {
+        self.shared.settled.load(Ordering::Relaxed)
     }
 
     /// Stops every node's kubelet.

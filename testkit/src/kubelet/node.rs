@@ -23,6 +23,7 @@ use super::error::status_code;
 use super::issuance::{check_issued, terminal_condition};
 use super::keys::KubeletKey;
 use super::objects::{self, PodInfo};
+use super::pacer::Pacer;
 use super::state::{Phase, PodState};
 use super::Shared;
 
@@ -333,9 +334,11 @@ impl NodeWorker {
                 continue;
             }
             let due = match &slot.outstanding {
-                Some(out) => {
+                // The deadline first: building the key allocates, and this runs for every
+                // outstanding request on every tick.
+                Some(out) if now >= out.abandon_at => {
                     let key = (slot.info.namespace.clone(), out.name.clone());
-                    if !self.cache.contains_key(&key) && now >= out.abandon_at {
+                    if !self.cache.contains_key(&key) {
                         // Invisible for too long: assume deleted, as the kubelet does.
                         self.by_request.remove(&key);
                         slot.outstanding = None;
@@ -344,6 +347,7 @@ impl NodeWorker {
                         false
                     }
                 }
+                Some(_) => false,
                 None => match slot.state.phase {
                     Phase::Pending => true,
                     _ => slot.refresh_at.is_some_and(|t| now >= t),
@@ -369,9 +373,11 @@ impl NodeWorker {
             .parse::<PcrVersion>()
             .unwrap_or(PcrVersion::V1);
         let writes = self.writes.clone();
+        let shared = self.shared.clone();
         let tx = self.tx.clone();
         self.creates.spawn(async move {
-            let (result, retryable) = create_request(&cfg, &api, version, &info, writes).await;
+            let (result, retryable) =
+                create_request(&cfg, &api, version, &info, writes, &shared.pacer).await;
             let _ = tx.send(CreateOutcome {
                 slot: idx,
                 result,
@@ -395,6 +401,7 @@ async fn create_request(
     version: PcrVersion,
     info: &PodInfo,
     writes: Arc<Semaphore>,
+    pacer: &Pacer,
 ) -> (Result<(String, KubeletKey), String>, bool) {
     let keys = cfg.keys.clone();
     let kt = info.key_type;
@@ -411,6 +418,8 @@ async fn create_request(
         Ok(o) => o,
         Err(e) => return (Err(format!("encoding the request failed: {e}")), false),
     };
+    // The key is ready before the request's turn comes, so pacing measures the API only.
+    pacer.wait_turn().await;
     let Ok(_permit) = writes.acquire_owned().await else {
         return (Err("shutting down".into()), false);
     };

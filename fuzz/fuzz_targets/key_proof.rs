@@ -1,0 +1,8 @@
+#![no_main]
+
+#[path = "../../tests/fuzz_support/targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = targets::key_proof(data);
+});

@@ -1,0 +1,108 @@
+//! What the controller keeps of each request in its watch cache. A decided request needs
+//! nothing but its identity and the fact that it is decided, yet as delivered it carries the
+//! key material and the whole issued chain: with thousands of requests in the cache that is
+//! most of the signer's memory. Trimming happens as events arrive, before they are stored.
+
+use kube::api::DynamicObject;
+use serde_json::{json, Value};
+
+/// The terminal condition types (`status: "True"`) the object carries, if any.
+fn terminal_conditions(obj: &DynamicObject) -> Vec<String> {
+    obj.data
+        .get("status")
+        .and_then(|s| s.get("conditions"))
+        .and_then(Value::as_array)
+        .map(|conds| {
+            conds
+                .iter()
+                .filter(|c| c.get("status").and_then(Value::as_str) == Some("True"))
+                .filter_map(|c| c.get("type").and_then(Value::as_str))
+                .filter(|t| matches!(*t, "Issued" | "Denied" | "Failed"))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the raw object already carries a terminal condition (checked before decoding).
+pub fn is_terminal(obj: &DynamicObject) -> bool {
+    !terminal_conditions(obj).is_empty()
+}
+
+/// Drops what no reconcile reads: managed fields, labels and annotations always; for a
+/// decided request also the spec and everything in the status but its terminal conditions'
+/// types. Pending requests keep their spec and status: they are about to be decided.
+pub fn trim(obj: &mut DynamicObject) {
+    obj.metadata.managed_fields = None;
+    obj.metadata.annotations = None;
+    obj.metadata.labels = None;
+    let terminal = terminal_conditions(obj);
+    if terminal.is_empty() {
+        return;
+    }
+    let conditions: Vec<Value> = terminal
+        .into_iter()
+        .map(|t| json!({ "type": t, "status": "True" }))
+        .collect();
+    obj.data = json!({ "status": { "conditions": conditions } });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(status: Value) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "certificates.k8s.io/v1",
+            "kind": "PodCertificateRequest",
+            "metadata": {
+                "name": "req-1", "namespace": "ns", "uid": "u-1", "resourceVersion": "7",
+                "creationTimestamp": "2026-11-25T10:00:00Z",
+                "annotations": { "a": "b" },
+                "managedFields": [{ "manager": "kubelet" }],
+            },
+            "spec": { "signerName": "example.com/spiffe", "stubPKCS10Request": "MIIB" },
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_decided_request_keeps_only_identity_and_decision() {
+        let mut obj = object(json!({
+            "conditions": [
+                { "type": "Issued", "status": "True", "reason": "Issued", "message": "ok" },
+            ],
+            "certificateChain": "-----BEGIN CERTIFICATE-----\n...",
+            "notAfter": "2026-11-26T10:00:00Z",
+        }));
+        trim(&mut obj);
+        assert_eq!(
+            obj.data,
+            json!({ "status": { "conditions": [{ "type": "Issued", "status": "True" }] } })
+        );
+        assert!(is_terminal(&obj));
+        assert_eq!(obj.metadata.name.as_deref(), Some("req-1"));
+        assert_eq!(obj.metadata.resource_version.as_deref(), Some("7"));
+        assert!(obj.metadata.creation_timestamp.is_some());
+        assert!(obj.metadata.managed_fields.is_none() && obj.metadata.annotations.is_none());
+    }
+
+    #[test]
+    fn a_pending_request_keeps_its_spec() {
+        let mut obj = object(json!({}));
+        let spec = obj.data["spec"].clone();
+        trim(&mut obj);
+        assert_eq!(obj.data["spec"], spec);
+        assert!(!is_terminal(&obj));
+        assert!(obj.metadata.managed_fields.is_none());
+    }
+
+    #[test]
+    fn a_false_condition_is_not_a_decision() {
+        let mut obj = object(json!({ "conditions": [{ "type": "Issued", "status": "False" }] }));
+        trim(&mut obj);
+        assert!(!is_terminal(&obj));
+        assert!(obj.data.get("spec").is_some());
+    }
+}

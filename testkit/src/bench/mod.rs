@@ -1,0 +1,240 @@
+//! `podcert-testkit bench`: the API emulator in this process, the real `podcert-signer run` as
+//! a child process, and emulated kubelets offering N requests as a burst or at a fixed rate.
+//! Progress goes to stderr; the last line on stdout is one JSON object ([`BenchReport`]).
+
+pub mod cluster;
+pub mod core_rate;
+pub mod proc_stats;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use podcert_signer::ca::CaKeyType;
+use podcert_signer::cli::ca::KeyTypeArg;
+use serde::Serialize;
+
+use crate::kubelet::{KeyType, KubeletConfig, KubeletVersion, Summary};
+use cluster::Cluster;
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Requests offered (one pod each).
+    #[arg(long, default_value_t = 1000)]
+    pub requests: usize,
+    /// Subject key type of every request (ED25519, ECDSAP256, ..., RSA4096).
+    #[arg(long, default_value = "ED25519")]
+    pub key_type: KeyType,
+    /// Key type of the CA the signer signs with.
+    #[arg(long, value_enum, default_value = "ecdsa-p256")]
+    pub ca_key_type: KeyTypeArg,
+    /// Requests offered per second; without it all are offered at once (a burst).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Emulated nodes the pods are spread over (one kubelet watch each).
+    #[arg(long, default_value_t = 20)]
+    pub nodes: usize,
+    /// Namespaces the pods are spread over.
+    #[arg(long, default_value_t = 10)]
+    pub namespaces: usize,
+    /// Emulated Kubernetes version of the kubelets (1.36+ send a stub PKCS#10 request, 1.34
+    /// and 1.35 a key with a proof of possession).
+    #[arg(long, default_value = "1.37")]
+    pub kube_version: KubeletVersion,
+    /// The signer binary (default: podcert-signer next to this binary).
+    #[arg(long, value_name = "FILE")]
+    pub signer_bin: Option<PathBuf>,
+    /// Extra flag for `podcert-signer run` (repeatable), e.g. --signer-arg=--concurrency=64.
+    #[arg(long = "signer-arg", value_name = "FLAG", allow_hyphen_values = true)]
+    pub signer_args: Vec<String>,
+    /// Give up waiting for the requests after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_seconds: u64,
+    /// Seconds each in-process core loop runs (0: skip core_per_s and raw_sign_per_s).
+    #[arg(long, default_value_t = 3.0)]
+    pub core_seconds: f64,
+}
+
+/// The bench's result: the JSON fields of the issue plus what identifies the run.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct BenchReport {
+    pub requests: usize,
+    pub issued: usize,
+    pub denied: usize,
+    pub failed: usize,
+    pub pending: usize,
+    /// First request offered -> last Issued seen.
+    pub wall_s: f64,
+    pub issued_per_s: f64,
+    /// Create acknowledged -> Issued seen, per request.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub signer_cpu_s: f64,
+    pub signer_peak_rss_mib: f64,
+    /// Decode, check the proof, decide, issue, encode, per second on one core (in-process).
+    pub core_per_s: Option<f64>,
+    /// Bare leaf issuance with the same CA and profile, per second on one core.
+    pub raw_sign_per_s: Option<f64>,
+    pub core_vs_raw: Option<f64>,
+    pub key_type: String,
+    pub ca_key_type: String,
+    /// Offered rate, requests per second (`null`: a burst).
+    pub rate: Option<f64>,
+    pub nodes: usize,
+    /// `release` or `debug`: figures from a debug build are not representative.
+    pub build: String,
+}
+
+fn ca_key_type_name(k: KeyTypeArg) -> &'static str {
+    match k {
+        KeyTypeArg::EcdsaP256 => "ecdsa-p256",
+        KeyTypeArg::EcdsaP384 => "ecdsa-p384",
+        KeyTypeArg::Ed25519 => "ed25519",
+        KeyTypeArg::Rsa3072 => "rsa3072",
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+/// Runs the benchmark and returns its report (the CLI prints it).
+pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
+    if args.requests == 0 {
+        bail!("--requests must be at least 1");
+    }
+    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        bail!("--rate must be a positive number of requests per second");
+    }
+    let signer_bin = match &args.signer_bin {
+        Some(b) => b.clone(),
+        None => cluster::default_signer_bin()?,
+    };
+    let ca_key_type = CaKeyType::from(args.ca_key_type);
+    let cluster = Cluster::start(signer_bin, ca_key_type).await?;
+
+    let cfg = KubeletConfig {
+        pods: args.requests,
+        nodes: args.nodes.max(1),
+        namespaces: args.namespaces.max(1),
+        key_types: vec![args.key_type],
+        kube_version: args.kube_version,
+        signer_name: cluster::SIGNER.into(),
+        // Nothing is recreated or refreshed within a run: one request per pod.
+        refresh_jitter: Duration::ZERO,
+        recreate_after: Duration::from_secs(3600),
+        recreate_jitter: Duration::ZERO,
+        // Timers only start the first creates (and pace nothing): 100 ms keeps the emulator's
+        // per-tick scan of every pod cheap.
+        tick: Duration::from_millis(100),
+        create_concurrency: 64,
+        create_rate: args.rate,
+        ..KubeletConfig::default()
+    };
+    let kubelet = cluster.kubelet(cfg);
+    eprintln!("bench: creating {} pods", args.requests);
+    let fleet = kubelet.prepare().await?;
+
+    let mut extra = vec!["--leader-election=false".to_string()];
+    extra.extend(args.signer_args.iter().cloned());
+    let mut signer = cluster.spawn_signer("bench-signer", &extra)?;
+    signer.wait_ready(Duration::from_secs(60)).await?;
+    eprintln!(
+        "bench: signer ready; offering {} {} requests {}",
+        args.requests,
+        args.key_type.as_str(),
+        match args.rate {
+            Some(r) => format!("at {r}/s"),
+            None => "at once".into(),
+        }
+    );
+
+    let started = Instant::now();
+    let handle = kubelet.launch(fleet);
+    let timeout = Duration::from_secs(args.timeout_seconds);
+    let summary = match handle.wait_settled(timeout).await {
+        Ok(s) => s,
+        Err(_) => {
+            eprintln!("bench: timed out after {timeout:?}");
+            handle.summary()
+        }
+    };
+    let wall = started.elapsed();
+    let usage = signer
+        .usage()
+        .context("reading the signer's CPU time and peak memory")?;
+    let log_tail = signer.log_tail(20);
+    signer.kill();
+    handle.shutdown().await;
+    cluster.shutdown().await;
+    if summary.issued < args.requests {
+        eprintln!("bench: not all issued; last signer log lines:\n{log_tail}");
+    }
+
+    let (core_per_s, raw_sign_per_s) = if args.core_seconds > 0.0 {
+        eprintln!("bench: measuring the core in-process");
+        let budget = Duration::from_secs_f64(args.core_seconds);
+        let kt = args.key_type;
+        let (core, raw) =
+            tokio::task::spawn_blocking(move || core_rate::measure(kt, ca_key_type, budget))
+                .await??;
+        (Some(round(core, 1)), Some(round(raw, 1)))
+    } else {
+        (None, None)
+    };
+    Ok(report(
+        &args,
+        &summary,
+        wall,
+        usage,
+        core_per_s,
+        raw_sign_per_s,
+    ))
+}
+
+fn report(
+    args: &BenchArgs,
+    summary: &Summary,
+    wall: Duration,
+    usage: proc_stats::ProcUsage,
+    core_per_s: Option<f64>,
+    raw_sign_per_s: Option<f64>,
+) -> BenchReport {
+    let wall_s = wall.as_secs_f64();
+    BenchReport {
+        requests: args.requests,
+        issued: summary.issued,
+        denied: summary.denied,
+        failed: summary.failed + summary.invalid,
+        pending: summary.pending,
+        wall_s: round(wall_s, 3),
+        issued_per_s: round(summary.issued as f64 / wall_s.max(1e-9), 1),
+        p50_ms: ms(summary.latency.p50),
+        p99_ms: ms(summary.latency.p99),
+        max_ms: ms(summary.latency.max),
+        signer_cpu_s: round(usage.cpu_s, 2),
+        signer_peak_rss_mib: round(usage.peak_rss_mib, 1),
+        core_per_s,
+        raw_sign_per_s,
+        core_vs_raw: core_per_s
+            .zip(raw_sign_per_s)
+            .map(|(c, r)| round(c / r.max(1e-9), 3)),
+        key_type: args.key_type.as_str().to_string(),
+        ca_key_type: ca_key_type_name(args.ca_key_type).to_string(),
+        rate: args.rate,
+        nodes: args.nodes.max(1),
+        build: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+        .to_string(),
+    }
+}
