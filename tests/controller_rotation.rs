@@ -56,20 +56,29 @@ async fn state(server: &TestServer) -> Option<RotationState> {
     RotationState::from_json(&String::from_utf8(json).ok()?).ok()
 }
 
-/// Polls `probe` until it returns Some, failing with `what` after `within`.
-async fn eventually<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(start.elapsed() < within, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// A CA made by `ca init`, stored as the CA Secret the way an operator would have before
+/// rotation existed (tls.crt and tls.key, no state); returns its certificate PEM.
+fn existing_ca_secret(server: &TestServer, dir: &Path) -> String {
+    let out = std::process::Command::new(BIN)
+        .args(["ca", "init", "--out"])
+        .arg(dir.join("ca"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let cert = std::fs::read_to_string(dir.join("ca/ca.crt")).unwrap();
+    let key = std::fs::read_to_string(dir.join("ca/ca.key")).unwrap();
+    let b64 = |s: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    };
+    server
+        .load_yaml(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {SECRET}\n  namespace: {SIGNER_NS}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
+            b64(&cert),
+            b64(&key)
+        ))
+        .unwrap();
+    cert
 }
 
 fn root_der(cert_pem: &str) -> Vec<u8> {
@@ -240,17 +249,29 @@ async fn a_manual_rotation_breaks_no_connection_and_keeps_the_old_root() {
         .await,
     );
     assert_eq!(fleet.wait_settled(WAIT).await.unwrap().issued, 2);
-    let before = eventually("the bootstrapped state", WAIT, || state(&server)).await;
+    let before = eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "the bootstrapped state"),
+        || state(&server),
+    )
+    .await;
     let old = before.active.clone();
 
     // The workloads: pod 0 serves, pod 1 calls, both reload their projected files.
     let stop = Arc::new(AtomicBool::new(false));
     let trust = dir.path().join("trust-bundle.pem");
-    eventually("the published bundle", WAIT, || published(&server)).await;
+    eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "the published bundle"),
+        || published(&server),
+    )
+    .await;
     project_bundle(&server, trust.clone(), stop.clone());
-    eventually("the projected bundle", WAIT, || async {
-        trust.exists().then_some(())
-    })
+    eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "the projected bundle"),
+        || async { trust.exists().then_some(()) },
+    )
     .await;
     let states = fleet.states();
     let files: Vec<PathBuf> = states
@@ -298,32 +319,44 @@ async fn a_manual_rotation_breaks_no_connection_and_keeps_the_old_root() {
         });
     }
     keep_refreshing(fleet.clone(), clock, stop.clone());
-    eventually("first exchanges", WAIT, || async {
-        (tally.lock().unwrap().ok >= 5).then_some(())
-    })
+    eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "first exchanges"),
+        || async { (tally.lock().unwrap().ok >= 5).then_some(()) },
+    )
     .await;
 
     // The operator asks for a rotation.
     let out = ca_rotate(&server, dir.path(), &[]);
     assert!(out.contains("No connection breaks"), "{out}");
     assert!(out.contains(&old.fingerprint_sha256), "{out}");
-    let next = eventually("a prepared CA", WAIT, || async {
-        state(&server).await.and_then(|s| s.next)
-    })
+    let next = eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "a prepared CA"),
+        || async { state(&server).await.and_then(|s| s.next) },
+    )
     .await;
     // Its root is published at once, next to the active one.
-    eventually("both roots published", WAIT, || async {
-        let roots = published_roots(&server).await;
-        (roots.contains(&root_der(&old.cert_pem)) && roots.contains(&root_der(&next.cert_pem)))
-            .then_some(())
-    })
+    eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "both roots published"),
+        || async {
+            let roots = published_roots(&server).await;
+            (roots.contains(&root_der(&old.cert_pem)) && roots.contains(&root_der(&next.cert_pem)))
+                .then_some(())
+        },
+    )
     .await;
     // After the propagation delay the new CA signs; the old one is retired, not dropped.
-    let after = eventually("the prepared CA signing", WAIT, || async {
-        state(&server)
-            .await
-            .filter(|s| s.active.fingerprint_sha256 == next.fingerprint_sha256)
-    })
+    let after = eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "the prepared CA signing"),
+        || async {
+            state(&server)
+                .await
+                .filter(|s| s.active.fingerprint_sha256 == next.fingerprint_sha256)
+        },
+    )
     .await;
     assert_eq!(after.retired.len(), 1);
     assert_eq!(after.retired[0].fingerprint_sha256, old.fingerprint_sha256);
@@ -337,17 +370,28 @@ async fn a_manual_rotation_breaks_no_connection_and_keeps_the_old_root() {
         subject_of(&old.cert_pem),
         "two CAs are told apart by name"
     );
-    eventually("both pods holding leaves of the new CA", WAIT, || async {
-        files
-            .iter()
-            .all(|f| leaf_issuer(f).as_ref() == Some(&new_subject))
-            .then_some(())
-    })
+    eventually(
+        WAIT,
+        || {
+            format!(
+                "timed out waiting for {}",
+                "both pods holding leaves of the new CA"
+            )
+        },
+        || async {
+            files
+                .iter()
+                .all(|f| leaf_issuer(f).as_ref() == Some(&new_subject))
+                .then_some(())
+        },
+    )
     .await;
     let ok_then = tally.lock().unwrap().ok;
-    eventually("exchanges with the new leaves", WAIT, || async {
-        (tally.lock().unwrap().ok >= ok_then + 5).then_some(())
-    })
+    eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "exchanges with the new leaves"),
+        || async { (tally.lock().unwrap().ok >= ok_then + 5).then_some(()) },
+    )
     .await;
     stop.store(true, Ordering::Relaxed);
     let refreshes = issued_counts(&fleet);
@@ -391,11 +435,15 @@ async fn a_manual_rotation_breaks_no_connection_and_keeps_the_old_root() {
         old.not_after.unix_timestamp()
     );
     assert!(m.contains(&old_label), "{old_label}\n{m}");
-    let reasons = eventually("rotation events", WAIT, || async {
-        let r = event_reasons(&server).await;
-        (r.iter().any(|(x, _)| x == "CAPrepared") && r.iter().any(|(x, _)| x == "CAActivated"))
-            .then_some(r)
-    })
+    let reasons = eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "rotation events"),
+        || async {
+            let r = event_reasons(&server).await;
+            (r.iter().any(|(x, _)| x == "CAPrepared") && r.iter().any(|(x, _)| x == "CAActivated"))
+                .then_some(r)
+        },
+    )
     .await;
     assert!(reasons.iter().all(|(_, t)| t == "Normal"), "{reasons:?}");
     if let Ok(f) = Arc::try_unwrap(fleet) {
@@ -434,15 +482,26 @@ async fn a_new_leader_finishes_the_rotation_it_did_not_start() {
     for r in &replicas {
         r.wait_ready(WAIT).await;
     }
-    let leader = eventually("a leader", WAIT, || holder(&server)).await;
-    let old = eventually("the bootstrapped state", WAIT, || state(&server))
-        .await
-        .active;
+    let leader = eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "a leader"),
+        || holder(&server),
+    )
+    .await;
+    let old = eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "the bootstrapped state"),
+        || state(&server),
+    )
+    .await
+    .active;
 
     ca_rotate(&server, dir.path(), &[]);
-    let next = eventually("a prepared CA", WAIT, || async {
-        state(&server).await.and_then(|s| s.next)
-    })
+    let next = eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "a prepared CA"),
+        || async { state(&server).await.and_then(|s| s.next) },
+    )
     .await;
     // Crash the leader while the rotation is Prepared.
     let idx = if leader == "replica-0" { 0 } else { 1 };
@@ -452,28 +511,50 @@ async fn a_new_leader_finishes_the_rotation_it_did_not_start() {
         "the killed leader had not activated yet"
     );
     let survivor = &replicas[1 - idx];
-    eventually("a new leader", WAIT, || async {
-        holder(&server).await.filter(|h| *h != leader)
-    })
+    eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "a new leader"),
+        || async { holder(&server).await.filter(|h| *h != leader) },
+    )
     .await;
     // The survivor activates the very CA the killed leader prepared (not a new one).
-    let after = eventually("the prepared CA signing", WAIT, || async {
-        state(&server)
-            .await
-            .filter(|s| s.active.fingerprint_sha256 != old.fingerprint_sha256)
-    })
+    let after = eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "the prepared CA signing"),
+        || async {
+            state(&server)
+                .await
+                .filter(|s| s.active.fingerprint_sha256 != old.fingerprint_sha256)
+        },
+    )
     .await;
     assert_eq!(after.active.fingerprint_sha256, next.fingerprint_sha256);
     assert_eq!(after.retired[0].fingerprint_sha256, old.fingerprint_sha256);
     assert!(after.next.is_none());
-    eventually("the survivor reporting the activation", WAIT, || async {
-        survivor.logs().contains("now signs").then_some(())
-    })
+    eventually(
+        WAIT,
+        || {
+            format!(
+                "timed out waiting for {}",
+                "the survivor reporting the activation"
+            )
+        },
+        || async { survivor.logs().contains("now signs").then_some(()) },
+    )
     .await;
-    let roots = eventually("both roots published by the survivor", WAIT, || async {
-        let roots = published_roots(&server).await;
-        (roots.len() == 2).then_some(roots)
-    })
+    let roots = eventually(
+        WAIT,
+        || {
+            format!(
+                "timed out waiting for {}",
+                "both roots published by the survivor"
+            )
+        },
+        || async {
+            let roots = published_roots(&server).await;
+            (roots.len() == 2).then_some(roots)
+        },
+    )
     .await;
     assert!(roots.contains(&root_der(&old.cert_pem)) && roots.contains(&root_der(&next.cert_pem)));
     // And it signs with it.
@@ -507,12 +588,20 @@ async fn an_emergency_drops_the_compromised_root_at_once() {
         &bootstrap_args(&["--leader-election=false"]),
     );
     signer.wait_ready(WAIT).await;
-    let old = eventually("the bootstrapped state", WAIT, || state(&server))
-        .await
-        .active;
-    eventually("the root published", WAIT, || async {
-        (published_roots(&server).await == vec![root_der(&old.cert_pem)]).then_some(())
-    })
+    let old = eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "the bootstrapped state"),
+        || state(&server),
+    )
+    .await
+    .active;
+    eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "the root published"),
+        || async {
+            (published_roots(&server).await == vec![root_der(&old.cert_pem)]).then_some(())
+        },
+    )
     .await;
 
     let out = ca_rotate(&server, dir.path(), &["--emergency"]);
@@ -520,31 +609,43 @@ async fn an_emergency_drops_the_compromised_root_at_once() {
     assert!(out.contains("CONSEQUENCE"), "{out}");
     assert!(out.contains(&old.fingerprint_sha256), "{out}");
     // Gone from the bundle at once (no drain), a fresh CA signs without a propagation delay.
-    let after = eventually("a fresh CA", WAIT, || async {
-        state(&server)
-            .await
-            .filter(|s| s.active.fingerprint_sha256 != old.fingerprint_sha256)
-    })
+    let after = eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "a fresh CA"),
+        || async {
+            state(&server)
+                .await
+                .filter(|s| s.active.fingerprint_sha256 != old.fingerprint_sha256)
+        },
+    )
     .await;
     assert!(
         after.retired.is_empty() && after.next.is_none(),
         "{after:?}"
     );
-    eventually("only the fresh root published", WAIT, || async {
-        (published_roots(&server).await == vec![root_der(&after.active.cert_pem)]).then_some(())
-    })
+    eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "only the fresh root published"),
+        || async {
+            (published_roots(&server).await == vec![root_der(&after.active.cert_pem)]).then_some(())
+        },
+    )
     .await;
     let fleet = kubelets(&server, KubeletVersion::V1_37, 1, "em", |c| {
         c.key_types = vec![KeyType::EcdsaP256];
     })
     .await;
     assert_eq!(fleet.wait_settled(WAIT).await.unwrap().issued, 1);
-    let reasons = eventually("the emergency event", WAIT, || async {
-        let r = event_reasons(&server).await;
-        r.iter()
-            .any(|(x, _)| x == "CAEmergencyDropped")
-            .then_some(r)
-    })
+    let reasons = eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "the emergency event"),
+        || async {
+            let r = event_reasons(&server).await;
+            r.iter()
+                .any(|(x, _)| x == "CAEmergencyDropped")
+                .then_some(r)
+        },
+    )
     .await;
     assert!(
         reasons
@@ -599,25 +700,7 @@ async fn a_secret_from_before_rotation_is_adopted_with_its_ca() {
     let server = TestServer::start(ServerConfig::default()).await.unwrap();
     prepare(&server, &[]);
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["ca", "init", "--out"])
-        .arg(dir.path().join("ca"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let cert = std::fs::read_to_string(dir.path().join("ca/ca.crt")).unwrap();
-    let key = std::fs::read_to_string(dir.path().join("ca/ca.key")).unwrap();
-    let b64 = |s: &str| {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(s)
-    };
-    server
-        .load_yaml(&format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {SECRET}\n  namespace: {SIGNER_NS}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
-            b64(&cert),
-            b64(&key)
-        ))
-        .unwrap();
+    let cert = existing_ca_secret(&server, dir.path());
     let signer = spawn_signer(
         &server,
         dir.path(),
@@ -626,7 +709,12 @@ async fn a_secret_from_before_rotation_is_adopted_with_its_ca() {
     );
     signer.wait_ready(WAIT).await;
     // The leader writes a state whose active CA is the Secret's own, rotated by this signer.
-    let adopted = eventually("the adopted state", WAIT, || state(&server)).await;
+    let adopted = eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "the adopted state"),
+        || state(&server),
+    )
+    .await;
     assert_eq!(adopted.active.cert_pem, cert);
     assert_eq!(
         adopted.active.origin,
@@ -635,9 +723,11 @@ async fn a_secret_from_before_rotation_is_adopted_with_its_ca() {
     assert_eq!(published_roots(&server).await, vec![root_der(&cert)]);
     let out = ca_rotate(&server, dir.path(), &[]);
     assert!(out.contains(&adopted.active.fingerprint_sha256), "{out}");
-    let next = eventually("a prepared CA", WAIT, || async {
-        state(&server).await.and_then(|s| s.next)
-    })
+    let next = eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "a prepared CA"),
+        || async { state(&server).await.and_then(|s| s.next) },
+    )
     .await;
     assert_ne!(next.cert_pem, cert);
     server.shutdown().await;
@@ -658,25 +748,7 @@ async fn a_leader_that_cannot_write_the_state_still_signs_with_the_secrets_ca() 
     yaml.push_str(&old_rbac);
     server.load_yaml(&yaml).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["ca", "init", "--out"])
-        .arg(dir.path().join("ca"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let cert = std::fs::read_to_string(dir.path().join("ca/ca.crt")).unwrap();
-    let key = std::fs::read_to_string(dir.path().join("ca/ca.key")).unwrap();
-    let b64 = |s: &str| {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(s)
-    };
-    server
-        .load_yaml(&format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {SECRET}\n  namespace: {SIGNER_NS}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
-            b64(&cert),
-            b64(&key)
-        ))
-        .unwrap();
+    let cert = existing_ca_secret(&server, dir.path());
     let signer = spawn_signer(
         &server,
         dir.path(),
@@ -684,16 +756,22 @@ async fn a_leader_that_cannot_write_the_state_still_signs_with_the_secrets_ca() 
         &bootstrap_args(&["--leader-election=false"]),
     );
     signer.wait_ready(WAIT).await;
-    eventually("the Secret's root published", WAIT, || async {
-        (published_roots(&server).await == vec![root_der(&cert)]).then_some(())
-    })
+    eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "the Secret's root published"),
+        || async { (published_roots(&server).await == vec![root_der(&cert)]).then_some(()) },
+    )
     .await;
-    eventually("the write failure reported", WAIT, || async {
-        signer
-            .logs()
-            .contains("could not read or update the CA Secret")
-            .then_some(())
-    })
+    eventually(
+        WAIT,
+        || format!("timed out waiting for {}", "the write failure reported"),
+        || async {
+            signer
+                .logs()
+                .contains("could not read or update the CA Secret")
+                .then_some(())
+        },
+    )
     .await;
     assert!(state(&server).await.is_none(), "nothing was written");
     let fleet = kubelets(&server, KubeletVersion::V1_37, 1, "ro", |c| {
