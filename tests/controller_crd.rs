@@ -127,27 +127,12 @@ async fn request(
 ) -> (String, String) {
     let v = vectors().into_iter().find(|v| v["name"] == vector).unwrap();
     let mut obj = v["object"].clone();
-    let version = obj["apiVersion"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
-    obj["metadata"] = json!({ "name": name, "namespace": ns });
     obj["spec"]["signerName"] = json!(signer);
     obj["spec"]["serviceAccountName"] = json!(sa);
     if !annotations.is_null() {
         obj["spec"]["unverifiedUserAnnotations"] = annotations;
     }
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(server.admin_client(), ns, &pcr_resource(&version));
-    api.create(
-        &PostParams::default(),
-        &serde_json::from_value(obj).unwrap(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("creating {name}: {e}"));
+    let version = create_request(server, obj, ns, name).await;
     (version, name.to_string())
 }
 

@@ -251,7 +251,7 @@ async fn a_manual_rotation_breaks_no_connection_and_keeps_the_old_root() {
     assert_eq!(fleet.wait_settled(WAIT).await.unwrap().issued, 2);
     let before = eventually(
         WAIT,
-        || format!("timed out waiting for {}", "the bootstrapped state"),
+        || "timed out waiting for the bootstrapped state".into(),
         || state(&server),
     )
     .await;
@@ -262,14 +262,14 @@ async fn a_manual_rotation_breaks_no_connection_and_keeps_the_old_root() {
     let trust = dir.path().join("trust-bundle.pem");
     eventually(
         WAIT,
-        || format!("timed out waiting for {}", "the published bundle"),
+        || "timed out waiting for the published bundle".into(),
         || published(&server),
     )
     .await;
     project_bundle(&server, trust.clone(), stop.clone());
     eventually(
         WAIT,
-        || format!("timed out waiting for {}", "the projected bundle"),
+        || "timed out waiting for the projected bundle".into(),
         || async { trust.exists().then_some(()) },
     )
     .await;
@@ -321,7 +321,7 @@ async fn a_manual_rotation_breaks_no_connection_and_keeps_the_old_root() {
     keep_refreshing(fleet.clone(), clock, stop.clone());
     eventually(
         WAIT,
-        || format!("timed out waiting for {}", "first exchanges"),
+        || "timed out waiting for first exchanges".into(),
         || async { (tally.lock().unwrap().ok >= 5).then_some(()) },
     )
     .await;
@@ -332,14 +332,14 @@ async fn a_manual_rotation_breaks_no_connection_and_keeps_the_old_root() {
     assert!(out.contains(&old.fingerprint_sha256), "{out}");
     let next = eventually(
         WAIT,
-        || format!("timed out waiting for {}", "a prepared CA"),
+        || "timed out waiting for a prepared CA".into(),
         || async { state(&server).await.and_then(|s| s.next) },
     )
     .await;
     // Its root is published at once, next to the active one.
     eventually(
         WAIT,
-        || format!("timed out waiting for {}", "both roots published"),
+        || "timed out waiting for both roots published".into(),
         || async {
             let roots = published_roots(&server).await;
             (roots.contains(&root_der(&old.cert_pem)) && roots.contains(&root_der(&next.cert_pem)))
@@ -350,7 +350,7 @@ async fn a_manual_rotation_breaks_no_connection_and_keeps_the_old_root() {
     // After the propagation delay the new CA signs; the old one is retired, not dropped.
     let after = eventually(
         WAIT,
-        || format!("timed out waiting for {}", "the prepared CA signing"),
+        || "timed out waiting for the prepared CA signing".into(),
         || async {
             state(&server)
                 .await
@@ -389,7 +389,7 @@ async fn a_manual_rotation_breaks_no_connection_and_keeps_the_old_root() {
     let ok_then = tally.lock().unwrap().ok;
     eventually(
         WAIT,
-        || format!("timed out waiting for {}", "exchanges with the new leaves"),
+        || "timed out waiting for exchanges with the new leaves".into(),
         || async { (tally.lock().unwrap().ok >= ok_then + 5).then_some(()) },
     )
     .await;
@@ -437,7 +437,7 @@ async fn a_manual_rotation_breaks_no_connection_and_keeps_the_old_root() {
     assert!(m.contains(&old_label), "{old_label}\n{m}");
     let reasons = eventually(
         WAIT,
-        || format!("timed out waiting for {}", "rotation events"),
+        || "timed out waiting for rotation events".into(),
         || async {
             let r = event_reasons(&server).await;
             (r.iter().any(|(x, _)| x == "CAPrepared") && r.iter().any(|(x, _)| x == "CAActivated"))
@@ -484,13 +484,13 @@ async fn a_new_leader_finishes_the_rotation_it_did_not_start() {
     }
     let leader = eventually(
         WAIT,
-        || format!("timed out waiting for {}", "a leader"),
+        || "timed out waiting for a leader".into(),
         || holder(&server),
     )
     .await;
     let old = eventually(
         WAIT,
-        || format!("timed out waiting for {}", "the bootstrapped state"),
+        || "timed out waiting for the bootstrapped state".into(),
         || state(&server),
     )
     .await
@@ -499,7 +499,7 @@ async fn a_new_leader_finishes_the_rotation_it_did_not_start() {
     ca_rotate(&server, dir.path(), &[]);
     let next = eventually(
         WAIT,
-        || format!("timed out waiting for {}", "a prepared CA"),
+        || "timed out waiting for a prepared CA".into(),
         || async { state(&server).await.and_then(|s| s.next) },
     )
     .await;
@@ -513,14 +513,14 @@ async fn a_new_leader_finishes_the_rotation_it_did_not_start() {
     let survivor = &replicas[1 - idx];
     eventually(
         WAIT,
-        || format!("timed out waiting for {}", "a new leader"),
+        || "timed out waiting for a new leader".into(),
         || async { holder(&server).await.filter(|h| *h != leader) },
     )
     .await;
     // The survivor activates the very CA the killed leader prepared (not a new one).
     let after = eventually(
         WAIT,
-        || format!("timed out waiting for {}", "the prepared CA signing"),
+        || "timed out waiting for the prepared CA signing".into(),
         || async {
             state(&server)
                 .await
@@ -590,14 +590,14 @@ async fn an_emergency_drops_the_compromised_root_at_once() {
     signer.wait_ready(WAIT).await;
     let old = eventually(
         WAIT,
-        || format!("timed out waiting for {}", "the bootstrapped state"),
+        || "timed out waiting for the bootstrapped state".into(),
         || state(&server),
     )
     .await
     .active;
     eventually(
         WAIT,
-        || format!("timed out waiting for {}", "the root published"),
+        || "timed out waiting for the root published".into(),
         || async {
             (published_roots(&server).await == vec![root_der(&old.cert_pem)]).then_some(())
         },
@@ -611,7 +611,7 @@ async fn an_emergency_drops_the_compromised_root_at_once() {
     // Gone from the bundle at once (no drain), a fresh CA signs without a propagation delay.
     let after = eventually(
         WAIT,
-        || format!("timed out waiting for {}", "a fresh CA"),
+        || "timed out waiting for a fresh CA".into(),
         || async {
             state(&server)
                 .await
@@ -625,7 +625,7 @@ async fn an_emergency_drops_the_compromised_root_at_once() {
     );
     eventually(
         WAIT,
-        || format!("timed out waiting for {}", "only the fresh root published"),
+        || "timed out waiting for only the fresh root published".into(),
         || async {
             (published_roots(&server).await == vec![root_der(&after.active.cert_pem)]).then_some(())
         },
@@ -638,7 +638,7 @@ async fn an_emergency_drops_the_compromised_root_at_once() {
     assert_eq!(fleet.wait_settled(WAIT).await.unwrap().issued, 1);
     let reasons = eventually(
         WAIT,
-        || format!("timed out waiting for {}", "the emergency event"),
+        || "timed out waiting for the emergency event".into(),
         || async {
             let r = event_reasons(&server).await;
             r.iter()
@@ -711,7 +711,7 @@ async fn a_secret_from_before_rotation_is_adopted_with_its_ca() {
     // The leader writes a state whose active CA is the Secret's own, rotated by this signer.
     let adopted = eventually(
         WAIT,
-        || format!("timed out waiting for {}", "the adopted state"),
+        || "timed out waiting for the adopted state".into(),
         || state(&server),
     )
     .await;
@@ -725,7 +725,7 @@ async fn a_secret_from_before_rotation_is_adopted_with_its_ca() {
     assert!(out.contains(&adopted.active.fingerprint_sha256), "{out}");
     let next = eventually(
         WAIT,
-        || format!("timed out waiting for {}", "a prepared CA"),
+        || "timed out waiting for a prepared CA".into(),
         || async { state(&server).await.and_then(|s| s.next) },
     )
     .await;
@@ -758,13 +758,13 @@ async fn a_leader_that_cannot_write_the_state_still_signs_with_the_secrets_ca() 
     signer.wait_ready(WAIT).await;
     eventually(
         WAIT,
-        || format!("timed out waiting for {}", "the Secret's root published"),
+        || "timed out waiting for the Secret's root published".into(),
         || async { (published_roots(&server).await == vec![root_der(&cert)]).then_some(()) },
     )
     .await;
     eventually(
         WAIT,
-        || format!("timed out waiting for {}", "the write failure reported"),
+        || "timed out waiting for the write failure reported".into(),
         || async {
             signer
                 .logs()

@@ -199,6 +199,16 @@ pub fn vectors() -> Vec<Value> {
 /// as a generateName would make them.
 pub async fn create_vector(server: &TestServer, v: &Value, name: &str) -> (String, String) {
     let mut obj = v["object"].clone();
+    let ns = obj["metadata"]["namespace"].as_str().unwrap().to_string();
+    // Address it to the chart's signer (the signer name is not covered by the proof).
+    obj["spec"]["signerName"] = json!(SIGNER);
+    create_request(server, obj, &ns, name).await;
+    (ns, name.to_string())
+}
+
+/// Creates request object `obj` as `ns`/`name` (as the administrator), in the version its
+/// apiVersion names; returns that version.
+pub async fn create_request(server: &TestServer, mut obj: Value, ns: &str, name: &str) -> String {
     let version = obj["apiVersion"]
         .as_str()
         .unwrap()
@@ -206,17 +216,14 @@ pub async fn create_vector(server: &TestServer, v: &Value, name: &str) -> (Strin
         .next()
         .unwrap()
         .to_string();
-    let ns = obj["metadata"]["namespace"].as_str().unwrap().to_string();
     obj["metadata"] = json!({ "name": name, "namespace": ns });
-    // Address it to the chart's signer (the signer name is not covered by the proof).
-    obj["spec"]["signerName"] = json!(SIGNER);
     let api: Api<DynamicObject> =
-        Api::namespaced_with(server.admin_client(), &ns, &pcr_resource(&version));
+        Api::namespaced_with(server.admin_client(), ns, &pcr_resource(&version));
     let o: DynamicObject = serde_json::from_value(obj).unwrap();
     api.create(&PostParams::default(), &o)
         .await
         .unwrap_or_else(|e| panic!("creating {name}: {e}"));
-    (ns, name.to_string())
+    version
 }
 
 /// Waits for a terminal condition and returns the object (as `version` serves it).
