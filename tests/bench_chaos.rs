@@ -75,6 +75,8 @@ async fn bench_burst_issues_every_request_and_reports_the_fields() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_at_a_rate_with_other_key_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("latency.csv");
     let args = bench_args(&[
         "--requests",
         "6",
@@ -86,9 +88,27 @@ async fn bench_at_a_rate_with_other_key_types() {
         "ed25519",
         "--core-seconds",
         "0",
+        "--latency-csv",
+        csv.to_str().unwrap(),
     ]);
     let r = bench::run(args).await.unwrap();
     assert_eq!((r.requests, r.issued, r.pending), (6, 6, 0));
+    // One row per issuance; the offers are paced 20 ms apart, so the first and last request
+    // were acknowledged at least 5 intervals apart.
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("acked_s,latency_ms"));
+    let rows: Vec<(f64, f64)> = lines
+        .map(|l| {
+            let (a, b) = l.split_once(',').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(rows.len(), 6, "{text}");
+    let first = rows.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
+    let last = rows.iter().map(|r| r.0).fold(0.0, f64::max);
+    assert!(last - first >= 0.099, "offers not paced: {text}");
+    assert!(rows.iter().all(|r| r.1 > 0.0), "{text}");
     assert_eq!(r.rate, Some(50.0));
     assert_eq!(
         (r.key_type.as_str(), r.ca_key_type.as_str()),

@@ -54,6 +54,10 @@ pub struct BenchArgs {
     /// Seconds each in-process core loop runs (0: skip core_per_s and raw_sign_per_s).
     #[arg(long, default_value_t = 3.0)]
     pub core_seconds: f64,
+    /// Also write every issuance as CSV `acked_s,latency_ms` (seconds since the first request
+    /// was offered): where in the run a latency tail happened.
+    #[arg(long, value_name = "FILE")]
+    pub latency_csv: Option<PathBuf>,
 }
 
 /// The bench's result: the JSON fields of the issue plus what identifies the run.
@@ -167,6 +171,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         }
     };
     let wall = started.elapsed();
+    if let Some(path) = &args.latency_csv {
+        write_latency_csv(path, started, &handle.latency_samples())?;
+    }
     let usage = signer
         .usage()
         .context("reading the signer's CPU time and peak memory")?;
@@ -197,6 +204,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         core_per_s,
         raw_sign_per_s,
     ))
+}
+
+fn write_latency_csv(
+    path: &std::path::Path,
+    started: Instant,
+    samples: &[(Instant, Duration)],
+) -> anyhow::Result<()> {
+    let mut out = String::from("acked_s,latency_ms\n");
+    for (acked, latency) in samples {
+        let at = acked.saturating_duration_since(started).as_secs_f64();
+        out.push_str(&format!("{at:.4},{:.3}\n", latency.as_secs_f64() * 1e3));
+    }
+    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
 }
 
 fn report(

@@ -19,7 +19,7 @@ pub mod state;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::Client;
 use tokio::sync::{watch, Semaphore};
@@ -39,7 +39,8 @@ pub(crate) struct Shared {
     /// How many of `states` are settled, kept up to date by `publish` so waiting for the fleet
     /// to settle does not copy every state on every change (quadratic with 10,000 pods).
     settled: AtomicUsize,
-    latencies: Mutex<Vec<Duration>>,
+    /// (create acknowledged, latency) of every issuance.
+    latencies: Mutex<Vec<(Instant, Duration)>>,
     changed: watch::Sender<u64>,
     /// Spreads request creations over time (`KubeletConfig::create_rate`).
     pub(crate) pacer: pacer::Pacer,
@@ -65,11 +66,11 @@ impl Shared {
         self.changed.send_modify(|g| *g += 1);
     }
 
-    pub(crate) fn record_latency(&self, d: Duration) {
+    pub(crate) fn record_latency(&self, acked: Instant, d: Duration) {
         self.latencies
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(d);
+            .push((acked, d));
     }
 }
 
@@ -261,6 +262,12 @@ impl KubeletHandle {
 
     /// Create-acknowledged -> Issued-seen latency of every issuance so far.
     pub fn latencies(&self) -> Vec<Duration> {
+        self.latency_samples().into_iter().map(|(_, d)| d).collect()
+    }
+
+    /// Every issuance as (create acknowledged, latency), in the order they were seen: the
+    /// timeline behind a latency tail.
+    pub fn latency_samples(&self) -> Vec<(Instant, Duration)> {
         self.shared
             .latencies
             .lock()

@@ -153,6 +153,30 @@ impl NodeWorker {
         } else {
             None
         };
+        // A real kubelet's informer has synced long before a pod needs its credential, so no
+        // request is created until this node's watch has listed: otherwise the first
+        // requests' latency would include the emulated kubelet's own watch set-up.
+        while events.is_some() {
+            tokio::select! {
+                _ = cancel.changed() => return,
+                ev = next_event(&mut events) => match ev {
+                    Some(Ok(ev)) => {
+                        let synced = matches!(ev, watcher::Event::InitDone);
+                        self.on_event(ev);
+                        if synced {
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        if is_permanent_watch_error(&e) {
+                            tracing::warn!(node = %self.node, error = %e, "cannot watch PodCertificateRequests; polling instead");
+                            events = None;
+                        }
+                    }
+                    None => events = None,
+                },
+            }
+        }
         let mut ticker = tokio::time::interval(self.cfg.tick.max(Duration::from_millis(1)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -273,7 +297,7 @@ impl NodeWorker {
                             slot.state.last_error = Some(e.to_string());
                         }
                     }
-                    self.shared.record_latency(latency);
+                    self.shared.record_latency(out.acked, latency);
                 }
                 Err(e) => {
                     slot.state.phase = Phase::Invalid {
@@ -403,6 +427,11 @@ async fn create_request(
     writes: Arc<Semaphore>,
     pacer: &Pacer,
 ) -> (Result<(String, KubeletKey), String>, bool) {
+    // A paced request starts when its turn comes, key generation included, as a kubelet
+    // makes a key when a pod needs its credential. (Making every key up front and then waiting
+    // put all of the key generation of a paced run into its first second, competing with the
+    // signer for the CPU and inflating the first requests' latency.)
+    pacer.wait_turn().await;
     let keys = cfg.keys.clone();
     let kt = info.key_type;
     let key = match tokio::task::spawn_blocking(move || keys.key(kt)).await {
@@ -418,8 +447,6 @@ async fn create_request(
         Ok(o) => o,
         Err(e) => return (Err(format!("encoding the request failed: {e}")), false),
     };
-    // The key is ready before the request's turn comes, so pacing measures the API only.
-    pacer.wait_turn().await;
     let Ok(_permit) = writes.acquire_owned().await else {
         return (Err("shutting down".into()), false);
     };
