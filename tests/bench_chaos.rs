@@ -34,7 +34,7 @@ fn chaos_args(extra: &[&str]) -> ChaosArgs {
 }
 
 /// The fields the issue asks for, all present in the printed JSON.
-const BENCH_FIELDS: [&str; 13] = [
+const BENCH_FIELDS: [&str; 15] = [
     "requests",
     "issued",
     "wall_s",
@@ -47,6 +47,8 @@ const BENCH_FIELDS: [&str; 13] = [
     "core_per_s",
     "raw_sign_per_s",
     "core_vs_raw",
+    "proof_per_s",
+    "core_vs_raw_bound",
     "build",
 ];
 
@@ -62,6 +64,13 @@ async fn bench_burst_issues_every_request_and_reports_the_fields() {
         "{r:?}"
     );
     assert!(r.core_per_s.unwrap() > 0.0 && r.raw_sign_per_s.unwrap() > 0.0);
+    // The bound is proof / (proof + raw), so strictly between 0 and 1.
+    let (p, raw, bound) = (
+        r.proof_per_s.unwrap(),
+        r.raw_sign_per_s.unwrap(),
+        r.core_vs_raw_bound.unwrap(),
+    );
+    assert!((bound - p / (p + raw)).abs() < 0.002, "{r:?}");
     assert_eq!(r.rate, None);
     assert_eq!(
         (r.key_type.as_str(), r.ca_key_type.as_str()),
@@ -115,6 +124,7 @@ async fn bench_at_a_rate_with_other_key_types() {
         ("ECDSAP256", "ed25519")
     );
     assert_eq!((r.core_per_s, r.core_vs_raw), (None, None));
+    assert_eq!((r.proof_per_s, r.core_vs_raw_bound), (None, None));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

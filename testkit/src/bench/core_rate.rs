@@ -146,16 +146,28 @@ pub fn per_second(
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
-/// `(core_per_s, raw_sign_per_s)` for one key type and CA key type.
+/// Per-second rates of the core and its parts, each on one thread.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CoreRates {
+    /// The whole core (`Fixture::core_once`).
+    pub core: f64,
+    /// Bare leaf issuance (`Fixture::raw_once`).
+    pub raw: f64,
+    /// Key extraction and proof verification (`Fixture::proof_once`).
+    pub proof: f64,
+}
+
+/// The core, raw and proof rates for one key type and CA key type.
 pub fn measure(
     key_type: KeyType,
     ca_key_type: CaKeyType,
     budget: Duration,
-) -> anyhow::Result<(f64, f64)> {
+) -> anyhow::Result<CoreRates> {
     let f = Fixture::new(key_type, ca_key_type, 256)?;
     let raw = per_second(budget, |i| f.raw_once(i))?;
     let core = per_second(budget, |i| f.core_once(i))?;
-    Ok((core, raw))
+    let proof = per_second(budget, |i| f.proof_once(i))?;
+    Ok(CoreRates { core, raw, proof })
 }
 
 #[cfg(test)]

@@ -82,6 +82,12 @@ pub struct BenchReport {
     /// Bare leaf issuance with the same CA and profile, per second on one core.
     pub raw_sign_per_s: Option<f64>,
     pub core_vs_raw: Option<f64>,
+    /// Key extraction and proof (or stub CSR signature) verification alone, per second on one
+    /// core: the part of the core that `raw` leaves out and no implementation can skip.
+    pub proof_per_s: Option<f64>,
+    /// The highest `core_vs_raw` possible with this proof cost, if decoding, policy and
+    /// encoding were free: `proof / (proof + raw)` in rates.
+    pub core_vs_raw_bound: Option<f64>,
     pub key_type: String,
     pub ca_key_type: String,
     /// Offered rate, requests per second (`null`: a burst).
@@ -185,25 +191,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         eprintln!("bench: not all issued; last signer log lines:\n{log_tail}");
     }
 
-    let (core_per_s, raw_sign_per_s) = if args.core_seconds > 0.0 {
+    let rates = if args.core_seconds > 0.0 {
         eprintln!("bench: measuring the core in-process");
         let budget = Duration::from_secs_f64(args.core_seconds);
         let kt = args.key_type;
-        let (core, raw) =
+        Some(
             tokio::task::spawn_blocking(move || core_rate::measure(kt, ca_key_type, budget))
-                .await??;
-        (Some(round(core, 1)), Some(round(raw, 1)))
+                .await??,
+        )
     } else {
-        (None, None)
+        None
     };
-    Ok(report(
-        &args,
-        &summary,
-        wall,
-        usage,
-        core_per_s,
-        raw_sign_per_s,
-    ))
+    Ok(report(&args, &summary, wall, usage, rates))
 }
 
 fn write_latency_csv(
@@ -224,8 +223,7 @@ fn report(
     summary: &Summary,
     wall: Duration,
     usage: proc_stats::ProcUsage,
-    core_per_s: Option<f64>,
-    raw_sign_per_s: Option<f64>,
+    rates: Option<core_rate::CoreRates>,
 ) -> BenchReport {
     let wall_s = wall.as_secs_f64();
     BenchReport {
@@ -241,11 +239,11 @@ fn report(
         max_ms: ms(summary.latency.max),
         signer_cpu_s: round(usage.cpu_s, 2),
         signer_peak_rss_mib: round(usage.peak_rss_mib, 1),
-        core_per_s,
-        raw_sign_per_s,
-        core_vs_raw: core_per_s
-            .zip(raw_sign_per_s)
-            .map(|(c, r)| round(c / r.max(1e-9), 3)),
+        core_per_s: rates.map(|r| round(r.core, 1)),
+        raw_sign_per_s: rates.map(|r| round(r.raw, 1)),
+        core_vs_raw: rates.map(|r| round(r.core / r.raw.max(1e-9), 3)),
+        proof_per_s: rates.map(|r| round(r.proof, 1)),
+        core_vs_raw_bound: rates.map(|r| round(r.proof / (r.proof + r.raw).max(1e-9), 3)),
         key_type: args.key_type.as_str().to_string(),
         ca_key_type: ca_key_type_name(args.ca_key_type).to_string(),
         rate: args.rate,
