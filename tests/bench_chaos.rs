@@ -64,7 +64,7 @@ async fn bench_burst_issues_every_request_and_reports_the_fields() {
         "{r:?}"
     );
     assert!(r.core_per_s.unwrap() > 0.0 && r.raw_sign_per_s.unwrap() > 0.0);
-    // The bound is proof / (proof + raw), so strictly between 0 and 1.
+    // The bound is derived from the two printed rates: proof / (proof + raw).
     let (p, raw, bound) = (
         r.proof_per_s.unwrap(),
         r.raw_sign_per_s.unwrap(),
@@ -103,7 +103,8 @@ async fn bench_at_a_rate_with_other_key_types() {
     let r = bench::run(args).await.unwrap();
     assert_eq!((r.requests, r.issued, r.pending), (6, 6, 0));
     // One row per issuance; the offers are paced 20 ms apart, so the first and last request
-    // were acknowledged at least 5 intervals apart.
+    // were acknowledged about 5 intervals apart (unpaced, all 6 within a few ms). 3 intervals
+    // leaves room for the creates' own jitter.
     let text = std::fs::read_to_string(&csv).unwrap();
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("acked_s,latency_ms"));
@@ -116,7 +117,7 @@ async fn bench_at_a_rate_with_other_key_types() {
     assert_eq!(rows.len(), 6, "{text}");
     let first = rows.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
     let last = rows.iter().map(|r| r.0).fold(0.0, f64::max);
-    assert!(last - first >= 0.099, "offers not paced: {text}");
+    assert!(last - first >= 0.06, "offers not paced: {text}");
     assert!(rows.iter().all(|r| r.1 > 0.0), "{text}");
     assert_eq!(r.rate, Some(50.0));
     assert_eq!(

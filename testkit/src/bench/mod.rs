@@ -51,7 +51,8 @@ pub struct BenchArgs {
     /// Give up waiting for the requests after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout_seconds: u64,
-    /// Seconds each in-process core loop runs (0: skip core_per_s and raw_sign_per_s).
+    /// Seconds each in-process core loop runs (0: skip core_per_s, raw_sign_per_s and
+    /// proof_per_s).
     #[arg(long, default_value_t = 3.0)]
     pub core_seconds: f64,
     /// Also write every issuance as CSV `acked_s,latency_ms` (seconds since the first request
