@@ -92,8 +92,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 
-# RBAC kinds, in the order the committed render lists them.
-RBAC_KINDS = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]
+# RBAC kinds, in the order the committed render lists them; the ValidatingAdmissionPolicy that
+# narrows the ClusterTrustBundle rules is part of the signer's permissions, so it is included.
+RBAC_KINDS = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+              "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
 
 
 def render_texts(values: dict[str, Any] | None = None) -> dict[str, str]:

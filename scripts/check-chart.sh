@@ -6,7 +6,8 @@
 #   - every rendered manifest, the chart's crds/ and demo/manifests validated strictly against
 #     the Kubernetes 1.34-1.37 schemas (kubernetes-validate); ServiceMonitor (a CRD) is
 #     shape-checked instead;
-#   - restricted Pod Security, RBAC limits, probes, replicas, PDB (scripts/test_chart.py);
+#   - restricted Pod Security, RBAC limits, probes, replicas, PDB, and the ValidatingAdmissionPolicy
+#     (its CEL compiled and evaluated with cel-python) (scripts/test_chart.py);
 #   - charts/podcert-signer/rendered/rbac.yaml, rendered/rbac-crd.yaml and crds/ match a fresh
 #     render (and the repository's crds/);
 #   - bash -n and shellcheck on the shell scripts.
@@ -19,14 +20,17 @@ cd "$(dirname "$0")/.."
 
 HELM_PYTHON_SDK_VERSION=0.2.2
 KUBERNETES_VALIDATE_VERSION=1.37.0
-venv="${PODCERT_CHART_VENV:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/podcert-chart-venv-${HELM_PYTHON_SDK_VERSION}-${KUBERNETES_VALIDATE_VERSION}}"
+# cel-python compiles and evaluates the ValidatingAdmissionPolicy's CEL (scripts/test_chart.py).
+CEL_PYTHON_VERSION=0.5.0
+venv="${PODCERT_CHART_VENV:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/podcert-chart-venv-${HELM_PYTHON_SDK_VERSION}-${KUBERNETES_VALIDATE_VERSION}-cel${CEL_PYTHON_VERSION}}"
 
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import helm_python, kubernetes_validate' 2>/dev/null; then
-  echo "chart checks: installing helm-python-sdk==$HELM_PYTHON_SDK_VERSION kubernetes-validate==$KUBERNETES_VALIDATE_VERSION into $venv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import helm_python, kubernetes_validate, celpy' 2>/dev/null; then
+  echo "chart checks: installing helm-python-sdk==$HELM_PYTHON_SDK_VERSION kubernetes-validate==$KUBERNETES_VALIDATE_VERSION cel-python==$CEL_PYTHON_VERSION into $venv"
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    "helm-python-sdk==$HELM_PYTHON_SDK_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+    "helm-python-sdk==$HELM_PYTHON_SDK_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" \
+    "cel-python==$CEL_PYTHON_VERSION"
 fi
 py="$venv/bin/python"
 

@@ -167,6 +167,7 @@ class Renders(unittest.TestCase):
         kinds = sorted(d["kind"] for d in self.renders["default"])
         self.assertEqual(kinds, sorted([
             "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+            "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
             "Deployment", "Service", "PodDisruptionBudget"]))
 
     def test_optional_parts_appear_only_when_enabled(self) -> None:
@@ -220,6 +221,10 @@ class Schema(unittest.TestCase):
         self.assert_rejected({"leaderElection": {"enabled": "yes"}}, "enabled")
         self.assert_rejected({"metrics": {"port": 80.5}}, "port")
         self.assert_rejected({"podLabels": {"team": 7}}, "team")
+
+    def test_admission_policy_keys_are_checked(self) -> None:
+        self.assert_rejected({"admissionPolicy": {"enabled": "yes"}}, "enabled")
+        self.assert_rejected({"admissionPolicy": {"enable": True}}, "enable")
 
     def test_crd_signers_keys_and_types_are_checked(self) -> None:
         self.assert_rejected({"crdSigners": {"domain": ["podcert.dev"]}}, "domain")
@@ -695,6 +700,126 @@ class Rbac(unittest.TestCase):
                     self.assertIn((ref["kind"], ref["name"], ns), roles)
 
 
+class AdmissionPolicy(unittest.TestCase):
+    """The ValidatingAdmissionPolicy that confines the signer's ClusterTrustBundle writes.
+
+    Its CEL is compiled and evaluated with cel-python here; testkit/tests/apiserver_admission_policy.rs
+    runs the rendered policy in the API emulator against real requests.
+    """
+
+    POLICY = "podcert-signer-cluster-trust-bundles"
+    USER = "system:serviceaccount:podcert-system:podcert-signer"
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.renders = {name: cr.render(values) for name, values in cr.VARIANTS.items()}
+
+    def policy(self, docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+        return one(docs, "ValidatingAdmissionPolicy"), one(docs, "ValidatingAdmissionPolicyBinding")
+
+    def evaluate(self, expr: str, op: str, obj: Any = None, old: Any = None, user: str = USER) -> Any:
+        import celpy
+        env = celpy.Environment()
+        prog = env.program(env.compile(expr))
+        return prog.evaluate({
+            "object": celpy.json_to_cel(obj), "oldObject": celpy.json_to_cel(old),
+            "request": celpy.json_to_cel({"operation": op, "userInfo": {"username": user, "groups": []}})})
+
+    def allowed(self, docs: list[dict[str, Any]], op: str, new: str | None, old: str | None,
+                user: str = USER) -> bool:
+        """Whether the policy lets `user` do `op` on a bundle whose signerName goes from old to new."""
+        vap, _ = self.policy(docs)
+        bundle = lambda s: {"spec": {"trustBundle": "x", **({"signerName": s} if s else {})}}  # noqa: E731
+        obj = bundle(new) if op != "DELETE" else None
+        prev = bundle(old) if op != "CREATE" else None
+        for c in vap["spec"]["matchConditions"]:
+            if not self.evaluate(c["expression"], op, obj, prev, user):
+                return True  # not the signer: the policy does not apply
+        return all(self.evaluate(v["expression"], op, obj, prev, user) for v in vap["spec"]["validations"])
+
+    def test_rendered_where_the_signer_writes_bundles(self) -> None:
+        for name, docs in self.renders.items():
+            with self.subTest(variant=name):
+                expected = flag_bundle(name) or crd_bundle(name)
+                self.assertEqual(len(by_kind(docs, "ValidatingAdmissionPolicy")), int(expected))
+                self.assertEqual(len(by_kind(docs, "ValidatingAdmissionPolicyBinding")), int(expected))
+        off = cr.render({"admissionPolicy": {"enabled": False}})
+        self.assertEqual(by_kind(off, "ValidatingAdmissionPolicy"), [])
+        self.assertEqual(by_kind(off, "ValidatingAdmissionPolicyBinding"), [])
+
+    def test_binding_denies_and_matches_only_the_signers_service_account(self) -> None:
+        vap, binding = self.policy(self.renders["default"])
+        self.assertEqual(vap["metadata"]["name"], self.POLICY)
+        self.assertEqual(binding["spec"], {"policyName": self.POLICY, "validationActions": ["Deny"]})
+        spec = vap["spec"]
+        self.assertEqual(spec["failurePolicy"], "Fail")
+        self.assertEqual(spec["matchConstraints"], {"resourceRules": [{
+            "apiGroups": ["certificates.k8s.io"], "apiVersions": ["*"], "resources": ["clustertrustbundles"],
+            "operations": ["CREATE", "UPDATE", "DELETE"]}]})
+        self.assertEqual(spec["matchConditions"], [{
+            "name": "signer-service-account", "expression": f"request.userInfo.username == '{self.USER}'"}])
+        self.assertEqual({v["reason"] for v in spec["validations"]}, {"Forbidden"})
+        # The service account's name follows serviceAccount.name.
+        renamed = self.policy(cr.render({"serviceAccount": {"name": "custom-sa"}}))[0]
+        self.assertIn("'system:serviceaccount:podcert-system:custom-sa'",
+                      renamed["spec"]["matchConditions"][0]["expression"])
+
+    def test_cel_compiles(self) -> None:
+        import celpy
+        env = celpy.Environment()
+        for name, docs in self.renders.items():
+            for vap in by_kind(docs, "ValidatingAdmissionPolicy"):
+                for item in vap["spec"]["matchConditions"] + vap["spec"]["validations"]:
+                    with self.subTest(variant=name, expression=item["expression"]):
+                        env.compile(item["expression"])
+        with self.assertRaises(celpy.CELParseError):
+            env.compile("object.spec.signerName in [")
+
+    def test_flag_signer_writes_only_its_own_name(self) -> None:
+        docs = self.renders["default"]
+        own = SIGNER
+        self.assertTrue(self.allowed(docs, "CREATE", own, None))
+        self.assertTrue(self.allowed(docs, "UPDATE", own, own))
+        self.assertTrue(self.allowed(docs, "DELETE", None, own))
+        for other in (None, "podcert.dev/other", "other.example/spiffe", "podcert.dev/spiffe2"):
+            with self.subTest(signer_name=other):
+                self.assertFalse(self.allowed(docs, "CREATE", other, None))
+                self.assertFalse(self.allowed(docs, "UPDATE", other, other))
+                self.assertFalse(self.allowed(docs, "DELETE", None, other))
+                # Taking over another bundle by giving it the signer's name.
+                self.assertFalse(self.allowed(docs, "UPDATE", own, other))
+                # Admins and other users are not evaluated.
+                self.assertTrue(self.allowed(docs, "UPDATE", other, other, user="admin"))
+
+    def test_crd_signers_write_only_under_their_domains(self) -> None:
+        docs = self.renders["crd-and-flag"]
+        for ok in (SIGNER, "podcert.dev/team-a", "other.example/x"):
+            with self.subTest(signer_name=ok):
+                self.assertTrue(self.allowed(docs, "CREATE", ok, None))
+                self.assertTrue(self.allowed(docs, "UPDATE", ok, ok))
+        for bad in (None, "", "podcert.dev", "podcert.devx/a", "sub.podcert.dev/a", "example.com/x"):
+            with self.subTest(signer_name=bad):
+                self.assertFalse(self.allowed(docs, "CREATE", bad, None))
+                self.assertFalse(self.allowed(docs, "UPDATE", "podcert.dev/team-a", bad))
+        # Only the flag signer's exact name when CRD-mode bundles are off.
+        self.assertFalse(self.allowed(self.renders["default"], "CREATE", "podcert.dev/team-a", None))
+
+    def test_rbac_names_bundles_where_the_names_are_known(self) -> None:
+        # Flag mode: get/update only on <signer name with / as :>:<suffix>; create cannot be
+        # limited by name in RBAC (the policy covers it). CRD mode: the names come from objects.
+        for name, docs in self.renders.items():
+            for role in by_kind(docs, "ClusterRole"):
+                for r in role["rules"]:
+                    if "clustertrustbundles" not in r["resources"]:
+                        continue
+                    with self.subTest(variant=name, rule=r):
+                        if r["verbs"] == ["create"]:
+                            self.assertNotIn("resourceNames", r)
+                        elif not crd_bundle(name):
+                            self.assertEqual(len(r["resourceNames"]), 1)
+                            self.assertTrue(r["resourceNames"][0].endswith(":live"))
+
+
 class Committed(unittest.TestCase):
     def test_rendered_rbac_is_up_to_date(self) -> None:
         self.assertTrue(cr.RENDERED_RBAC.exists(), "run scripts/check-chart.sh --update")
@@ -715,7 +840,8 @@ class Committed(unittest.TestCase):
         self.assertEqual([(d["kind"], d["metadata"].get("namespace")) for d in docs], [
             ("ServiceAccount", "podcert-system"), ("ClusterRole", None), ("ClusterRoleBinding", None),
             ("Role", "team-a"), ("Role", "podcert-system"), ("RoleBinding", "team-a"),
-            ("RoleBinding", "podcert-system")])
+            ("RoleBinding", "podcert-system"), ("ValidatingAdmissionPolicy", None),
+            ("ValidatingAdmissionPolicyBinding", None)])
         for doc in docs:
             for version in KUBE_VERSIONS:
                 with self.subTest(kind=doc["kind"], name=doc["metadata"]["name"], k8s=version):
