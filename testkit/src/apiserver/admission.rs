@@ -1,5 +1,6 @@
 //! Admission and strategy hooks: where the server calls the pure rules of `crate::rules`.
 
+use super::admission_policy::{self, Operation};
 use super::crd;
 use super::meta::name_of;
 use super::registry::{Conversion, ResourceDef};
@@ -38,6 +39,47 @@ pub fn admit_create(
     def: &ResourceDef,
     obj: &mut Value,
 ) -> Result<(), ApiError> {
+    create_rules(st, user, def, obj)?;
+    let w = policy_write(def, Operation::Create, Some(&*obj), None);
+    admission_policy::validate(st, user, &w)
+}
+
+/// The write as ValidatingAdmissionPolicies see it.
+fn policy_write<'a>(
+    def: &'a ResourceDef,
+    op: Operation,
+    object: Option<&'a Value>,
+    old: Option<&'a Value>,
+) -> admission_policy::Write<'a> {
+    static NULL: Value = Value::Null;
+    let o = object.or(old).unwrap_or(&NULL);
+    admission_policy::Write {
+        def,
+        op,
+        namespace: super::meta::namespace_of(o),
+        name: name_of(o),
+        object,
+        old,
+    }
+}
+
+/// ValidatingAdmissionPolicies for a DELETE of `old`.
+pub fn admit_delete(
+    st: &State,
+    user: &UserInfo,
+    def: &ResourceDef,
+    old: &Value,
+) -> Result<(), ApiError> {
+    let w = policy_write(def, Operation::Delete, None, Some(old));
+    admission_policy::validate(st, user, &w)
+}
+
+fn create_rules(
+    st: &State,
+    user: &UserInfo,
+    def: &ResourceDef,
+    obj: &mut Value,
+) -> Result<(), ApiError> {
     match (def.group.as_str(), def.resource.as_str()) {
         ("certificates.k8s.io", "podcertificaterequests") => {
             // NodeRestriction's pod-certificate volume requirement arrived in 1.37.
@@ -58,6 +100,9 @@ pub fn admit_create(
             crd::validate(obj).map_err(|e| invalid(def, obj, &e))
         }
         ("", "pods") => admit_pod_service_account(st, obj),
+        (admission_policy::GROUP, _) => {
+            admission_policy::validate_definition(def, obj).map_err(|e| invalid(def, obj, &e))
+        }
         _ if def.custom => crd::validate_custom(def, obj, None, crd::Write::Main)
             .map_err(|e| invalid(def, obj, &e)),
         _ => Ok(()),
@@ -66,6 +111,18 @@ pub fn admit_create(
 
 /// Admission and validation of a main-resource update (status already reset from `old`).
 pub fn admit_update(
+    st: &State,
+    user: &UserInfo,
+    def: &ResourceDef,
+    old: &Value,
+    new: &mut Value,
+) -> Result<(), ApiError> {
+    update_rules(st, user, def, old, new)?;
+    let w = policy_write(def, Operation::Update, Some(&*new), Some(old));
+    admission_policy::validate(st, user, &w)
+}
+
+fn update_rules(
     st: &State,
     user: &UserInfo,
     def: &ResourceDef,
@@ -82,6 +139,9 @@ pub fn admit_update(
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             crd::validate(new).map_err(|e| invalid(def, new, &e))
+        }
+        (admission_policy::GROUP, _) => {
+            admission_policy::validate_definition(def, new).map_err(|e| invalid(def, new, &e))
         }
         _ if def.custom => crd::validate_custom(def, new, Some(old), crd::Write::Main)
             .map_err(|e| invalid(def, new, &e)),

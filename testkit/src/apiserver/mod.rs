@@ -19,6 +19,7 @@
 #![allow(clippy::result_large_err)]
 
 mod admission;
+mod admission_policy;
 mod auth;
 pub mod config;
 mod crd;

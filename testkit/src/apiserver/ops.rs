@@ -554,6 +554,7 @@ pub fn delete(
             return Err(ApiError::conflict(&def.group, &def.resource, name, &msg));
         }
     }
+    admission::admit_delete(st, ctx.user, def, &old)?;
     let orphan = opts.get("propagationPolicy").and_then(Value::as_str) == Some("Orphan")
         || opts.get("orphanDependents") == Some(&json!(true));
     let has_finalizers = old

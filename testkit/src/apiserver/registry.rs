@@ -132,6 +132,8 @@ impl ResourceDef {
                     | "podcertificaterequests"
                     | "customresourcedefinitions"
                     | "clustertrustbundles"
+                    | "validatingadmissionpolicies"
+                    | "validatingadmissionpolicybindings"
             )
     }
 
@@ -156,6 +158,7 @@ const GROUP_ORDER: &[&str] = &[
     "authorization.k8s.io",
     "certificates.k8s.io",
     "rbac.authorization.k8s.io",
+    "admissionregistration.k8s.io",
     "coordination.k8s.io",
     "apiextensions.k8s.io",
 ];
@@ -227,6 +230,21 @@ impl Registry {
                 d.allow_unconditional_update = false;
                 d
             },
+            ResourceDef::builtin(
+                "admissionregistration.k8s.io",
+                &["v1"],
+                "validatingadmissionpolicies",
+                "ValidatingAdmissionPolicy",
+                false,
+            )
+            .status(),
+            ResourceDef::builtin(
+                "admissionregistration.k8s.io",
+                &["v1"],
+                "validatingadmissionpolicybindings",
+                "ValidatingAdmissionPolicyBinding",
+                false,
+            ),
             {
                 let mut d = ResourceDef::builtin(
                     "authorization.k8s.io",
