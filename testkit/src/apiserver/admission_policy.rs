@@ -6,7 +6,9 @@
 //! excludeResourceRules, namespaceSelector, objectSelector), `matchConditions`, `validations`
 //! (expression, message, messageExpression, reason), `failurePolicy`, a binding's
 //! `matchResources` and `validationActions` (only `Deny` changes the response). CEL runs on
-//! kube-cel with the variables `object`, `oldObject` and `request`. `paramKind`, `variables`
+//! kube-cel with the variables `object`, `oldObject` and `request` (untyped: no type-checking
+//! against the resource's schema, unlike kube-apiserver). matchPolicy is always Equivalent.
+//! `paramKind`, `variables`
 //! and `auditAnnotations` are refused when a policy is written, so a test cannot silently
 //! rely on something the emulator would ignore.
 
