@@ -101,13 +101,12 @@ async fn leader_metric(s: &Signer) -> Option<bool> {
     if code != 200 {
         return None;
     }
-    if m.contains("podcert_leader 1") {
-        Some(true)
-    } else if m.contains("podcert_leader 0") {
-        Some(false)
-    } else {
-        None
-    }
+    // Whole lines: the HELP text also starts with "podcert_leader 1".
+    m.lines().find_map(|l| match l.trim() {
+        "podcert_leader 1" => Some(true),
+        "podcert_leader 0" => Some(false),
+        _ => None,
+    })
 }
 
 /// The chart's roles, bound to a second service account.
