@@ -51,7 +51,12 @@ impl Proxy {
     }
 }
 
-async fn pipe(client: TcpStream, server: TcpStream, stall: Arc<AtomicBool>, held: Arc<AtomicUsize>) {
+async fn pipe(
+    client: TcpStream,
+    server: TcpStream,
+    stall: Arc<AtomicBool>,
+    held: Arc<AtomicUsize>,
+) {
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
     let down = tokio::spawn(async move {
@@ -200,9 +205,11 @@ async fn a_leader_whose_lease_requests_stall_steps_down_before_another_can_lead(
     proxied_kubeconfig(&kc, proxy.addr, &server.token_for(&stalled_user));
     let a = spawn_with_kubeconfig(&kc, dir.path(), "replica-a", &args);
     a.wait_ready(WAIT).await;
-    eventually(WAIT, || format!("replica-a never led:\n{}", a.logs()), || async {
-        (holder(&server).await.as_deref() == Some("replica-a")).then_some(())
-    })
+    eventually(
+        WAIT,
+        || format!("replica-a never led:\n{}", a.logs()),
+        || async { (holder(&server).await.as_deref() == Some("replica-a")).then_some(()) },
+    )
     .await;
     let b = spawn_run(&server, dir.path(), "replica-b", &args);
     b.wait_ready(WAIT).await;
@@ -217,9 +224,11 @@ async fn a_leader_whose_lease_requests_stall_steps_down_before_another_can_lead(
 
     // A gives up leading on its own timer, while the Lease still names it (B cannot take it
     // before the lease duration has passed without a renewal).
-    eventually(WAIT, || format!("replica-a kept leading:\n{}", a.logs()), || async {
-        (leader_metric(&a).await == Some(false)).then_some(())
-    })
+    eventually(
+        WAIT,
+        || format!("replica-a kept leading:\n{}", a.logs()),
+        || async { (leader_metric(&a).await == Some(false)).then_some(()) },
+    )
     .await;
     let stepped_down = stalled_at.elapsed();
     let a_down_log = server.store().writes().len();
@@ -228,19 +237,26 @@ async fn a_leader_whose_lease_requests_stall_steps_down_before_another_can_lead(
         Some("replica-b"),
         "replica-b took the lease before replica-a stepped down"
     );
-    assert!(proxy.held.load(Ordering::SeqCst) > 0, "no Lease request was held");
+    assert!(
+        proxy.held.load(Ordering::SeqCst) > 0,
+        "no Lease request was held"
+    );
 
     // B takes over.
-    eventually(WAIT, || format!("replica-b never led:\n{}", b.logs()), || async {
-        (holder(&server).await.as_deref() == Some("replica-b")).then_some(())
-    })
+    eventually(
+        WAIT,
+        || format!("replica-b never led:\n{}", b.logs()),
+        || async { (holder(&server).await.as_deref() == Some("replica-b")).then_some(()) },
+    )
     .await;
     let took_over = stalled_at.elapsed();
     eprintln!("replica-a stepped down {stepped_down:?} after the stall, replica-b led after {took_over:?}");
     assert!(stepped_down < took_over);
-    eventually(WAIT, || "replica-b's podcert_leader never became 1".into(), || async {
-        (leader_metric(&b).await == Some(true)).then_some(())
-    })
+    eventually(
+        WAIT,
+        || "replica-b's podcert_leader never became 1".into(),
+        || async { (leader_metric(&b).await == Some(true)).then_some(()) },
+    )
     .await;
 
     // Requests made now are issued by B alone.
@@ -260,9 +276,17 @@ async fn a_leader_whose_lease_requests_stall_steps_down_before_another_can_lead(
     let late: Vec<_> = writes[a_down_log..]
         .iter()
         .filter(|w| w.username == stalled_user.username && w.resource != "events")
-        .map(|w| format!("{} {}/{} {}/{}", w.verb, w.resource, w.subresource, w.namespace, w.name))
+        .map(|w| {
+            format!(
+                "{} {}/{} {}/{}",
+                w.verb, w.resource, w.subresource, w.namespace, w.name
+            )
+        })
         .collect();
-    assert!(late.is_empty(), "replica-a wrote after stepping down: {late:?}");
+    assert!(
+        late.is_empty(),
+        "replica-a wrote after stepping down: {late:?}"
+    );
     let by_b = writes[acquired..]
         .iter()
         .filter(|w| {
