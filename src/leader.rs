@@ -295,12 +295,12 @@ async fn release(api: &Api<Lease>, cfg: &LeaderConfig) {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_write_is_abandoned_when_leadership_ends() {
         let (tx, rx) = watch::channel(true);
         let write = tokio::time::sleep(Duration::from_secs(60));
         let guarded = tokio::spawn(async move { while_leading(&rx, write).await });
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         tx.send(false).unwrap();
         assert_eq!(guarded.await.unwrap(), None);
     }
