@@ -113,6 +113,11 @@ impl Rotator {
         *self.opts.leader.borrow()
     }
 
+    /// The leadership flag, to guard a write with [`crate::leader::while_leading`].
+    pub(crate) fn leader(&self) -> &watch::Receiver<bool> {
+        &self.opts.leader
+    }
+
     /// Resolves when leadership changes; never, once the election is gone.
     pub(crate) async fn leader_changed(&mut self) {
         if self.opts.leader.changed().await.is_err() {

@@ -534,7 +534,13 @@ impl SecretWatcher {
         let (state, t) = step(&state, &policy, now, &mut generate);
         transitions.extend(t);
         if stored != Some(&state) {
-            match ca_secret::write_state(&self.api, secret, &state).await? {
+            // Abandoned if leadership ends meanwhile: then read again, as a follower.
+            let write = ca_secret::write_state(&self.api, secret, &state);
+            let Some(written) = crate::leader::while_leading(self.rotator.leader(), write).await
+            else {
+                return Ok(None);
+            };
+            match written? {
                 WriteOutcome::Written(_) => {}
                 WriteOutcome::Conflict => {
                     info!(secret = %self.origin, "the CA Secret changed since it was read; reading it again");

@@ -192,15 +192,18 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
         "metadata": { "resourceVersion": obj.resource_version() },
         "status": status,
     });
-    if !*ctx.leader.borrow() {
-        return Ok(Action::await_change());
-    }
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &namespace, &ctx.resource);
-    match api
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
+    // Checked right before the write and abandoned when leadership ends, which happens before
+    // another replica can take the lease (see `leader`); becoming leader again reconciles all.
+    let params = PatchParams::default();
+    let merge = Patch::Merge(&patch);
+    let write = api.patch_status(&name, &params, &merge);
+    let Some(written) = crate::leader::while_leading(&ctx.leader, write).await else {
+        debug!(%namespace, %name, "not leading; status not written");
+        return Ok(Action::await_change());
+    };
+    match written {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {
             ctx.metrics.conflicts.get_or_create(&ctx.labels).inc();

@@ -1,16 +1,26 @@
 //! Lease-based leader election (coordination.k8s.io/v1), after client-go's leaderelection.
 //!
-//! Only the leader writes. A replica steps down the moment it cannot show a renewal younger
-//! than `renew_deadline` or sees another holder, before the lease could expire for others,
-//! so two replicas never both believe they lead. Expiry is judged by when *we* observed the
-//! record change (as client-go does), not by the holder's clock.
+//! Only the leader writes. Leadership ends on a local monotonic timer: `renew_deadline` after
+//! the start of the last renewal that succeeded, whatever the API call in flight is doing (a
+//! stalled request cannot keep a replica leading). Every Lease call is bounded by
+//! `call_timeout`. Expiry of another holder is judged by when *we* observed the record change
+//! (as client-go does), not by the holder's clock.
+//!
+//! Why two replicas never both write (defaults: lease 8 s, renew deadline 5 s): a renewal
+//! that the apiserver applied at time t started at s <= t, and we lead until s + 5 s. Another
+//! replica sees the renewed record no earlier than t, and takes the Lease only once it has
+//! seen no change for 8 s, so not before t + 8 s >= s + 8 s. A replica that lost contact
+//! therefore stops by s + 5 s (writes are abandoned then, see [`while_leading`]), 3 s before
+//! anyone else can acquire; the margin absorbs clock-rate drift and request latency.
 
-use std::time::{Duration, Instant};
+use std::future::Future;
+use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 /// Timings. Defaults give a failover under 10 s after a leader dies without releasing.
@@ -22,6 +32,9 @@ pub struct LeaderConfig {
     pub lease_duration: Duration,
     pub renew_deadline: Duration,
     pub retry_period: Duration,
+    /// Bound on one acquire/renew round (its GET and its write); shorter than
+    /// `renew_deadline` so a stalled call is given up while we may still renew in time.
+    pub call_timeout: Duration,
 }
 
 impl LeaderConfig {
@@ -33,6 +46,7 @@ impl LeaderConfig {
             lease_duration: Duration::from_secs(8),
             renew_deadline: Duration::from_secs(5),
             retry_period: Duration::from_secs(1),
+            call_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -42,6 +56,52 @@ struct Observed {
     holder: Option<String>,
     renew_time: Option<MicroTime>,
     at: Instant,
+}
+
+/// This replica's leadership: published on `tx`, valid until `until` (local monotonic clock).
+struct Lead<'a> {
+    tx: watch::Sender<bool>,
+    until: Option<Instant>,
+    cfg: &'a LeaderConfig,
+}
+
+impl Lead<'_> {
+    fn set(&mut self, leading: bool) {
+        if !leading {
+            self.until = None;
+        }
+        if leading == *self.tx.borrow() {
+            return;
+        }
+        if leading {
+            info!(identity = %self.cfg.identity, lease = %self.cfg.lease_name, "became leader");
+        } else {
+            warn!(identity = %self.cfg.identity, lease = %self.cfg.lease_name, "lost leadership; stopped writing");
+        }
+        let _ = self.tx.send(leading);
+    }
+
+    /// Drives `fut`, ending leadership the moment the renew deadline passes, whatever `fut` is
+    /// doing. `None` when `shutdown` fires first.
+    async fn drive<T>(
+        &mut self,
+        fut: impl Future<Output = T>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<T> {
+        tokio::pin!(fut);
+        loop {
+            let until = self.until;
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return None,
+                _ = tokio::time::sleep_until(until.unwrap_or_else(Instant::now)), if until.is_some() => {
+                    warn!(identity = %self.cfg.identity, "no lease renewal within the renew deadline");
+                    self.set(false);
+                }
+                out = &mut fut => return Some(out),
+            }
+        }
+    }
 }
 
 /// Runs the election until `shutdown` fires; publishes leadership on the returned channel.
@@ -55,44 +115,77 @@ pub fn spawn(
     let handle = tokio::spawn(async move {
         let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
         let mut observed: Option<Observed> = None;
-        let mut last_renew: Option<Instant> = None;
+        let mut lead = Lead {
+            tx,
+            until: None,
+            cfg: &cfg,
+        };
         loop {
-            let leading = match try_acquire_or_renew(&api, &cfg, &mut observed).await {
-                Ok(true) => {
-                    last_renew = Some(Instant::now());
-                    true
-                }
-                Ok(false) => false,
-                Err(e) => {
-                    warn!(error = %e, lease = %cfg.lease_name, "lease update failed");
-                    // Keep leading only while the last renewal is recent enough.
-                    last_renew.is_some_and(|t| t.elapsed() < cfg.renew_deadline) && *tx.borrow()
-                }
+            // The renewal counts from before it was sent: the apiserver may apply it at any
+            // point after this, and others time the lease from when they see it.
+            let started = Instant::now();
+            let round = tokio::time::timeout(
+                cfg.call_timeout,
+                try_acquire_or_renew(&api, &cfg, &mut observed),
+            );
+            let Some(result) = lead.drive(round, &mut shutdown).await else {
+                break;
             };
-            if leading != *tx.borrow() {
-                if leading {
-                    info!(identity = %cfg.identity, lease = %cfg.lease_name, "became leader");
-                } else {
-                    warn!(identity = %cfg.identity, lease = %cfg.lease_name, "lost leadership; stopped writing");
+            match result {
+                Ok(Ok(true)) => lead.until = Some(started + cfg.renew_deadline),
+                Ok(Ok(false)) => lead.until = None,
+                Ok(Err(e)) => {
+                    warn!(error = %e, lease = %cfg.lease_name, "lease update failed")
                 }
-                let _ = tx.send(leading);
+                Err(_) => warn!(
+                    lease = %cfg.lease_name,
+                    timeout_ms = cfg.call_timeout.as_millis() as u64,
+                    "lease request timed out"
+                ),
             }
-            if !leading {
-                last_renew = None;
+            // Keep leading only while the last renewal is recent enough.
+            let leading = lead.until.is_some_and(|t| Instant::now() < t);
+            lead.set(leading);
+            if lead
+                .drive(tokio::time::sleep(cfg.retry_period), &mut shutdown)
+                .await
+                .is_none()
+            {
+                break;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(cfg.retry_period) => {}
-                _ = shutdown.changed() => {
-                    if *tx.borrow() {
-                        let _ = tx.send(false);
-                        release(&api, &cfg).await;
-                    }
-                    return;
-                }
-            }
+        }
+        if *lead.tx.borrow() {
+            lead.set(false);
+            let _ = tokio::time::timeout(cfg.call_timeout, release(&api, &cfg)).await;
         }
     });
     (rx, handle)
+}
+
+/// Runs the write `write` only while `leader` says this replica leads, and abandons it the
+/// moment leadership ends (the election flips the flag at its local renew deadline, before any
+/// other replica can acquire the lease; see the module docs). `None` when not run to the end.
+/// A request already sent may still reach the apiserver; every write this guards is a
+/// compare-and-swap on a resourceVersion, so a late one cannot overwrite a newer leader's.
+pub async fn while_leading<T>(
+    leader: &watch::Receiver<bool>,
+    write: impl Future<Output = T>,
+) -> Option<T> {
+    let mut rx = leader.clone();
+    if !*rx.borrow_and_update() {
+        return None;
+    }
+    let lost = async move {
+        // A closed channel keeps its last value (leading, as just seen): never lost then.
+        if rx.wait_for(|leading| !*leading).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        biased;
+        _ = lost => None,
+        out = write => Some(out),
+    }
 }
 
 fn now_micro() -> MicroTime {
@@ -195,5 +288,35 @@ async fn release(api: &Api<Lease>, cfg: &LeaderConfig) {
         Err(e) => {
             warn!(error = %e, "could not release the lease; a standby takes over when it expires")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_write_is_abandoned_when_leadership_ends() {
+        let (tx, rx) = watch::channel(true);
+        let write = tokio::time::sleep(Duration::from_secs(60));
+        let guarded = tokio::spawn(async move { while_leading(&rx, write).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tx.send(false).unwrap();
+        assert_eq!(guarded.await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn nothing_runs_unless_leading() {
+        let (_tx, rx) = watch::channel(false);
+        let ran = std::sync::atomic::AtomicBool::new(false);
+        let write = async { ran.store(true, std::sync::atomic::Ordering::SeqCst) };
+        assert_eq!(while_leading(&rx, write).await, None);
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_closed_channel_keeps_its_last_value() {
+        let rx = watch::channel(true).1;
+        assert_eq!(while_leading(&rx, async { 7 }).await, Some(7));
     }
 }

@@ -75,13 +75,17 @@ pub async fn run(
         let mut wait = cfg.resync;
         if *leader.borrow() {
             if let Some(pem) = ca.anchors_pem() {
-                match sync_once(&client, &resource, &cfg, &pem).await {
-                    Ok(()) => {
+                // Abandoned when leadership ends mid-way (see `leader::while_leading`).
+                let sync = sync_once(&client, &resource, &cfg, &pem);
+                match crate::leader::while_leading(&leader, sync).await {
+                    // Leadership ended: the next leader publishes.
+                    None => {}
+                    Some(Ok(())) => {
                         failures = 0;
                         // The rotation holds a prepared CA back until its root is out.
                         ca.mark_published(&pem);
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         failures = failures.saturating_add(1);
                         wait = Duration::from_millis(500u64 << failures.min(5)).min(cfg.resync);
                         warn!(error = %e, bundle = %cfg.bundle_name(), "publishing the trust bundle failed; retrying");

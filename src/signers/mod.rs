@@ -304,7 +304,12 @@ impl Manager {
                 None => current.remove(*k),
             };
         }
-        match api.replace(name, &PostParams::default(), &secret).await {
+        let params = PostParams::default();
+        let write = api.replace(name, &params, &secret);
+        let Some(written) = crate::leader::while_leading(&self.shared.leader, write).await else {
+            return;
+        };
+        match written {
             Ok(_) => {
                 info!(object = %obj.name_any(), secret = %name, "passed the rotation request on to the CA Secret")
             }
@@ -395,11 +400,12 @@ impl Manager {
             }
         }
         let patch = json!({ "status": next });
-        match self
-            .api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
+        let (params, merge) = (PatchParams::default(), Patch::Merge(&patch));
+        let write = self.api.patch_status(&name, &params, &merge);
+        let Some(written) = crate::leader::while_leading(&self.shared.leader, write).await else {
+            return;
+        };
+        match written {
             Ok(_) => debug!(object = %name, "status updated"),
             Err(e) => {
                 warn!(object = %name, error = %e, "could not update the PodCertificateSigner status; will retry")

@@ -139,12 +139,18 @@ pub fn spawn_run(server: &TestServer, dir: &Path, name: &str, args: &[&str]) -> 
     server
         .write_kubeconfig(&kubeconfig, &signer_identity())
         .unwrap();
+    spawn_with_kubeconfig(&kubeconfig, dir, name, args)
+}
+
+/// Starts `podcert-signer run` with `kubeconfig` and exactly `args` (plus the metrics address
+/// and identity).
+pub fn spawn_with_kubeconfig(kubeconfig: &Path, dir: &Path, name: &str, args: &[&str]) -> Signer {
     let port = free_port();
     let log = dir.join(format!("{name}.log"));
     let child = Command::new(BIN)
         .arg("run")
         .arg("--kubeconfig")
-        .arg(&kubeconfig)
+        .arg(kubeconfig)
         .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
         .args(["--identity", name])
         .args(args)
