@@ -231,6 +231,6 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.contains("podcert_leader 1"), "{text}");
+        assert!(text.lines().any(|l| l == "podcert_leader 1"), "{text}");
     }
 }

@@ -83,7 +83,8 @@ async fn a_killed_leader_is_replaced_and_nothing_is_written_twice() {
     assert_eq!(more.wait_settled(WAIT).await.unwrap().issued, 6);
     let survivor = &replicas[1 - idx];
     let (_, m) = survivor.get("/metrics").await;
-    assert!(m.contains("podcert_leader 1"), "{m}");
+    // Whole lines: the HELP text also starts with "podcert_leader 1".
+    assert!(m.lines().any(|l| l == "podcert_leader 1"), "{m}");
 
     // A graceful stop releases the lease at once: a fresh replica takes over.
     let fresh = spawn_signer(&server, dir.path(), "replica-2", &args);
