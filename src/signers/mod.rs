@@ -56,6 +56,14 @@ pub struct FlagSigner {
     pub ca: Option<Arc<CaHandle>>,
 }
 
+impl std::fmt::Debug for FlagSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlagSigner")
+            .field("claims", &self.claims)
+            .finish_non_exhaustive()
+    }
+}
+
 const TRIGGER_KEYS: [&str; 3] = [
     ROTATE_ANNOTATION,
     ROTATE_MODE_ANNOTATION,
