@@ -632,7 +632,7 @@ async fn signers_share_no_trust_domain_and_no_ca() {
         &server,
         &vectors()
             .into_iter()
-            .find(|v| v["name"] == "ED25519-pop-v1beta1")
+            .find(|v| v["name"] == "ECDSAP256-pop-v1beta1")
             .unwrap(),
         "flag-1",
     )
