@@ -13,7 +13,9 @@ mod template;
 
 pub use access::{AccountPattern, AccountRules, PatternError};
 pub use dns::{DnsPolicy, DnsTemplate, DEFAULT_ANNOTATION_KEY as DEFAULT_DNS_ANNOTATION_KEY};
-pub use identity::{check_identity, IdTemplate, IdentityError, DEFAULT_PATH as DEFAULT_SPIFFE_PATH};
+pub use identity::{
+    check_identity, IdTemplate, IdentityError, DEFAULT_PATH as DEFAULT_SPIFFE_PATH,
+};
 pub use selector::{Operator, Requirement, Selector, SelectorError};
 pub use template::{TemplateError, Var};
 
@@ -466,7 +468,10 @@ mod tests {
             tweak(&mut r);
             let d = decide(&r, &key(KeyType::Ed25519), &cfg());
             assert_eq!(reason(&d), Some("InvalidIdentity"));
-            assert_eq!(precheck(&r, &cfg()).unwrap().reason.as_str(), "InvalidIdentity");
+            assert_eq!(
+                precheck(&r, &cfg()).unwrap().reason.as_str(),
+                "InvalidIdentity"
+            );
         }
     }
 

@@ -543,7 +543,10 @@ async fn stays_pending(server: &TestServer, version: &str, ns: &str, name: &str)
     let api: Api<DynamicObject> =
         Api::namespaced_with(server.admin_client(), ns, &pcr_resource(version));
     let o = serde_json::to_value(api.get(name).await.unwrap()).unwrap();
-    assert!(o["status"]["conditions"].is_null(), "{name} was decided: {o}");
+    assert!(
+        o["status"]["conditions"].is_null(),
+        "{name} was decided: {o}"
+    );
 }
 
 /// Issue 13, item 6: a signer object may not share the flag signer's (or an older object's)
@@ -597,10 +600,19 @@ async fn signers_share_no_trust_domain_and_no_ca() {
     .await;
     apply(
         &server,
-        &obj("same-td", "cluster.local", "{name: web-ca, bootstrap: true}", ""),
+        &obj(
+            "same-td",
+            "cluster.local",
+            "{name: web-ca, bootstrap: true}",
+            "",
+        ),
     )
     .await;
-    apply(&server, &obj("same-secret", "other.org", "{name: team-ca}", "")).await;
+    apply(
+        &server,
+        &obj("same-secret", "other.org", "{name: team-ca}", ""),
+    )
+    .await;
     apply(&server, &obj("copy", "copy.org", "{name: other-ca}", "")).await;
 
     let message =
@@ -614,7 +626,10 @@ async fn signers_share_no_trust_domain_and_no_ca() {
     ] {
         let o = wait_condition(&server, name, "False", Some("Conflict")).await;
         let m = message(&o);
-        assert!(m.contains("command-line signer") && m.contains(shared), "{name}: {m}");
+        assert!(
+            m.contains("command-line signer") && m.contains(shared),
+            "{name}: {m}"
+        );
         assert!(o.status.unwrap().ca_fingerprint.is_none());
     }
     wait_event(&server, "copy", "Conflict", "Warning").await;
@@ -624,8 +639,16 @@ async fn signers_share_no_trust_domain_and_no_ca() {
     for name in ["attack", "same-td", "same-secret", "copy"] {
         let signer = format!("podcert.dev/{name}");
         pending.push(
-            request(&server, "ED25519-pop-v1beta1", &format!("r-{name}"), &signer, "team-a", "api", Value::Null)
-                .await,
+            request(
+                &server,
+                "ED25519-pop-v1beta1",
+                &format!("r-{name}"),
+                &signer,
+                "team-a",
+                "api",
+                Value::Null,
+            )
+            .await,
         );
     }
     let (ns, n) = create_vector(
@@ -643,10 +666,17 @@ async fn signers_share_no_trust_domain_and_no_ca() {
         stays_pending(&server, v, "team-a", n).await;
     }
     let ctb: Api<DynamicObject> = Api::all_with(server.admin_client(), &ctb_resource("v1beta1"));
-    assert!(ctb.get_opt("podcert.dev:copy:live").await.unwrap().is_none());
+    assert!(ctb
+        .get_opt("podcert.dev:copy:live")
+        .await
+        .unwrap()
+        .is_none());
 
     // A CA of its own (the copy deleted, bootstrapped anew) clears the conflict.
-    secrets.delete("other-ca", &DeleteParams::default()).await.unwrap();
+    secrets
+        .delete("other-ca", &DeleteParams::default())
+        .await
+        .unwrap();
     apply(
         &server,
         &obj("copy", "copy.org", "{name: other-ca, bootstrap: true}", ""),

@@ -154,7 +154,10 @@ fn service_dns_names_are_issued_when_they_match_the_templates() {
     let (t, _, _, der) = decide(&ca, &f, &req, &[]);
     assert_eq!(t, "Issued");
     let (uris, dns) = sans(&der);
-    assert_eq!(uris, vec!["spiffe://services.example.org/ns/team-1/sa/sa-1"]);
+    assert_eq!(
+        uris,
+        vec!["spiffe://services.example.org/ns/team-1/sa/sa-1"]
+    );
     assert_eq!(
         dns,
         vec![
@@ -330,7 +333,9 @@ fn a_template_over_pod_and_node_names() {
     let (_, _, _, der) = decide(&ca, &f, &req, &[]);
     assert_eq!(
         sans(&der).0,
-        vec![format!("spiffe://td/ns/team-1/sa/sa-1/node/{node}/pod/pod-1")]
+        vec![format!(
+            "spiffe://td/ns/team-1/sa/sa-1/node/{node}/pod/pod-1"
+        )]
     );
 }
 
@@ -405,7 +410,10 @@ fn templates_that_collide_or_mislead_are_refused() {
         ("pod/{podName}", "{namespace}"),
         ("{namespace}-{serviceAccount}", "whole path segment"),
         ("ns/{serviceAccount}/sa/{namespace}", "names {namespace}"),
-        ("ns/{namespace}/sa/{serviceAccount}/pod/{nodeName}", "names {podName}"),
+        (
+            "ns/{namespace}/sa/{serviceAccount}/pod/{nodeName}",
+            "names {podName}",
+        ),
         ("{podName}/ns/{namespace}/sa/{serviceAccount}", "come after"),
     ];
     for (template, needle) in cases {
@@ -415,7 +423,10 @@ fn templates_that_collide_or_mislead_are_refused() {
         assert!(out.stdout.is_empty(), "{template}");
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
         assert!(err.contains("spec.spiffeID"), "{template}: {err}");
-        assert!(err.contains(needle), "{template}: expected {needle:?} in {err}");
+        assert!(
+            err.contains(needle),
+            "{template}: expected {needle:?} in {err}"
+        );
     }
     // What stays allowed: per account (any literal frame), per namespace, narrowed by pod.
     for (template, want) in [
@@ -427,7 +438,11 @@ fn templates_that_collide_or_mislead_are_refused() {
         ),
     ] {
         let out = sign_with_template(&ca, dir.path(), template);
-        assert!(out.status.success(), "{template}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{template}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         let (_, p) = x509_parser::pem::parse_x509_pem(
             v["status"]["certificateChain"].as_str().unwrap().as_bytes(),
@@ -445,17 +460,41 @@ fn identity_values_the_apiserver_would_refuse_are_denied() {
     let f = example("per-namespace.yaml");
     let plain = example("service-dns.yaml");
     let (f, plain) = (f.as_path(), plain.as_path());
-    let cases: [(&Path, fn(&mut Value), &str); 4] = [
-        (plain, |o| o["spec"]["serviceAccountName"] = json!("a/b"), "serviceAccountName"),
-        (plain, |o| o["metadata"]["namespace"] = json!("team-1/sa/admin"), "namespace"),
-        (f, |o| o["metadata"]["namespace"] = json!("a/b"), "namespace"),
-        (plain, |o| o["spec"]["podName"] = json!("pod-1/x"), "podName"),
+    type Tweak = fn(&mut Value);
+    let cases: [(&Path, Tweak, &str); 4] = [
+        (
+            plain,
+            |o| o["spec"]["serviceAccountName"] = json!("a/b"),
+            "serviceAccountName",
+        ),
+        (
+            plain,
+            |o| o["metadata"]["namespace"] = json!("team-1/sa/admin"),
+            "namespace",
+        ),
+        (
+            f,
+            |o| o["metadata"]["namespace"] = json!("a/b"),
+            "namespace",
+        ),
+        (
+            plain,
+            |o| o["spec"]["podName"] = json!("pod-1/x"),
+            "podName",
+        ),
     ];
     for (file, tweak, field) in cases {
         let req = request("ED25519-pop-v1beta1", file, tweak);
         let (t, r, m, der) = decide(&ca, file, &req, &[]);
-        assert_eq!((t.as_str(), r.as_str()), ("Denied", "InvalidIdentity"), "{m}");
-        assert!(m.contains(field) && m.contains("not a valid Kubernetes name"), "{m}");
+        assert_eq!(
+            (t.as_str(), r.as_str()),
+            ("Denied", "InvalidIdentity"),
+            "{m}"
+        );
+        assert!(
+            m.contains(field) && m.contains("not a valid Kubernetes name"),
+            "{m}"
+        );
         assert!(der.is_empty());
     }
 }
@@ -473,7 +512,10 @@ fn cookbook_signers_share_no_trust_domain_or_ca() {
         let td = v["spec"]["trustDomain"].as_str().unwrap().to_string();
         assert!(!domains.contains(&td), "trust domain {td} used twice");
         domains.push(td);
-        let secret = v["spec"]["ca"]["secret"]["name"].as_str().unwrap().to_string();
+        let secret = v["spec"]["ca"]["secret"]["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert!(!secrets.contains(&secret), "CA Secret {secret} used twice");
         secrets.push(secret);
     }

@@ -160,15 +160,6 @@ impl IdTemplate {
         self.0.as_str()
     }
 
-    /// Whether the template gives one identity per namespace (no {serviceAccount}).
-    pub fn per_namespace(&self) -> bool {
-        !self
-            .0
-            .parts()
-            .iter()
-            .any(|p| *p == Part::Var(Var::ServiceAccount))
-    }
-
     /// The full SPIFFE ID for `req`, validated segment by segment. The request's names are
     /// checked first: the injectivity argument above needs them to be Kubernetes names.
     pub fn render(&self, td: &TrustDomain, req: &Request) -> Result<String, IdentityError> {
@@ -204,8 +195,7 @@ pub enum IdentityError {
 fn dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
@@ -218,8 +208,7 @@ fn dns_subdomain(s: &str) -> bool {
         && s.len() <= 253
         && s.split('.').all(|l| {
             !l.is_empty()
-                && l
-                    .bytes()
+                && l.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
@@ -234,13 +223,7 @@ pub fn check_identity(req: &Request) -> Result<(), IdentityError> {
     for v in Var::ALL {
         let value = v.value(req);
         let (field, ok, kind, extra, max) = match v {
-            Var::Namespace => (
-                "namespace",
-                dns_label(value),
-                "DNS label",
-                " and '-'",
-                63,
-            ),
+            Var::Namespace => ("namespace", dns_label(value), "DNS label", " and '-'", 63),
             Var::ServiceAccount => (
                 "serviceAccountName",
                 dns_subdomain(value),
@@ -288,7 +271,6 @@ mod tests {
             IdTemplate::default().render(&td, &req()).unwrap(),
             "spiffe://cluster.local/ns/team-a/sa/web"
         );
-        assert!(!IdTemplate::default().per_namespace());
     }
 
     #[test]
@@ -324,7 +306,6 @@ mod tests {
             let t = IdTemplate::parse(good);
             assert!(t.is_ok(), "{good} refused: {}", t.unwrap_err());
         }
-        assert!(IdTemplate::parse("ns/{namespace}").unwrap().per_namespace());
     }
 
     #[test]
@@ -343,16 +324,34 @@ mod tests {
             ("ns/{namespace}{serviceAccount}", "whole path segment"),
             ("ns/{namespace}/pod/{podName}", "narrow"),
             ("ns/{namespace}/{nodeName}", "narrow"),
-            ("k8s/{nodeName}/pod/{namespace}-{podName}", "whole path segment"),
+            (
+                "k8s/{nodeName}/pod/{namespace}-{podName}",
+                "whole path segment",
+            ),
             ("{podName}/ns/{namespace}/sa/{serviceAccount}", "come after"),
-            ("ns/{namespace}/pod/{podName}/sa/{serviceAccount}", "come after"),
+            (
+                "ns/{namespace}/pod/{podName}/sa/{serviceAccount}",
+                "come after",
+            ),
             // A keyword followed by another variable, a literal or nothing.
             ("ns/{serviceAccount}/sa/{namespace}", "names {namespace}"),
-            ("{namespace}/sa/{serviceAccount}/pod/{nodeName}", "names {podName}"),
-            ("ns/{namespace}/sa/{serviceAccount}/node/{podName}", "names {nodeName}"),
-            ("ns/{namespace}/Sa/default/{serviceAccount}", "names {serviceAccount}"),
+            (
+                "{namespace}/sa/{serviceAccount}/pod/{nodeName}",
+                "names {podName}",
+            ),
+            (
+                "ns/{namespace}/sa/{serviceAccount}/node/{podName}",
+                "names {nodeName}",
+            ),
+            (
+                "ns/{namespace}/Sa/default/{serviceAccount}",
+                "names {serviceAccount}",
+            ),
             ("{namespace}/{serviceAccount}/sa", "not nothing"),
-            ("namespace/x/{namespace}/{serviceAccount}", "names {namespace}"),
+            (
+                "namespace/x/{namespace}/{serviceAccount}",
+                "names {namespace}",
+            ),
         ];
         for (bad, needle) in cases {
             match IdTemplate::parse(bad) {
@@ -381,7 +380,8 @@ mod tests {
     fn names_the_apiserver_refuses_are_never_rendered() {
         let td = TrustDomain::new("td").unwrap();
         let t = IdTemplate::default();
-        let cases: &[(&str, fn(&mut Request))] = &[
+        type Tweak = fn(&mut Request);
+        let cases: &[(&str, Tweak)] = &[
             ("namespace", |r| r.namespace = "a/b".into()),
             ("namespace", |r| r.namespace = "a.b".into()),
             ("namespace", |r| r.namespace = "A".into()),
@@ -390,9 +390,15 @@ mod tests {
             ("serviceAccountName", |r| {
                 r.service_account_name = "web/../admin".into()
             }),
-            ("serviceAccountName", |r| r.service_account_name = "-web".into()),
-            ("serviceAccountName", |r| r.service_account_name = "web.".into()),
-            ("serviceAccountName", |r| r.service_account_name = "w_b".into()),
+            ("serviceAccountName", |r| {
+                r.service_account_name = "-web".into()
+            }),
+            ("serviceAccountName", |r| {
+                r.service_account_name = "web.".into()
+            }),
+            ("serviceAccountName", |r| {
+                r.service_account_name = "w_b".into()
+            }),
             ("podName", |r| r.pod_name = "p/q".into()),
             ("nodeName", |r| r.node_name = "n%2Fm".into()),
         ];

@@ -185,10 +185,22 @@ mod tests {
     fn the_flag_signer_is_oldest_and_every_shared_thing_is_named() {
         let flag = claims("x.io/flag", "cluster.local", Some("sys/ca"), &[]);
         let objs = vec![
-            (age(1, "same-td"), claims("x.io/a", "cluster.local", None, &["/a.crt", "/a.key"])),
-            (age(2, "same-secret"), claims("x.io/b", "b.org", Some("sys/ca"), &[])),
-            (age(3, "same-name"), claims("x.io/flag", "c.org", Some("sys/c"), &[])),
-            (age(4, "alone"), claims("x.io/d", "d.org", Some("sys/d"), &[])),
+            (
+                age(1, "same-td"),
+                claims("x.io/a", "cluster.local", None, &["/a.crt", "/a.key"]),
+            ),
+            (
+                age(2, "same-secret"),
+                claims("x.io/b", "b.org", Some("sys/ca"), &[]),
+            ),
+            (
+                age(3, "same-name"),
+                claims("x.io/flag", "c.org", Some("sys/c"), &[]),
+            ),
+            (
+                age(4, "alone"),
+                claims("x.io/d", "d.org", Some("sys/d"), &[]),
+            ),
         ];
         let c = static_conflicts(Some(&flag), &objs);
         let (h, shared) = c[0].clone().unwrap();
@@ -221,7 +233,10 @@ mod tests {
         );
         assert_eq!(
             r[2],
-            Some((Holder::Object("a".into()), vec!["trust domain a.org".into()]))
+            Some((
+                Holder::Object("a".into()),
+                vec!["trust domain a.org".into()]
+            ))
         );
         // A broken or conflicting older object still holds what it names.
         let d = claims("x.io/d", "b.org", None, &[]);

@@ -31,8 +31,8 @@ use tracing::{debug, info, warn};
 use crate::ca_source::{CaHandle, CaSource};
 use crate::crd::{convert, PodCertificateSigner, SignerSettings};
 use crate::rotation::{ROTATE_ANNOTATION, ROTATE_FINGERPRINT_ANNOTATION, ROTATE_MODE_ANNOTATION};
-pub use instance::{Instance, Shared};
 use conflict::{Age, Claims, Holder};
+pub use instance::{Instance, Shared};
 use status::NotReady;
 
 /// How the PodCertificateSigner objects are served.
@@ -272,10 +272,7 @@ impl Manager {
                 i.withhold().await;
                 Err(NotReady::new(
                     status::CONFLICT,
-                    conflict::message(
-                        &h,
-                        &[format!("the same CA certificate (fingerprint {fp})")],
-                    ),
+                    conflict::message(&h, &[format!("the same CA certificate (fingerprint {fp})")]),
                 ))
             }
         }
