@@ -13,7 +13,9 @@ mod template;
 
 pub use access::{AccountPattern, AccountRules, PatternError};
 pub use dns::{DnsPolicy, DnsTemplate, DEFAULT_ANNOTATION_KEY as DEFAULT_DNS_ANNOTATION_KEY};
-pub use identity::{IdTemplate, DEFAULT_PATH as DEFAULT_SPIFFE_PATH};
+pub use identity::{
+    check_identity, IdTemplate, IdentityError, DEFAULT_PATH as DEFAULT_SPIFFE_PATH,
+};
 pub use selector::{Operator, Requirement, Selector, SelectorError};
 pub use template::{TemplateError, Var};
 
@@ -218,6 +220,11 @@ pub fn precheck(req: &Request, cfg: &SignerConfig) -> Option<Denial> {
                 req.signer_name, cfg.signer_name
             ),
         ));
+    }
+    // Before any rule reads them: names the apiserver would refuse (a `/` in a namespace)
+    // must not reach a template or a pattern.
+    if let Err(e) = check_identity(req) {
+        return Some(denial(DenyReason::InvalidIdentity, e.to_string()));
     }
     let known_keys = cfg.known_annotation_keys();
     let unknown: Vec<&str> = req
@@ -447,6 +454,25 @@ mod tests {
             panic!()
         };
         assert_eq!(p.max_lifetime, Duration::hours(2));
+    }
+
+    #[test]
+    fn denies_identities_the_apiserver_would_refuse() {
+        // A `/` would otherwise become extra segments: .../ns/a/b/sa/web.
+        for tweak in [
+            (|r: &mut Request| r.namespace = "a/b".into()) as fn(&mut Request),
+            |r| r.service_account_name = "web/x".into(),
+            |r| r.pod_name = "Pod".into(),
+        ] {
+            let mut r = req();
+            tweak(&mut r);
+            let d = decide(&r, &key(KeyType::Ed25519), &cfg());
+            assert_eq!(reason(&d), Some("InvalidIdentity"));
+            assert_eq!(
+                precheck(&r, &cfg()).unwrap().reason.as_str(),
+                "InvalidIdentity"
+            );
+        }
     }
 
     #[test]

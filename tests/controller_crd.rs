@@ -285,7 +285,7 @@ async fn a_signer_object_issues_with_its_policy_and_follows_edits_and_deletion()
         &server,
         &WEB.replace(
             "trustDomain: example.org",
-            "trustDomain: example.org\n  spiffeID: \"workload/{namespace}/{podName}\"\n  namespaceSelector: {matchLabels: {env: prod}}\n  serviceAccounts: {deny: [\"team-a/default\"]}",
+            "trustDomain: example.org\n  spiffeID: \"workload/{namespace}/{serviceAccount}/{podName}\"\n  namespaceSelector: {matchLabels: {env: prod}}\n  serviceAccounts: {deny: [\"team-a/default\"]}",
         ),
     )
     .await;
@@ -304,7 +304,7 @@ async fn a_signer_object_issues_with_its_policy_and_follows_edits_and_deletion()
     let r5 = wait_terminal(&server, &v, "team-a", &n, WAIT).await;
     assert_eq!(
         sans(&r5).0,
-        vec!["spiffe://example.org/workload/team-a/pod-1"]
+        vec!["spiffe://example.org/workload/team-a/api/pod-1"]
     );
     let (v, n) = request(
         &server,
@@ -454,10 +454,17 @@ async fn signers_that_cannot_be_served_say_why() {
         ],
     );
     signer.wait_ready(WAIT).await;
+    // Each with its own trust domain and CA Secret (the chart lets objects read team-ca, web-ca
+    // and other-ca): sharing them is a conflict of its own, tested below.
     let obj = |name: &str, signer: &str, extra: &str| {
+        let secret = match name {
+            "first" | "second" => "other-ca".to_string(),
+            "invalid" => "web-ca".to_string(),
+            _ => format!("{name}-ca"),
+        };
         format!(
             "apiVersion: podcert.dev/v1alpha1\nkind: PodCertificateSigner\nmetadata: {{name: {name}}}\n\
-             spec:\n  signerName: {signer}\n  trustDomain: td\n  ca: {{secret: {{name: other-ca, bootstrap: true}}}}\n{extra}"
+             spec:\n  signerName: {signer}\n  trustDomain: {name}.td\n  ca: {{secret: {{name: {secret}, bootstrap: true}}}}\n{extra}"
         )
     };
     apply(&server, &obj("outside", "other.example/x", "")).await;
@@ -474,7 +481,7 @@ async fn signers_that_cannot_be_served_say_why() {
     apply(
         &server,
         &obj("nosecret", "podcert.dev/nosecret", "")
-            .replace("{name: other-ca, bootstrap: true}", "{name: team-ca}"),
+            .replace("{name: nosecret-ca, bootstrap: true}", "{name: team-ca}"),
     )
     .await;
 
@@ -528,6 +535,160 @@ async fn signers_that_cannot_be_served_say_why() {
         .await
         .unwrap();
     wait_condition(&server, "second", "True", Some("Ready")).await;
+}
+
+/// The request stays undecided for a while (nothing serves its signer).
+async fn stays_pending(server: &TestServer, version: &str, ns: &str, name: &str) {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(server.admin_client(), ns, &pcr_resource(version));
+    let o = serde_json::to_value(api.get(name).await.unwrap()).unwrap();
+    assert!(
+        o["status"]["conditions"].is_null(),
+        "{name} was decided: {o}"
+    );
+}
+
+/// Issue 13, item 6: a signer object may not share the flag signer's (or an older object's)
+/// trust domain or CA, by Secret name or by CA certificate; the reviewer's attack (the flag
+/// signer's CA Secret with `ns/{namespace}/sa/{podName}`) is refused outright.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signers_share_no_trust_domain_and_no_ca() {
+    let server = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_secret = format!("{SIGNER_NS}/team-ca");
+    let signer = spawn(
+        &server,
+        dir.path(),
+        "signer-0",
+        &[
+            "--signer-name",
+            SIGNER,
+            "--trust-domain",
+            "cluster.local",
+            "--ca-secret",
+            &ca_secret,
+            "--ca-bootstrap",
+        ],
+    );
+    signer.wait_ready(WAIT).await;
+    // A copy of the flag signer's CA under another Secret name.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(server.admin_client(), SIGNER_NS);
+    let mut copy = secrets.get("team-ca").await.unwrap();
+    copy.metadata = kube::api::ObjectMeta {
+        name: Some("other-ca".into()),
+        ..Default::default()
+    };
+    secrets.create(&PostParams::default(), &copy).await.unwrap();
+
+    let obj = |name: &str, td: &str, ca: &str, extra: &str| {
+        format!(
+            "apiVersion: podcert.dev/v1alpha1\nkind: PodCertificateSigner\nmetadata: {{name: {name}}}\n\
+             spec:\n  signerName: podcert.dev/{name}\n  trustDomain: {td}\n  ca: {{secret: {ca}}}\n{extra}"
+        )
+    };
+    apply(
+        &server,
+        &obj(
+            "attack",
+            "cluster.local",
+            "{name: team-ca}",
+            "  spiffeID: \"ns/{namespace}/sa/{podName}\"\n",
+        ),
+    )
+    .await;
+    apply(
+        &server,
+        &obj(
+            "same-td",
+            "cluster.local",
+            "{name: web-ca, bootstrap: true}",
+            "",
+        ),
+    )
+    .await;
+    apply(
+        &server,
+        &obj("same-secret", "other.org", "{name: team-ca}", ""),
+    )
+    .await;
+    apply(&server, &obj("copy", "copy.org", "{name: other-ca}", "")).await;
+
+    let message =
+        |o: &PodCertificateSigner| o.status.as_ref().unwrap().conditions[0].message.clone();
+    let o = wait_condition(&server, "attack", "False", Some("InvalidSpec")).await;
+    assert!(message(&o).contains("spec.spiffeID"), "{}", message(&o));
+    for (name, shared) in [
+        ("same-td", "trust domain cluster.local"),
+        ("same-secret", "CA Secret podcert-system/team-ca"),
+        ("copy", "the same CA certificate"),
+    ] {
+        let o = wait_condition(&server, name, "False", Some("Conflict")).await;
+        let m = message(&o);
+        assert!(
+            m.contains("command-line signer") && m.contains(shared),
+            "{name}: {m}"
+        );
+        assert!(o.status.unwrap().ca_fingerprint.is_none());
+    }
+    wait_event(&server, "copy", "Conflict", "Warning").await;
+
+    // None of them issues, and the copy publishes no bundle; the flag signer still issues.
+    let mut pending = Vec::new();
+    for name in ["attack", "same-td", "same-secret", "copy"] {
+        let signer = format!("podcert.dev/{name}");
+        pending.push(
+            request(
+                &server,
+                "ED25519-pop-v1beta1",
+                &format!("r-{name}"),
+                &signer,
+                "team-a",
+                "api",
+                Value::Null,
+            )
+            .await,
+        );
+    }
+    let (ns, n) = create_vector(
+        &server,
+        &vectors()
+            .into_iter()
+            .find(|v| v["name"] == "ECDSAP256-pop-v1beta1")
+            .unwrap(),
+        "flag-1",
+    )
+    .await;
+    let o = wait_terminal(&server, "v1beta1", &ns, &n, WAIT).await;
+    assert_eq!(condition(&o).0, "Issued");
+    for (v, n) in &pending {
+        stays_pending(&server, v, "team-a", n).await;
+    }
+    let ctb: Api<DynamicObject> = Api::all_with(server.admin_client(), &ctb_resource("v1beta1"));
+    assert!(ctb
+        .get_opt("podcert.dev:copy:live")
+        .await
+        .unwrap()
+        .is_none());
+
+    // A CA of its own (the copy deleted, bootstrapped anew) clears the conflict.
+    secrets
+        .delete("other-ca", &DeleteParams::default())
+        .await
+        .unwrap();
+    apply(
+        &server,
+        &obj("copy", "copy.org", "{name: other-ca, bootstrap: true}", ""),
+    )
+    .await;
+    wait_condition(&server, "copy", "True", Some("Ready")).await;
+    let (v, n) = &pending[3];
+    let o = wait_terminal(&server, v, "team-a", n, WAIT).await;
+    assert_eq!(
+        sans(&o).0,
+        vec!["spiffe://copy.org/ns/team-a/sa/api".to_string()]
+    );
 }
 
 #[test]

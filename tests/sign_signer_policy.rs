@@ -154,7 +154,10 @@ fn service_dns_names_are_issued_when_they_match_the_templates() {
     let (t, _, _, der) = decide(&ca, &f, &req, &[]);
     assert_eq!(t, "Issued");
     let (uris, dns) = sans(&der);
-    assert_eq!(uris, vec!["spiffe://cluster.local/ns/team-1/sa/sa-1"]);
+    assert_eq!(
+        uris,
+        vec!["spiffe://services.example.org/ns/team-1/sa/sa-1"]
+    );
     assert_eq!(
         dns,
         vec![
@@ -320,7 +323,7 @@ fn a_template_over_pod_and_node_names() {
         concat!(
             "apiVersion: podcert.dev/v1alpha1\nkind: PodCertificateSigner\nmetadata: {name: pods}\n",
             "spec:\n  signerName: podcert.dev/pods\n  trustDomain: td\n",
-            "  spiffeID: \"node/{nodeName}/pod/{namespace}/{podName}\"\n",
+            "  spiffeID: \"ns/{namespace}/sa/{serviceAccount}/node/{nodeName}/pod/{podName}\"\n",
             "  ca: {secret: {name: x}}\n",
         ),
     )
@@ -330,7 +333,9 @@ fn a_template_over_pod_and_node_names() {
     let (_, _, _, der) = decide(&ca, &f, &req, &[]);
     assert_eq!(
         sans(&der).0,
-        vec![format!("spiffe://td/node/{node}/pod/team-1/pod-1")]
+        vec![format!(
+            "spiffe://td/ns/team-1/sa/sa-1/node/{node}/pod/pod-1"
+        )]
     );
 }
 
@@ -376,4 +381,143 @@ fn bad_signer_files_are_one_clear_error() {
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
         assert!(err.contains(needle), "{name}: expected {needle:?} in {err}");
     }
+}
+
+/// Writes a signer file with `spiffe_id` and runs `sign --signer` on a good request.
+fn sign_with_template(ca: &Ca, dir: &Path, spiffe_id: &str) -> Output {
+    let f = dir.join("t.yaml");
+    std::fs::write(
+        &f,
+        format!(
+            "apiVersion: podcert.dev/v1alpha1\nkind: PodCertificateSigner\nmetadata: {{name: t}}\n\
+             spec:\n  signerName: podcert.dev/t\n  trustDomain: td\n  spiffeID: {spiffe_id:?}\n  ca: {{secret: {{name: x}}}}\n"
+        ),
+    )
+    .unwrap();
+    run(ca, &f, &request("ED25519-pop-v1beta1", &f, |_| {}), &[])
+}
+
+/// Issue 13, item 6: templates whose IDs collide across namespaces or accounts, or put a pod
+/// name where a reader expects the account, are refused before anything is signed.
+#[test]
+fn templates_that_collide_or_mislead_are_refused() {
+    let ca = ca();
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str)] = &[
+        // The reviewer's attack: a pod named `admin` running as `web` got .../sa/admin.
+        ("ns/{namespace}/sa/{podName}", "{serviceAccount}"),
+        ("sa/{serviceAccount}", "{namespace}"),
+        ("pod/{podName}", "{namespace}"),
+        ("{namespace}-{serviceAccount}", "whole path segment"),
+        ("ns/{serviceAccount}/sa/{namespace}", "names {namespace}"),
+        (
+            "ns/{namespace}/sa/{serviceAccount}/pod/{nodeName}",
+            "names {podName}",
+        ),
+        ("{podName}/ns/{namespace}/sa/{serviceAccount}", "come after"),
+    ];
+    for (template, needle) in cases {
+        let out = sign_with_template(&ca, dir.path(), template);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{template} accepted");
+        assert!(out.stdout.is_empty(), "{template}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains("spec.spiffeID"), "{template}: {err}");
+        assert!(
+            err.contains(needle),
+            "{template}: expected {needle:?} in {err}"
+        );
+    }
+    // What stays allowed: per account (any literal frame), per namespace, narrowed by pod.
+    for (template, want) in [
+        ("{namespace}/{serviceAccount}", "spiffe://td/team-1/sa-1"),
+        ("ns/{namespace}", "spiffe://td/ns/team-1"),
+        (
+            "ns/{namespace}/sa/{serviceAccount}/pod/{podName}",
+            "spiffe://td/ns/team-1/sa/sa-1/pod/pod-1",
+        ),
+    ] {
+        let out = sign_with_template(&ca, dir.path(), template);
+        assert!(
+            out.status.success(),
+            "{template}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let (_, p) = x509_parser::pem::parse_x509_pem(
+            v["status"]["certificateChain"].as_str().unwrap().as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(sans(&p.contents).0, vec![want.to_string()], "{template}");
+    }
+}
+
+/// Issue 13, item 9: a `/` (or anything else the apiserver refuses) in an identity field of
+/// an offline request is Denied, never turned into extra SPIFFE ID segments.
+#[test]
+fn identity_values_the_apiserver_would_refuse_are_denied() {
+    let ca = ca();
+    let f = example("per-namespace.yaml");
+    let plain = example("service-dns.yaml");
+    let (f, plain) = (f.as_path(), plain.as_path());
+    type Tweak = fn(&mut Value);
+    let cases: [(&Path, Tweak, &str); 4] = [
+        (
+            plain,
+            |o| o["spec"]["serviceAccountName"] = json!("a/b"),
+            "serviceAccountName",
+        ),
+        (
+            plain,
+            |o| o["metadata"]["namespace"] = json!("team-1/sa/admin"),
+            "namespace",
+        ),
+        (
+            f,
+            |o| o["metadata"]["namespace"] = json!("a/b"),
+            "namespace",
+        ),
+        (
+            plain,
+            |o| o["spec"]["podName"] = json!("pod-1/x"),
+            "podName",
+        ),
+    ];
+    for (file, tweak, field) in cases {
+        let req = request("ED25519-pop-v1beta1", file, tweak);
+        let (t, r, m, der) = decide(&ca, file, &req, &[]);
+        assert_eq!(
+            (t.as_str(), r.as_str()),
+            ("Denied", "InvalidIdentity"),
+            "{m}"
+        );
+        assert!(
+            m.contains(field) && m.contains("not a valid Kubernetes name"),
+            "{m}"
+        );
+        assert!(der.is_empty());
+    }
+}
+
+/// The cookbook files can be applied together, next to the chart's flag signer
+/// (trust domain cluster.local): no two share a trust domain or a CA Secret.
+#[test]
+fn cookbook_signers_share_no_trust_domain_or_ca() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/signers");
+    let mut domains = vec!["cluster.local".to_string()];
+    let mut secrets = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let v: Value =
+            serde_yaml::from_str(&std::fs::read_to_string(e.unwrap().path()).unwrap()).unwrap();
+        let td = v["spec"]["trustDomain"].as_str().unwrap().to_string();
+        assert!(!domains.contains(&td), "trust domain {td} used twice");
+        domains.push(td);
+        let secret = v["spec"]["ca"]["secret"]["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(!secrets.contains(&secret), "CA Secret {secret} used twice");
+        secrets.push(secret);
+    }
+    assert_eq!(domains.len(), 6);
 }

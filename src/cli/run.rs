@@ -440,7 +440,7 @@ pub async fn serve(args: RunArgs, shutdown: watch::Receiver<bool>) -> anyhow::Re
         concurrency: args.concurrency,
     };
 
-    let reserved = flag.as_ref().map(|f| f.config.signer_name.clone());
+    let flag_claims = flag.as_ref().map(signers::conflict::Claims::of_settings);
     let flag_instance = match flag {
         Some(settings) => {
             let i = Instance::start(&shared, settings)
@@ -457,7 +457,10 @@ pub async fn serve(args: RunArgs, shutdown: watch::Receiver<bool>) -> anyhow::Re
             domains: args.signer_domains.clone(),
             own_namespace: own_namespace(args.namespace.as_ref()),
             poll: args.ca_reload_interval,
-            reserved,
+            flag: flag_claims.map(|claims| signers::FlagSigner {
+                claims,
+                ca: flag_instance.as_ref().map(|i| i.ca().clone()),
+            }),
         };
         signers::run(shared, cfg, crd_synced_tx, shutdown.clone()).await;
     } else {

@@ -33,7 +33,7 @@ impl Var {
         }
     }
 
-    fn parse(name: &str) -> Option<Var> {
+    pub(super) fn parse(name: &str) -> Option<Var> {
         Var::ALL.into_iter().find(|v| v.name() == name)
     }
 

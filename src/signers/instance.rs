@@ -37,10 +37,18 @@ pub struct Shared {
 
 /// A running signer.
 pub struct Instance {
+    shared: Shared,
     settings: SignerSettings,
     ctx: Arc<controller::Context>,
     ca: Arc<CaHandle>,
     synced: watch::Receiver<bool>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    /// The request controller and the bundle publisher, while admitted.
+    serving: Option<Serving>,
+}
+
+struct Serving {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -48,6 +56,19 @@ pub struct Instance {
 impl Instance {
     /// Loads the CA (an error here is returned: nothing is started) and starts the rest.
     pub async fn start(shared: &Shared, settings: SignerSettings) -> Result<Self, SourceError> {
+        let mut i = Self::start_withheld(shared, settings).await?;
+        i.admit();
+        Ok(i)
+    }
+
+    /// Loads the CA and keeps it loaded, but neither issues nor publishes until [`admit`]:
+    /// the manager first checks that no older signer has the same CA.
+    ///
+    /// [`admit`]: Instance::admit
+    pub async fn start_withheld(
+        shared: &Shared,
+        settings: SignerSettings,
+    ) -> Result<Self, SourceError> {
         let (stop, stop_rx) = watch::channel(false);
         let signer = settings.config.signer_name.clone();
         let ca = CaHandle::new();
@@ -76,23 +97,9 @@ impl Instance {
             move || {
                 reload_errors.inc();
             },
-            stop_rx.clone(),
+            stop_rx,
         )
         .await?;
-        let mut tasks = vec![ca_task];
-
-        if let (Some(tb), Some(ctb)) = (&settings.trust_bundle, &shared.ctb) {
-            info!(%signer, bundle = %tb.bundle_name(), version = %ctb.api_version, "publishing trust anchors");
-            tasks.push(tokio::spawn(trust_bundle::run(
-                shared.client.clone(),
-                ctb.clone(),
-                tb.clone(),
-                ca.clone(),
-                shared.leader.clone(),
-                stop_rx.clone(),
-            )));
-        }
-
         let mut ctx = controller::Context::new(
             shared.client.clone(),
             shared.pcr.clone(),
@@ -103,21 +110,64 @@ impl Instance {
             shared.reporter.clone(),
         );
         ctx.namespaces = shared.namespaces.clone();
-        let ctx = Arc::new(ctx);
+        let (_, synced) = watch::channel(false);
+        Ok(Instance {
+            shared: shared.clone(),
+            settings,
+            ctx: Arc::new(ctx),
+            ca,
+            synced,
+            stop,
+            tasks: vec![ca_task],
+            serving: None,
+        })
+    }
+
+    /// Whether it issues (and publishes its bundle).
+    pub fn admitted(&self) -> bool {
+        self.serving.is_some()
+    }
+
+    /// Starts issuing and publishing (nothing if already).
+    pub fn admit(&mut self) {
+        if self.serving.is_some() {
+            return;
+        }
+        let shared = &self.shared;
+        let signer = &self.settings.config.signer_name;
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        if let (Some(tb), Some(ctb)) = (&self.settings.trust_bundle, &shared.ctb) {
+            info!(%signer, bundle = %tb.bundle_name(), version = %ctb.api_version, "publishing trust anchors");
+            tasks.push(tokio::spawn(trust_bundle::run(
+                shared.client.clone(),
+                ctb.clone(),
+                tb.clone(),
+                self.ca.clone(),
+                shared.leader.clone(),
+                stop_rx.clone(),
+            )));
+        }
         let (synced_tx, synced) = watch::channel(false);
         let opts = RunOptions {
             concurrency: shared.concurrency,
             synced: synced_tx,
         };
-        tasks.push(tokio::spawn(controller::run(ctx.clone(), opts, stop_rx)));
-        Ok(Instance {
-            settings,
-            ctx,
-            ca,
-            synced,
-            stop,
-            tasks,
-        })
+        tasks.push(tokio::spawn(controller::run(
+            self.ctx.clone(),
+            opts,
+            stop_rx,
+        )));
+        self.synced = synced;
+        self.serving = Some(Serving { stop, tasks });
+    }
+
+    /// Stops issuing and publishing; the CA stays loaded (and watched).
+    pub async fn withhold(&mut self) {
+        if let Some(s) = self.serving.take() {
+            let _ = s.stop.send(true);
+            join(s.tasks).await;
+        }
     }
 
     pub fn settings(&self) -> &SignerSettings {
@@ -149,15 +199,20 @@ impl Instance {
     }
 
     /// Stops every task and waits (briefly) for them.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
+        self.withhold().await;
         let _ = self.stop.send(true);
-        for mut t in self.tasks {
-            if tokio::time::timeout(Duration::from_secs(5), &mut t)
-                .await
-                .is_err()
-            {
-                t.abort();
-            }
+        join(self.tasks).await;
+    }
+}
+
+async fn join(tasks: Vec<JoinHandle<()>>) {
+    for mut t in tasks {
+        if tokio::time::timeout(Duration::from_secs(5), &mut t)
+            .await
+            .is_err()
+        {
+            t.abort();
         }
     }
 }

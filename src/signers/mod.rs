@@ -4,10 +4,12 @@
 //! Each object's status says whether it is served and, if not, why.
 //!
 //! Level-triggered over the whole set (objects are few): every watch event and every 10 s the
-//! desired set is recomputed from the cache. That makes name conflicts (two objects, one
-//! signer name) simple: the oldest object wins, deterministically on every replica.
+//! desired set is recomputed from the cache. That makes conflicts (two signers sharing a
+//! signer name, a trust domain or a CA: [`conflict`]) simple: the flag signer, then the oldest
+//! object wins, deterministically on every replica.
 
 pub mod access;
+pub mod conflict;
 pub mod instance;
 pub mod status;
 
@@ -26,9 +28,10 @@ use serde_json::json;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 
-use crate::ca_source::CaSource;
+use crate::ca_source::{CaHandle, CaSource};
 use crate::crd::{convert, PodCertificateSigner, SignerSettings};
 use crate::rotation::{ROTATE_ANNOTATION, ROTATE_FINGERPRINT_ANNOTATION, ROTATE_MODE_ANNOTATION};
+use conflict::{Age, Claims, Holder};
 pub use instance::{Instance, Shared};
 use status::NotReady;
 
@@ -41,8 +44,24 @@ pub struct ManagerConfig {
     pub own_namespace: String,
     /// How often CA material is re-read.
     pub poll: Duration,
-    /// A signer name served by command-line flags: objects naming it are in conflict.
-    pub reserved: Option<String>,
+    /// The signer configured by command-line flags: it is older than every object.
+    pub flag: Option<FlagSigner>,
+}
+
+/// What the manager knows of the signer configured by flags.
+#[derive(Clone)]
+pub struct FlagSigner {
+    pub claims: Claims,
+    /// Its CA, for the fingerprint comparison.
+    pub ca: Option<Arc<CaHandle>>,
+}
+
+impl std::fmt::Debug for FlagSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlagSigner")
+            .field("claims", &self.claims)
+            .finish_non_exhaustive()
+    }
 }
 
 const TRIGGER_KEYS: [&str; 3] = [
@@ -91,6 +110,16 @@ pub async fn run(
         }
     });
     info!(domains = ?cfg.domains, "serving PodCertificateSigner objects");
+    // A flag CA that loads (or changes) late may now clash with an object's.
+    if let Some(ca) = cfg.flag.as_ref().and_then(|f| f.ca.clone()) {
+        let notify = notify.clone();
+        tokio::spawn(async move {
+            let mut changes = ca.subscribe();
+            while changes.changed().await.is_ok() {
+                notify.notify_one();
+            }
+        });
+    }
     let mut m = Manager {
         shared,
         cfg,
@@ -129,43 +158,64 @@ async fn ready(store: &Store<PodCertificateSigner>) -> bool {
         .is_ok_and(|r| r.is_ok())
 }
 
-/// Per signer name, the object that serves it: the oldest (then the first by name).
-fn owners(objs: &[Arc<PodCertificateSigner>]) -> BTreeMap<String, String> {
-    let mut best: BTreeMap<String, (i64, String)> = BTreeMap::new();
-    for o in objs {
-        let created = o
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map(|t| t.0.as_second())
-            .unwrap_or(i64::MAX);
-        let key = (created, o.name_any());
-        best.entry(o.spec.signer_name.clone())
-            .and_modify(|cur| {
-                if key < *cur {
-                    *cur = key.clone();
-                }
-            })
-            .or_insert(key);
-    }
-    best.into_iter().map(|(k, (_, n))| (k, n)).collect()
+/// Who is older: creation time (unknown sorts last), then name.
+fn age(o: &PodCertificateSigner) -> Age {
+    let created = o
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .unwrap_or(i64::MAX);
+    (created, o.name_any())
 }
 
 impl Manager {
     async fn sync(&mut self, store: &Store<PodCertificateSigner>) {
-        let objs = store.state();
-        let owners = owners(&objs);
+        let mut objs = store.state();
+        objs.sort_by_key(|o| age(o));
+        // Objects outside this deployment's domains are someone else's: they claim nothing here.
+        let claims: Vec<(Age, Claims)> = objs
+            .iter()
+            .filter(|o| access::in_domains(&o.spec.signer_name, &self.cfg.domains))
+            .map(|o| (age(o), Claims::of_spec(&o.spec, &self.cfg.own_namespace)))
+            .collect();
+        let mut conflicts: BTreeMap<String, (Holder, Vec<String>)> = claims
+            .iter()
+            .zip(conflict::static_conflicts(
+                self.cfg.flag.as_ref().map(|f| &f.claims),
+                &claims,
+            ))
+            .filter_map(|((a, _), c)| Some((a.1.clone(), c?)))
+            .collect();
+        // Loaded CAs, oldest signer first.
+        let mut loaded: Vec<(Holder, String)> = Vec::new();
+        if let Some(f) = &self.cfg.flag {
+            if let Some(ca) = f.ca.as_ref().and_then(|h| h.get()) {
+                loaded.push((
+                    Holder::Flags(f.claims.signer_name.clone()),
+                    ca.fingerprint_sha256(),
+                ));
+            }
+        }
         let mut seen = HashSet::new();
         for obj in &objs {
             let name = obj.name_any();
             seen.insert(name.clone());
-            let Some(verdict) = self.evaluate(obj, &owners).await else {
+            let verdict = self.evaluate(obj, conflicts.remove(&name)).await;
+            let Some(verdict) = verdict else {
+                // Undecided: still its CA counts against younger signers.
+                if let Some(ca) = self.running.get(&name).and_then(|i| i.ca().get()) {
+                    loaded.push((Holder::Object(name.clone()), ca.fingerprint_sha256()));
+                }
                 continue;
             };
             let result = match verdict {
                 Ok(settings) => {
                     self.forward_rotation_request(obj, &settings).await;
-                    self.ensure_running(&name, settings).await
+                    match self.ensure_running(&name, settings).await {
+                        Ok(()) => self.admit_unless_ca_taken(&name, &mut loaded).await,
+                        Err(nr) => Err(nr),
+                    }
                 }
                 Err(nr) => {
                     if let Some(i) = self.running.remove(&name) {
@@ -191,11 +241,48 @@ impl Manager {
         }
     }
 
+    /// A running instance issues only once its CA is loaded and no older signer has the same
+    /// CA certificate (a copy of another signer's Secret, or two paths to one file). Until
+    /// then its CA stays loaded and watched, so a change of material is noticed, but it
+    /// neither issues nor publishes.
+    async fn admit_unless_ca_taken(
+        &mut self,
+        name: &str,
+        loaded: &mut Vec<(Holder, String)>,
+    ) -> Result<(), NotReady> {
+        let Some(i) = self.running.get_mut(name) else {
+            return Ok(());
+        };
+        let Some(ca) = i.ca().get() else {
+            // Not loaded yet: the report says so; it is admitted once it loads.
+            return Ok(());
+        };
+        let fp = ca.fingerprint_sha256();
+        let holder = conflict::first_holder_of(loaded.iter(), &fp).cloned();
+        loaded.push((Holder::Object(name.to_string()), fp.clone()));
+        match holder {
+            None => {
+                i.admit();
+                Ok(())
+            }
+            Some(h) => {
+                if i.admitted() {
+                    info!(object = %name, signer = %i.settings().config.signer_name, "its CA is now another signer's; no longer issuing");
+                }
+                i.withhold().await;
+                Err(NotReady::new(
+                    status::CONFLICT,
+                    conflict::message(&h, &[format!("the same CA certificate (fingerprint {fp})")]),
+                ))
+            }
+        }
+    }
+
     /// The settings to run, or why not. `None`: cannot tell now (permission check failed).
     async fn evaluate(
         &mut self,
         obj: &PodCertificateSigner,
-        owners: &BTreeMap<String, String>,
+        conflict: Option<(Holder, Vec<String>)>,
     ) -> Option<Result<SignerSettings, NotReady>> {
         let spec = &obj.spec;
         let settings = match convert::settings(spec, &self.cfg.own_namespace, self.cfg.poll) {
@@ -212,16 +299,10 @@ impl Manager {
                 ),
             )));
         }
-        if self.cfg.reserved.as_deref() == Some(signer.as_str()) {
+        if let Some((holder, shared)) = conflict {
             return Some(Err(NotReady::new(
                 status::CONFLICT,
-                format!("signer name {signer} is already served by this deployment's command-line configuration (--signer-name)"),
-            )));
-        }
-        if let Some(owner) = owners.get(signer).filter(|o| **o != obj.name_any()) {
-            return Some(Err(NotReady::new(
-                status::CONFLICT,
-                format!("PodCertificateSigner {owner} (older) already serves signer name {signer}"),
+                conflict::message(&holder, &shared),
             )));
         }
         let attest = settings.trust_bundle.is_some() && self.shared.ctb.is_some();
@@ -341,7 +422,7 @@ impl Manager {
             }
             None => {}
         }
-        match Instance::start(&self.shared, settings).await {
+        match Instance::start_withheld(&self.shared, settings).await {
             Ok(i) => {
                 info!(object = %name, %signer, "serving signer");
                 // Report the new CA in the status as soon as it loads, not at the next resync.
@@ -447,9 +528,9 @@ mod tests {
     use crate::crd::PodCertificateSignerSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-    fn obj(name: &str, signer: &str, created: i64) -> Arc<PodCertificateSigner> {
+    fn obj(name: &str, created: i64) -> PodCertificateSigner {
         let spec: PodCertificateSignerSpec = serde_json::from_value(json!({
-            "signerName": signer, "trustDomain": "td",
+            "signerName": "x.io/a", "trustDomain": "td",
             "ca": {"secret": {"name": "ca"}}
         }))
         .unwrap();
@@ -458,19 +539,18 @@ mod tests {
         o.metadata.creation_timestamp = Some(Time(
             k8s_openapi::jiff::Timestamp::from_second(created).unwrap(),
         ));
-        Arc::new(o)
+        o
     }
 
     #[test]
-    fn the_oldest_object_owns_a_signer_name() {
-        let objs = vec![
-            obj("b", "x.io/a", 100),
-            obj("a", "x.io/a", 200),
-            obj("c", "x.io/c", 300),
-            obj("d", "x.io/c", 300),
-        ];
-        let o = owners(&objs);
-        assert_eq!(o["x.io/a"], "b");
-        assert_eq!(o["x.io/c"], "c");
+    fn age_is_creation_time_then_name() {
+        let mut objs = [obj("b", 100), obj("a", 200), obj("d", 300), obj("c", 300)];
+        objs.sort_by_key(age);
+        let names: Vec<String> = objs.iter().map(|o| o.name_any()).collect();
+        assert_eq!(names, ["b", "a", "c", "d"]);
+        let spec = objs[0].spec.clone();
+        let c = Claims::of_spec(&spec, "sys");
+        assert_eq!(c.ca_secret.as_deref(), Some("sys/ca"));
+        assert_eq!(c.trust_domain, "td");
     }
 }
