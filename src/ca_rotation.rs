@@ -36,7 +36,9 @@ pub struct RotationOptions {
     /// Record an Event on the CA Secret for each phase change.
     pub events: Option<Reporter>,
     /// The ClusterTrustBundle this signer publishes: on start, an external CA keeps the
-    /// still-valid roots found there as retired (their leaves may still be alive).
+    /// still-valid roots found there that this signer recorded publishing, as retired until
+    /// their recorded end ([`crate::rotation::RETAINED_ROOTS_ANNOTATION`]); in files mode a
+    /// rotation request is read from its annotations.
     pub bundle_name: Option<String>,
 }
 

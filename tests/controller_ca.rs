@@ -1,7 +1,9 @@
 //! CA backends of `podcert-signer run` against the emulator: files reloaded on change (bad
 //! material refused, old CA kept; a replaced CA's root stays published, across a restart
 //! too), a Secret bootstrapped once by racing replicas, an existing Secret (whose replaced
-//! material also keeps the old root published), and a Secret that appears later.
+//! material also keeps the old root published), and a Secret that appears later. A malformed
+//! rotation state is logged without the key; only roots the signer recorded publishing are
+//! kept, until their recorded end; an emergency drops an external CA's earlier root.
 
 mod e2e;
 

@@ -79,7 +79,9 @@ pub struct RotateArgs {
     /// they are refreshed.
     #[arg(long)]
     pub emergency: bool,
-    /// With --emergency: the SHA-256 fingerprint of the CA to drop (active, next or retired).
+    /// With --emergency: the SHA-256 fingerprint of the CA to drop (active, next or retired);
+    /// required for an externally managed CA (an earlier root: the active one is replaced by
+    /// its owner).
     #[arg(long, requires = "emergency", value_name = "SHA256")]
     pub fingerprint: Option<String>,
     /// kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
