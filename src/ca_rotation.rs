@@ -3,20 +3,24 @@
 //! earlier roots published until their leaves expire, and reports every phase change (log,
 //! Event on the CA Secret, metrics). The Secret-specific loop lives in [`crate::ca_source`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, DynamicObject};
+use kube::discovery::ApiResource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::ca::{CaError, GeneratedCa};
-use crate::ca_source::{CaHandle, Material};
+use crate::ca_source::{BundleContent, CaHandle, Material};
 use crate::rotation::{
-    next_step_at, observe_external, published_anchors, signing_ca, step, CaOrigin, CaRecord,
-    RotationPolicy, RotationState, Transition,
+    encode_retained, handle_trigger, next_step_at, observe_external, parse_handled, parse_retained,
+    published_anchors, retained_roots, signing_ca, step, CaOrigin, CaRecord, RetainedRoot,
+    RotationPolicy, RotationState, Transition, TriggerOutcome, HANDLED_ROTATE_ANNOTATION,
+    RETAINED_ROOTS_ANNOTATION,
 };
 use crate::telemetry::{CaLabels, Metrics, PhaseLabels, ReasonLabels};
 
@@ -32,7 +36,9 @@ pub struct RotationOptions {
     /// Record an Event on the CA Secret for each phase change.
     pub events: Option<Reporter>,
     /// The ClusterTrustBundle this signer publishes: on start, an external CA keeps the
-    /// still-valid roots found there as retired (their leaves may still be alive).
+    /// still-valid roots found there that this signer recorded publishing, as retired until
+    /// their recorded end ([`crate::rotation::RETAINED_ROOTS_ANNOTATION`]); in files mode a
+    /// rotation request is read from its annotations.
     pub bundle_name: Option<String>,
 }
 
@@ -71,8 +77,11 @@ pub(crate) struct Rotator {
     pub(crate) opts: RotationOptions,
     recorder: Option<Recorder>,
     handle: Arc<CaHandle>,
-    /// What is installed: signing fingerprint and published roots.
-    installed: Option<(String, Vec<String>)>,
+    /// What is installed: signing fingerprint, published roots, the bundle's annotations.
+    installed: Option<(String, Vec<String>, BTreeMap<String, String>)>,
+    /// The ClusterTrustBundle resource, once discovered (files mode reads the bundle's
+    /// rotation request every round).
+    bundle_resource: Option<ApiResource>,
     /// The per-CA metric series set last (removed when their CA leaves).
     series: Vec<CaLabels>,
 }
@@ -92,6 +101,7 @@ impl Rotator {
             recorder,
             handle,
             installed: None,
+            bundle_resource: None,
             series: Vec::new(),
         }
     }
@@ -135,7 +145,12 @@ impl Rotator {
     ) -> Result<(), CaError> {
         self.update_metrics(state);
         let anchors = published_anchors(state);
-        let key = (state.active.fingerprint_sha256.clone(), anchors);
+        let annotations = bundle_annotations(state);
+        let key = (
+            state.active.fingerprint_sha256.clone(),
+            anchors,
+            annotations,
+        );
         if self.installed.as_ref() == Some(&key) {
             return Ok(());
         }
@@ -148,7 +163,7 @@ impl Rotator {
             phase = state.phase().name(),
             "CA loaded"
         );
-        self.handle.set_with_anchors(ca, key.1.clone());
+        self.handle.set_published(ca, key.1.clone(), key.2.clone());
         self.installed = Some(key);
         Ok(())
     }
@@ -255,28 +270,105 @@ impl Rotator {
             .set(next_step_at(state, &self.opts.policy).map_or(0, |t| t.unix_timestamp()));
     }
 
-    /// The still-valid roots in the published ClusterTrustBundle, as retired records kept for
-    /// the longest leaf lifetime from now (we cannot know when they last signed). Empty when
-    /// there is no bundle or it cannot be read (logged).
+    /// What the published ClusterTrustBundle says about this signer's earlier roots: the
+    /// still-valid roots it holds that this signer recorded publishing, as retired records kept
+    /// until their recorded retention end ([`retired_roots`]), and the last rotation request
+    /// handled for an external CA. Empty when there is no bundle or it cannot be read (logged).
     pub(crate) async fn published_roots(
-        &self,
+        &mut self,
         client: Option<&kube::Client>,
         now: OffsetDateTime,
-    ) -> Vec<CaRecord> {
-        let (Some(client), Some(name)) = (client, self.opts.bundle_name.as_deref()) else {
-            return Vec::new();
+    ) -> Seed {
+        let Some(bundle) = self.read_published(client).await else {
+            return Seed::default();
         };
-        let text = match read_bundle(client, name).await {
-            Ok(Some(t)) => t,
-            Ok(None) => return Vec::new(),
-            Err(e) => {
-                warn!(error = %e, bundle = name, "could not read the published trust bundle; previous roots are not kept");
-                return Vec::new();
-            }
-        };
-        let policy = &self.opts.policy;
-        retired_roots(&text, policy, now)
+        let bundle_name = self.opts.bundle_name.clone().unwrap_or_default();
+        let (record, problem) = bundle
+            .annotations
+            .get(RETAINED_ROOTS_ANNOTATION)
+            .map(|t| parse_retained(t))
+            .unwrap_or_default();
+        if let Some(p) = problem {
+            warn!(bundle = %bundle_name, "ignoring part of the record of published roots: {p}");
+        }
+        let roots = retired_roots(&bundle.pem, &record, &self.opts.policy, now);
+        let found = pem::parse_many(&bundle.pem).map_or(0, |b| b.len());
+        if found > roots.len() {
+            info!(
+                bundle = %bundle_name,
+                found,
+                kept = roots.len(),
+                "earlier roots in the trust bundle that this signer did not record publishing, or whose retention has ended, are not kept"
+            );
+        }
+        Seed {
+            roots,
+            handled: bundle
+                .annotations
+                .get(HANDLED_ROTATE_ANNOTATION)
+                .and_then(|h| parse_handled(h)),
+        }
     }
+
+    /// The published bundle's roots and annotations; None when there is none or it cannot
+    /// be read (logged).
+    pub(crate) async fn read_published(
+        &mut self,
+        client: Option<&kube::Client>,
+    ) -> Option<BundleContent> {
+        let (Some(client), Some(name)) = (client, self.opts.bundle_name.clone()) else {
+            return None;
+        };
+        if self.bundle_resource.is_none() {
+            match crate::discovery::cluster_trust_bundles(client).await {
+                Ok(r) => self.bundle_resource = Some(r),
+                Err(e) => {
+                    warn!(error = %e, bundle = name, "could not find the ClusterTrustBundle API; earlier roots are not kept");
+                    return None;
+                }
+            }
+        }
+        let resource = self.bundle_resource.as_ref()?;
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), resource);
+        match api.get_opt(&name).await {
+            Ok(Some(o)) => Some(BundleContent {
+                pem: o.data["spec"]["trustBundle"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                annotations: o.metadata.annotations.unwrap_or_default(),
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                warn!(error = %e, bundle = name, "could not read the published trust bundle");
+                None
+            }
+        }
+    }
+}
+
+/// The annotations the published bundle carries for `state`: the record of its roots and,
+/// for an external CA (whose state is kept nowhere else), the last request handled.
+fn bundle_annotations(state: &RotationState) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::from([(
+        RETAINED_ROOTS_ANNOTATION.to_string(),
+        encode_retained(&retained_roots(state)),
+    )]);
+    if state.active.origin == CaOrigin::External {
+        if let Some(h) = &state.handled_trigger {
+            a.insert(HANDLED_ROTATE_ANNOTATION.to_string(), h.clone());
+        }
+    }
+    a
+}
+
+/// What the published bundle told a starting external CA.
+#[derive(Debug, Default)]
+pub(crate) struct Seed {
+    /// This signer's earlier roots, as retired records.
+    pub(crate) roots: Vec<CaRecord>,
+    /// The last rotation request acted on.
+    pub(crate) handled: Option<String>,
 }
 
 /// Holds a prepared CA back while this process has not confirmed its roots published (the
@@ -316,10 +408,15 @@ fn der_blocks(pem_text: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The roots in a published bundle text that are still valid at `now`, as retired records
-/// dropped at the longest leaf lifetime from now (capped by their notAfter) plus the margin.
+/// The roots in a published bundle text that this signer recorded publishing (`record`) and
+/// that are still valid at `now`, as retired records. A root recorded with a retention end
+/// keeps exactly that end (never extended by a restart); one recorded as in use (its CA was
+/// signing when the record was written) is kept for the longest leaf lifetime from now (capped
+/// by its notAfter) plus the margin. A root without a record (an unrelated CA's, or one added
+/// by hand) is not kept, nor is one whose retention has ended.
 pub fn retired_roots(
     bundle_pem: &str,
+    record: &[RetainedRoot],
     policy: &RotationPolicy,
     now: OffsetDateTime,
 ) -> Vec<CaRecord> {
@@ -334,23 +431,22 @@ pub fn retired_roots(
                 pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
             );
             let probe = CaRecord::retired_anchor(&text, policy.max_leaf_lifetime, now, now)?;
-            let drop_at =
-                (now + policy.max_leaf_lifetime).min(probe.not_after) + policy.safety_margin;
-            (probe.not_after > now).then_some(CaRecord {
+            let entry = record
+                .iter()
+                .find(|r| r.sha256 == probe.fingerprint_sha256)?;
+            let cap = probe.not_after + policy.safety_margin;
+            let drop_at = match entry.retain_until {
+                Some(t) => t.min(cap),
+                None => {
+                    (now + policy.max_leaf_lifetime).min(probe.not_after) + policy.safety_margin
+                }
+            };
+            (probe.not_after > now && drop_at > now).then_some(CaRecord {
                 drop_at: Some(drop_at),
                 ..probe
             })
         })
         .collect()
-}
-
-async fn read_bundle(client: &kube::Client, name: &str) -> Result<Option<String>, String> {
-    let resource = crate::discovery::cluster_trust_bundles(client)
-        .await
-        .map_err(|e| e.to_string())?;
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-    let obj = api.get_opt(name).await.map_err(|e| e.to_string())?;
-    Ok(obj.and_then(|o| o.data["spec"]["trustBundle"].as_str().map(String::from)))
 }
 
 /// An externally managed CA (files, or a Secret written by cert-manager or Vault), tracked in
@@ -370,14 +466,14 @@ impl External {
         self.last.as_ref() != Some(m)
     }
 
-    /// Material as read now. The first material is adopted, keeping `seed` (roots found
-    /// published) as retired unless they are its own; later material replaces the active CA
-    /// at once and retires the previous one ([`observe_external`]). Refused material changes
-    /// nothing (the previous CA keeps signing).
+    /// Material as read now. The first material is adopted, keeping `seed` (this signer's
+    /// roots found published) as retired unless they are its own; later material replaces the
+    /// active CA at once and retires the previous one ([`observe_external`]). Refused material
+    /// changes nothing (the previous CA keeps signing).
     pub(crate) fn observe(
         &mut self,
         m: &Material,
-        seed: Vec<CaRecord>,
+        seed: Seed,
         policy: &RotationPolicy,
         now: OffsetDateTime,
     ) -> Result<Vec<Transition>, CaError> {
@@ -392,7 +488,9 @@ impl External {
                     now,
                 )?;
                 let own = published_anchors(&s);
+                s.handled_trigger = seed.handled;
                 s.retired = seed
+                    .roots
                     .into_iter()
                     .filter(|r| !r.anchors_pem.iter().all(|a| own.contains(a)))
                     .collect();
@@ -409,16 +507,61 @@ impl External {
         let Some(s) = &self.state else {
             return Vec::new();
         };
-        // An external active CA is never rotated here, so generation is never called.
-        let mut no_generation =
-            |_: OffsetDateTime, _: time::Duration| -> Result<GeneratedCa, CaError> {
-                Err(CaError::Generate(
-                    "an external CA is not rotated by this signer".into(),
-                ))
-            };
         let (next, transitions) = step(s, policy, now, &mut no_generation);
         self.state = Some(next);
         transitions
+    }
+
+    /// Acts on a rotation request in `annotations` not handled yet: an emergency drop of an
+    /// earlier root removes it from the bundle at once; anything else (a normal rotation, the
+    /// active CA) is refused, since only the CA's owner can replace it. Every replica acts on
+    /// it (each computes its own bundle); the handled value is published on the bundle.
+    pub(crate) fn trigger(
+        &mut self,
+        annotations: &BTreeMap<String, String>,
+        policy: &RotationPolicy,
+        now: OffsetDateTime,
+    ) -> TriggerOutcome {
+        let Some(s) = &self.state else {
+            return TriggerOutcome::Idle;
+        };
+        let outcome = handle_trigger(annotations, s, policy, now, &mut no_generation);
+        if let TriggerOutcome::Done { state, .. } | TriggerOutcome::Refused { state, .. } = &outcome
+        {
+            self.state = Some(state.clone());
+        }
+        outcome
+    }
+}
+
+/// An external active CA is never rotated here, so generation is never called.
+fn no_generation(_: OffsetDateTime, _: time::Duration) -> Result<GeneratedCa, CaError> {
+    Err(CaError::Generate(
+        "an external CA is not rotated by this signer".into(),
+    ))
+}
+
+impl Rotator {
+    /// Reports what [`External::trigger`] did: transitions as usual, a refusal as a warning
+    /// (and, on the leader, an Event on `reference`).
+    pub(crate) fn report_trigger(
+        &self,
+        outcome: TriggerOutcome,
+        reference: Option<&ObjectReference>,
+    ) {
+        match outcome {
+            TriggerOutcome::Idle => {}
+            TriggerOutcome::Done { transitions, .. } => self.report(&transitions, reference),
+            TriggerOutcome::Refused { reason, .. } if self.is_leader() => {
+                self.refused(&reason, reference)
+            }
+            TriggerOutcome::Refused { reason, .. } => {
+                warn!(signer = %self.opts.signer_name, "rotation request refused: {reason}")
+            }
+            TriggerOutcome::Retry(e) => {
+                warn!(error = %e, "could not act on the rotation request; retrying")
+            }
+        }
     }
 }
 
@@ -442,40 +585,133 @@ mod tests {
         }
     }
 
+    fn recorded(pem_text: &str, retain_until: Option<OffsetDateTime>) -> RetainedRoot {
+        RetainedRoot {
+            sha256: crate::rotation::anchor_sha256(pem_text).unwrap(),
+            retain_until,
+        }
+    }
+
+    fn seed(roots: Vec<CaRecord>) -> Seed {
+        Seed {
+            roots,
+            handled: None,
+        }
+    }
+
     #[test]
-    fn published_roots_are_kept_until_their_leaves_can_have_expired() {
+    fn only_recorded_roots_are_kept_and_only_until_their_recorded_end() {
         let now = OffsetDateTime::now_utc();
-        let (old, short, own) = (
-            material(now, Duration::days(30)),
-            material(now, Duration::hours(2)),
-            material(now, Duration::days(30)),
-        );
-        let bundle = format!("{}{}{}", own.cert, old.cert, short.cert);
-        let seed = retired_roots(&bundle, &policy(), now);
-        assert_eq!(seed.len(), 3);
-        // A long-lived root: the longest leaf lifetime from now, plus the margin.
+        let [old, short, own, fixed, unrelated, ended] = [30, 0, 30, 30, 30, 30].map(|d| match d {
+            0 => material(now, Duration::hours(2)),
+            d => material(now, Duration::days(d)),
+        });
+        let bundle = [&own, &old, &short, &fixed, &unrelated, &ended]
+            .map(|m| m.cert.clone())
+            .concat();
+        let until = now + Duration::hours(7);
+        let record = vec![
+            recorded(&own.cert, None),
+            recorded(&old.cert, None),
+            recorded(&short.cert, None),
+            recorded(&fixed.cert, Some(until)),
+            recorded(&ended.cert, Some(now - Duration::minutes(1))),
+        ];
+        let kept = retired_roots(&bundle, &record, &policy(), now);
         assert_eq!(
-            seed[1].drop_at,
+            kept.len(),
+            4,
+            "the unrelated and the ended roots are not kept"
+        );
+        // Recorded in use: the longest leaf lifetime from now, plus the margin.
+        assert_eq!(
+            kept[1].drop_at,
             Some(now + Duration::hours(24) + Duration::minutes(5))
         );
         // A root expiring sooner is kept only until it expires (plus the margin).
         assert_eq!(
-            seed[2].drop_at,
-            Some(seed[2].not_after + Duration::minutes(5))
+            kept[2].drop_at,
+            Some(kept[2].not_after + Duration::minutes(5))
         );
-        assert!(seed.iter().all(|r| r.key_pem.is_none()));
+        // A recorded retention end is kept as it is, however late the restart.
+        assert_eq!(kept[3].drop_at, Some(until));
+        let later = retired_roots(&bundle, &record, &policy(), now + Duration::hours(3));
+        assert_eq!(
+            later
+                .iter()
+                .find(|r| r.cert_pem == kept[3].cert_pem)
+                .unwrap()
+                .drop_at,
+            Some(until)
+        );
+        assert!(kept.iter().all(|r| r.key_pem.is_none()));
+        assert!(retired_roots(&bundle, &[], &policy(), now).is_empty());
 
         // Adopting the current material keeps the other roots, not a duplicate of its own.
         let mut ext = External::default();
-        assert!(ext.observe(&own, seed, &policy(), now).unwrap().is_empty());
+        assert!(ext
+            .observe(&own, seed(kept), &policy(), now)
+            .unwrap()
+            .is_empty());
         let s = ext.state().unwrap();
         assert_eq!(s.active.origin, CaOrigin::External);
-        assert_eq!(s.retired.len(), 2);
-        assert_eq!(published_anchors(s).len(), 3);
+        assert_eq!(s.retired.len(), 3);
+        assert_eq!(published_anchors(s).len(), 4);
+        // The record the bundle gets: the active root open-ended, the others with their end.
+        let r = retained_roots(s);
+        assert_eq!(r[0].retain_until, None);
+        assert_eq!(r[3].retain_until, Some(until));
         // Once their time has come, they leave the bundle.
         let t = ext.tick(&policy(), now + Duration::hours(25));
-        assert_eq!(t.len(), 2);
+        assert_eq!(t.len(), 3);
         assert_eq!(published_anchors(ext.state().unwrap()).len(), 1);
+    }
+
+    #[test]
+    fn an_emergency_drops_an_earlier_external_root_but_not_the_active_one() {
+        let now = OffsetDateTime::now_utc();
+        let (a, b) = (
+            material(now, Duration::days(30)),
+            material(now, Duration::days(30)),
+        );
+        let mut ext = External::default();
+        ext.observe(&a, Seed::default(), &policy(), now).unwrap();
+        ext.observe(&b, Seed::default(), &policy(), now).unwrap();
+        let request = |value: &str, fp: &str| {
+            BTreeMap::from([
+                (
+                    crate::rotation::ROTATE_ANNOTATION.to_string(),
+                    value.to_string(),
+                ),
+                (
+                    crate::rotation::ROTATE_MODE_ANNOTATION.to_string(),
+                    "emergency".to_string(),
+                ),
+                (
+                    crate::rotation::ROTATE_FINGERPRINT_ANNOTATION.to_string(),
+                    fp.to_string(),
+                ),
+            ])
+        };
+        let fp = |m: &Material| crate::rotation::anchor_sha256(&m.cert).unwrap();
+        let out = ext.trigger(&request("1", &fp(&b)), &policy(), now);
+        assert!(matches!(out, TriggerOutcome::Refused { .. }), "{out:?}");
+        assert_eq!(published_anchors(ext.state().unwrap()).len(), 2);
+        let out = ext.trigger(&request("2", &fp(&a)), &policy(), now);
+        assert!(matches!(out, TriggerOutcome::Done { .. }), "{out:?}");
+        let s = ext.state().unwrap();
+        assert_eq!(published_anchors(s), vec![b.cert.clone()]);
+        assert_eq!(
+            bundle_annotations(s)
+                .get(HANDLED_ROTATE_ANNOTATION)
+                .map(String::as_str),
+            Some("2")
+        );
+        // Handled once.
+        assert!(matches!(
+            ext.trigger(&request("2", &fp(&a)), &policy(), now),
+            TriggerOutcome::Idle
+        ));
     }
 
     #[test]
@@ -486,9 +722,9 @@ mod tests {
             material(now, Duration::days(30)),
         );
         let mut ext = External::default();
-        ext.observe(&a, Vec::new(), &policy(), now).unwrap();
+        ext.observe(&a, Seed::default(), &policy(), now).unwrap();
         assert!(!ext.is_new(&a) && ext.is_new(&b));
-        let t = ext.observe(&b, Vec::new(), &policy(), now).unwrap();
+        let t = ext.observe(&b, Seed::default(), &policy(), now).unwrap();
         assert!(matches!(t[0], Transition::ExternalChanged { .. }));
         let s = ext.state().unwrap();
         assert_eq!(s.active.cert_pem, b.cert);
@@ -499,7 +735,7 @@ mod tests {
             cert: "garbage".into(),
             ..b.clone()
         };
-        assert!(ext.observe(&bad, Vec::new(), &policy(), now).is_err());
+        assert!(ext.observe(&bad, Seed::default(), &policy(), now).is_err());
         assert_eq!(published_anchors(ext.state().unwrap()).len(), 2);
     }
 

@@ -4,6 +4,7 @@
 //! that fails the checks is refused loudly and the old CA kept; replaced external material
 //! keeps its root published until its leaves expire ([`crate::ca_rotation`]).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -16,11 +17,20 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::ca::{generate_self_signed, Ca, CaError, CaKeyType};
-use crate::ca_rotation::{hold_back, External, RotationOptions, Rotator};
+use crate::ca_rotation::{hold_back, External, RotationOptions, Rotator, Seed};
 use crate::ca_secret::{self, SecretCa, WriteOutcome};
 use crate::rotation::{
-    handle_trigger, step, CaOrigin, RotationPolicy, RotationState, TriggerOutcome,
+    encode_retained, handle_trigger, step, CaOrigin, RetainedRoot, RotationPolicy, RotationState,
+    TriggerOutcome, RETAINED_ROOTS_ANNOTATION,
 };
+
+fn sha256_hex(der: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// The current CA, shared by the controller and the trust-bundle publisher: the CA that signs
 /// and the roots to publish. They differ during a rotation (the next CA's root is published
@@ -37,6 +47,16 @@ struct Installed {
     ca: Arc<Ca>,
     /// One PEM CERTIFICATE block each; None: the signing CA's own trust anchors.
     anchors: Option<Arc<Vec<String>>>,
+    /// Annotations the published bundle carries: the record of the roots this signer
+    /// published ([`crate::rotation::RETAINED_ROOTS_ANNOTATION`]) and the like.
+    annotations: Arc<BTreeMap<String, String>>,
+}
+
+/// What the trust-bundle publisher writes: the roots and the bundle's annotations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleContent {
+    pub pem: String,
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl CaHandle {
@@ -59,18 +79,53 @@ impl CaHandle {
 
     /// Installs a CA whose own trust anchors are the whole published bundle.
     pub fn set(&self, ca: Ca) {
+        let roots = ca
+            .trust_anchors_der()
+            .iter()
+            .map(|der| RetainedRoot {
+                sha256: sha256_hex(der),
+                retain_until: None,
+            })
+            .collect::<Vec<_>>();
         self.install(Installed {
             ca: Arc::new(ca),
             anchors: None,
+            annotations: Arc::new(BTreeMap::from([(
+                RETAINED_ROOTS_ANNOTATION.to_string(),
+                encode_retained(&roots),
+            )])),
         });
     }
 
     /// Installs a CA to sign with and the roots to publish (one PEM CERTIFICATE block each,
-    /// in order), e.g. [`crate::rotation::published_anchors`].
+    /// in order), e.g. [`crate::rotation::published_anchors`], each recorded as in use.
     pub fn set_with_anchors(&self, ca: Ca, anchors: Vec<String>) {
+        let roots = anchors
+            .iter()
+            .filter_map(|a| crate::rotation::anchor_sha256(a))
+            .map(|sha256| RetainedRoot {
+                sha256,
+                retain_until: None,
+            })
+            .collect::<Vec<_>>();
+        let annotations = BTreeMap::from([(
+            RETAINED_ROOTS_ANNOTATION.to_string(),
+            encode_retained(&roots),
+        )]);
+        self.set_published(ca, anchors, annotations);
+    }
+
+    /// Installs a CA to sign with, the roots to publish and the bundle's annotations.
+    pub fn set_published(
+        &self,
+        ca: Ca,
+        anchors: Vec<String>,
+        annotations: BTreeMap<String, String>,
+    ) {
         self.install(Installed {
             ca: Arc::new(ca),
             anchors: Some(Arc::new(anchors)),
+            annotations: Arc::new(annotations),
         });
     }
 
@@ -81,6 +136,19 @@ impl CaHandle {
         Some(match &i.anchors {
             Some(a) => a.concat(),
             None => i.ca.trust_anchors_pem(),
+        })
+    }
+
+    /// The roots to publish and the annotations the bundle carries.
+    pub fn bundle(&self) -> Option<BundleContent> {
+        let g = self.current.read().ok()?;
+        let i = g.as_ref()?;
+        Some(BundleContent {
+            pem: match &i.anchors {
+                Some(a) => a.concat(),
+                None => i.ca.trust_anchors_pem(),
+            },
+            annotations: (*i.annotations).clone(),
         })
     }
 
@@ -316,6 +384,7 @@ pub async fn start_with(
             let seed = rotator.published_roots(client.as_ref(), now).await;
             ext.observe(&first, seed, rotator.policy(), now)
                 .map_err(|e| refused(&origin, e))?;
+            files_trigger(&mut rotator, &mut ext, client.as_ref(), now).await;
             if let Some(s) = ext.state() {
                 rotator
                     .install(s, &origin, now)
@@ -331,7 +400,7 @@ pub async fn start_with(
                     // A mounted Secret changes by symlink swap; re-reading is cheap and robust.
                     match read_files(&cert, &key, &trust_anchors) {
                         Ok(m) if !ext.is_new(&m) => {}
-                        Ok(m) => match ext.observe(&m, Vec::new(), rotator.policy(), now) {
+                        Ok(m) => match ext.observe(&m, Seed::default(), rotator.policy(), now) {
                             Ok(t) => rotator.report(&t, None),
                             Err(e) => {
                                 on_refused();
@@ -343,6 +412,7 @@ pub async fn start_with(
                     }
                     let t = ext.tick(rotator.policy(), now);
                     rotator.report(&t, None);
+                    files_trigger(&mut rotator, &mut ext, client.as_ref(), now).await;
                     if let Some(s) = ext.state() {
                         if let Err(e) = rotator.install(s, &origin, now) {
                             error!(error = %refused(&origin, e), "the CA cannot sign");
@@ -391,6 +461,23 @@ pub async fn start_with(
                 }
             }))
         }
+    }
+}
+
+/// Files mode has no Secret to carry a rotation request: it is read from the published
+/// ClusterTrustBundle's annotations (`podcert-signer ca rotate --trust-bundle`).
+async fn files_trigger(
+    rotator: &mut Rotator,
+    ext: &mut External,
+    client: Option<&kube::Client>,
+    now: OffsetDateTime,
+) {
+    if ext.state().is_none() {
+        return;
+    }
+    if let Some(bundle) = rotator.read_published(client).await {
+        let outcome = ext.trigger(&bundle.annotations, rotator.policy(), now);
+        rotator.report_trigger(outcome, None);
     }
 }
 
@@ -563,7 +650,7 @@ impl SecretWatcher {
         if self.ext.is_new(m) {
             let seed = match self.ext.state() {
                 None => self.rotator.published_roots(Some(&self.client), now).await,
-                Some(_) => Vec::new(),
+                Some(_) => Seed::default(),
             };
             let t = self
                 .ext
@@ -573,6 +660,11 @@ impl SecretWatcher {
         }
         let t = self.ext.tick(self.rotator.policy(), now);
         self.rotator.report(&t, Some(&reference));
+        // An earlier root can be dropped in an emergency (`ca rotate --emergency`).
+        let empty = BTreeMap::new();
+        let annotations = secret.metadata.annotations.as_ref().unwrap_or(&empty);
+        let outcome = self.ext.trigger(annotations, self.rotator.policy(), now);
+        self.rotator.report_trigger(outcome, Some(&reference));
         if let Some(s) = self.ext.state() {
             self.rotator
                 .install(s, &self.origin, now)

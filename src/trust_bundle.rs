@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::ca_source::CaHandle;
+use crate::ca_source::{BundleContent, CaHandle};
 
 /// Labels every published bundle carries; pods can select on them.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "podcert-signer");
@@ -74,16 +74,16 @@ pub async fn run(
     loop {
         let mut wait = cfg.resync;
         if *leader.borrow() {
-            if let Some(pem) = ca.anchors_pem() {
+            if let Some(bundle) = ca.bundle() {
                 // Abandoned when leadership ends mid-way (see `leader::while_leading`).
-                let sync = sync_once(&client, &resource, &cfg, &pem);
+                let sync = sync_once(&client, &resource, &cfg, &bundle);
                 match crate::leader::while_leading(&leader, sync).await {
                     // Leadership ended: the next leader publishes.
                     None => {}
                     Some(Ok(())) => {
                         failures = 0;
                         // The rotation holds a prepared CA back until its root is out.
-                        ca.mark_published(&pem);
+                        ca.mark_published(&bundle.pem);
                     }
                     Some(Err(e)) => {
                         failures = failures.saturating_add(1);
@@ -106,8 +106,9 @@ async fn sync_once(
     client: &kube::Client,
     resource: &ApiResource,
     cfg: &TrustBundleConfig,
-    pem: &str,
+    bundle: &BundleContent,
 ) -> Result<(), kube::Error> {
+    let pem = bundle.pem.as_str();
     let api: Api<DynamicObject> = Api::all_with(client.clone(), resource);
     let name = cfg.bundle_name();
     let labels = cfg.all_labels();
@@ -116,6 +117,7 @@ async fn sync_once(
         None => {
             let mut obj = DynamicObject::new(&name, resource);
             obj.metadata.labels = Some(labels);
+            obj.metadata.annotations = Some(bundle.annotations.clone());
             obj.data = json!({ "spec": spec });
             api.create(&PostParams::default(), &obj).await?;
             info!(bundle = %name, version = %resource.api_version, "published the trust bundle");
@@ -123,10 +125,19 @@ async fn sync_once(
         Some(mut existing) => {
             let current_labels = existing.metadata.labels.clone().unwrap_or_default();
             let labels_ok = labels.iter().all(|(k, v)| current_labels.get(k) == Some(v));
-            if existing.data.get("spec") != Some(&spec) || !labels_ok {
+            // Only our own annotations are set; others (a rotation request) are kept.
+            let current_annotations = existing.metadata.annotations.clone().unwrap_or_default();
+            let annotations_ok = bundle
+                .annotations
+                .iter()
+                .all(|(k, v)| current_annotations.get(k) == Some(v));
+            if existing.data.get("spec") != Some(&spec) || !labels_ok || !annotations_ok {
                 let mut merged = current_labels;
                 merged.extend(labels);
                 existing.metadata.labels = Some(merged);
+                let mut merged = current_annotations;
+                merged.extend(bundle.annotations.clone());
+                existing.metadata.annotations = Some(merged);
                 existing.data["spec"] = spec;
                 api.replace(&name, &PostParams::default(), &existing)
                     .await?;

@@ -107,3 +107,127 @@ async fn a_write_never_clobbers_a_newer_secret() {
         .is_err());
     server.shutdown().await;
 }
+
+/// The base64 body lines of a PEM text (what must never appear in a log).
+fn body_lines(pem_text: &str) -> Vec<String> {
+    pem_text
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() > 16)
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_malformed_state_holding_the_key_never_quotes_it() {
+    let state = bootstrapped();
+    let key = state.active.key_pem.as_ref().unwrap().expose().to_string();
+    let body = body_lines(&key);
+    assert!(!body.is_empty());
+    let v: serde_json::Value = serde_json::from_str(&state.to_json().unwrap()).unwrap();
+    let with = |path: &[&str], value: serde_json::Value| {
+        let mut x = v.clone();
+        let mut at = &mut x;
+        for p in &path[..path.len() - 1] {
+            at = &mut at[*p];
+        }
+        at[path[path.len() - 1]] = value;
+        x.to_string()
+    };
+    let key_json = serde_json::Value::String(key.clone());
+    let shapes = [
+        // Wrong types and values holding the key.
+        ("active", with(&["active"], key_json.clone())),
+        ("version", with(&["version"], key_json.clone())),
+        ("origin", with(&["active", "origin"], key_json.clone())),
+        (
+            "notBefore",
+            with(&["active", "notBefore"], key_json.clone()),
+        ),
+        ("anchors", with(&["active", "anchorsPem"], key_json.clone())),
+        ("retired", with(&["retired"], key_json.clone())),
+        (
+            "key in a list",
+            with(&["active", "keyPem"], serde_json::json!([key])),
+        ),
+        // The key as the recorded fingerprint of a record that is then inconsistent.
+        (
+            "fingerprint",
+            with(&["active", "fingerprintSha256"], key_json.clone()),
+        ),
+        // Broken JSON right after the key.
+        (
+            "syntax",
+            format!("{{\"version\": 1, \"active\": {key_json} !!"),
+        ),
+        ("eof", format!("{{\"version\": 1, \"active\": {key_json}")),
+        ("whole", key.clone()),
+    ];
+    let mut secret = ca_secret::new_secret("ca", &state).unwrap();
+    for (what, json) in shapes {
+        secret
+            .data
+            .as_mut()
+            .unwrap()
+            .insert(STATE_KEY.into(), k8s_openapi::ByteString(json.into_bytes()));
+        let err = ca_secret::read(&secret, "Secret ns/ca")
+            .unwrap_err()
+            .to_string();
+        for line in &body {
+            assert!(
+                !err.contains(line.as_str()),
+                "{what}: the key leaked: {err}"
+            );
+        }
+        assert!(!err.contains("PRIVATE KEY"), "{what}: {err}");
+        // Still a useful sentence: where, what, and (for JSON errors) the position.
+        assert!(
+            err.contains("Secret ns/ca") && err.contains(STATE_KEY),
+            "{what}: {err}"
+        );
+        if what != "fingerprint" {
+            assert!(err.contains("line 1, column"), "{what}: {err}");
+        } else {
+            assert!(err.contains("malformed fingerprint"), "{what}: {err}");
+        }
+    }
+    // A missing field is named (the name is the signer's own, never the Secret's content).
+    let mut missing = v.clone();
+    missing["active"].as_object_mut().unwrap().remove("certPem");
+    let err = RotationState::from_json(&missing.to_string())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"certPem\" is missing"), "{err}");
+}
+
+#[test]
+fn key_material_in_the_wrong_place_is_refused_without_quoting_it() {
+    let state = bootstrapped();
+    let key = state.active.key_pem.as_ref().unwrap().expose().to_string();
+    let body = body_lines(&key);
+    let now = at(1);
+    // A key with one corrupted base64 character, the key as the certificate, the key as the
+    // trust anchors, and a key with a blank line (its first body line is then read as a PEM
+    // header, which the pem crate's error quotes).
+    let mut corrupted = key.clone();
+    let pos = corrupted.find('\n').unwrap() + 5;
+    corrupted.replace_range(pos..pos + 1, "!");
+    let mut lines: Vec<&str> = key.lines().collect();
+    lines.insert(2, "");
+    let headered = lines.join("\n") + "\n";
+    let cert = state.active.cert_pem.clone();
+    let cases = [
+        (cert.clone(), corrupted, None),
+        (key.clone(), key.clone(), None),
+        (cert.clone(), key.clone(), Some(key.clone())),
+        (cert.clone(), headered, None),
+        (format!("{cert}{key}"), key.clone(), None),
+    ];
+    for (c, k, a) in cases {
+        let err = podcert_signer::ca::Ca::from_pem(&c, &k, a.as_deref(), now)
+            .unwrap_err()
+            .to_string();
+        for line in &body {
+            assert!(!err.contains(line.as_str()), "the key leaked: {err}");
+        }
+    }
+}

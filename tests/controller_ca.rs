@@ -1,7 +1,9 @@
 //! CA backends of `podcert-signer run` against the emulator: files reloaded on change (bad
 //! material refused, old CA kept; a replaced CA's root stays published, across a restart
 //! too), a Secret bootstrapped once by racing replicas, an existing Secret (whose replaced
-//! material also keeps the old root published), and a Secret that appears later.
+//! material also keeps the old root published), and a Secret that appears later. A malformed
+//! rotation state is logged without the key; only roots the signer recorded publishing are
+//! kept, until their recorded end; an emergency drops an external CA's earlier root.
 
 mod e2e;
 
@@ -374,5 +376,360 @@ async fn an_existing_secret_is_used_and_a_missing_one_waited_for() {
         assert!(start.elapsed() < WAIT, "no CAExternalChange event");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    server.shutdown().await;
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn body_lines(pem_text: &str) -> Vec<String> {
+    pem_text
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() > 16)
+        .map(String::from)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_rotation_state_is_logged_without_the_key() {
+    let server = TestServer::start(ServerConfig::default()).await.unwrap();
+    prepare(&server, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cert = ca_init(&dir.path().join("ca"));
+    let key = std::fs::read_to_string(dir.path().join("ca/ca.key")).unwrap();
+    let key_json = serde_json::Value::String(key.clone()).to_string();
+    // rotation.json whose values hold the key: serde_json's own message would quote it.
+    let shapes = [
+        format!("{{\"version\": 1, \"active\": {key_json}}}"),
+        format!("{{\"version\": {key_json}}}"),
+        format!("{{\"version\": 1, \"active\": {{\"fingerprintSha256\": {key_json}, \"origin\": \"external\", \"certPem\": \"x\", \"anchorsPem\": [], \"notBefore\": \"2020-01-01T00:00:00Z\", \"notAfter\": \"2020-01-01T00:00:00Z\", \"createdAt\": \"2020-01-01T00:00:00Z\", \"publishedAt\": \"2020-01-01T00:00:00Z\"}}}}"),
+    ];
+    let secret_yaml = |state: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: podcert-signer-ca\n  namespace: podcert-system\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n  rotation.json: {}\n",
+            b64(&cert),
+            b64(&key),
+            b64(state)
+        )
+    };
+    server.load_yaml(&secret_yaml(&shapes[0])).unwrap();
+    let signer = spawn_signer(
+        &server,
+        dir.path(),
+        "signer-0",
+        &[
+            "--ca-secret",
+            "podcert-system/podcert-signer-ca",
+            "--ca-reload-interval",
+            "200ms",
+            "--leader-election=false",
+        ],
+    );
+    let refusals = |logs: &str| logs.matches("CA Secret content refused").count();
+    let api: Api<Secret> = Api::namespaced(server.admin_client(), SIGNER_NS);
+    for (i, shape) in shapes.iter().enumerate() {
+        if i > 0 {
+            let mut s = api.get("podcert-signer-ca").await.unwrap();
+            s.data.as_mut().unwrap().insert(
+                "rotation.json".into(),
+                k8s_openapi::ByteString(shape.clone().into_bytes()),
+            );
+            api.replace("podcert-signer-ca", &Default::default(), &s)
+                .await
+                .unwrap();
+        }
+        eventually(
+            WAIT,
+            || format!("refusal {} never logged:\n{}", i + 1, signer.logs()),
+            || async { (refusals(&signer.logs()) > i).then_some(()) },
+        )
+        .await;
+    }
+    let logs = signer.logs();
+    for line in body_lines(&key) {
+        assert!(
+            !logs.contains(&line),
+            "the CA key appeared in the log:\n{logs}"
+        );
+    }
+    assert!(!logs.contains("PRIVATE KEY"), "{logs}");
+    // The error is still logged, with its category and position.
+    assert!(
+        logs.contains("rotation.json is not a valid rotation state: a value has the wrong type"),
+        "{logs}"
+    );
+    assert!(logs.contains("line 1, column"), "{logs}");
+    assert!(logs.contains("malformed fingerprint"), "{logs}");
+    let (code, _) = signer.get("/readyz").await;
+    assert_eq!(code, 503, "a refused CA does not sign");
+    server.shutdown().await;
+}
+
+/// The record of this signer's published roots on its ClusterTrustBundle.
+async fn retained(server: &TestServer) -> Vec<(String, Option<String>)> {
+    let api: Api<DynamicObject> = Api::all_with(server.admin_client(), &ctb_resource("v1"));
+    let Some(obj) = api.get_opt(BUNDLE).await.unwrap() else {
+        return Vec::new();
+    };
+    let text = obj
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .get("podcert.dev/retained-roots")
+        .cloned()
+        .unwrap_or_default();
+    let list: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+    list.iter()
+        .map(|e| {
+            (
+                e["sha256"].as_str().unwrap_or("").to_string(),
+                e["retainUntil"].as_str().map(String::from),
+            )
+        })
+        .collect()
+}
+
+fn sha256_of(pem_text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let der = pem::parse(pem_text).unwrap().into_contents();
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn admin_ca(server: &TestServer, dir: &Path, args: &[&str]) -> std::process::Output {
+    let kubeconfig = dir.join("admin.kubeconfig");
+    server
+        .write_kubeconfig(&kubeconfig, &podcert_testkit::rules::UserInfo::admin())
+        .unwrap();
+    Command::new(BIN)
+        .args(["ca", "rotate"])
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_roots_this_signer_published_are_kept_and_only_until_their_recorded_end() {
+    let server = TestServer::start(ServerConfig::default()).await.unwrap();
+    prepare(&server, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let a = ca_init(&dir.path().join("a"));
+    let b = ca_init(&dir.path().join("b"));
+    let unrelated = ca_init(&dir.path().join("unrelated"));
+    // A still-valid root of some earlier, unrelated CA is in the bundle when the signer starts.
+    server
+        .load_yaml(&format!(
+            "apiVersion: certificates.k8s.io/v1\nkind: ClusterTrustBundle\nmetadata:\n  name: {BUNDLE}\n  labels:\n    app.kubernetes.io/managed-by: podcert-signer\nspec:\n  signerName: podcert.dev/spiffe\n  trustBundle: {}\n",
+            serde_json::Value::String(unrelated.clone())
+        ))
+        .unwrap();
+    let live = dir.path().join("live");
+    std::fs::create_dir(&live).unwrap();
+    for f in ["ca.crt", "ca.key"] {
+        std::fs::copy(dir.path().join("a").join(f), live.join(f)).unwrap();
+    }
+    let cert = live.join("ca.crt").display().to_string();
+    let key = live.join("ca.key").display().to_string();
+    let args = [
+        "--ca-cert",
+        &cert,
+        "--ca-key",
+        &key,
+        "--ca-reload-interval",
+        "200ms",
+        "--leader-election=false",
+    ];
+    let signer = spawn_signer(&server, dir.path(), "signer-0", &args);
+    signer.wait_ready(WAIT).await;
+    // Not adopted: it leaves the bundle at once.
+    wait_published_roots(&server, &[&a]).await;
+    assert_eq!(retained(&server).await, vec![(sha256_of(&a), None)]);
+
+    // The files change: a's root stays, recorded with its retention end.
+    swap_in(
+        &live.join("ca.key"),
+        &std::fs::read(dir.path().join("b/ca.key")).unwrap(),
+    );
+    swap_in(&live.join("ca.crt"), b.as_bytes());
+    wait_published_roots(&server, &[&b, &a]).await;
+    let record = eventually(
+        WAIT,
+        || "a's retention end never recorded".into(),
+        || async {
+            let r = retained(&server).await;
+            (r.len() == 2 && r[1].1.is_some()).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(record[0], (sha256_of(&b), None));
+    assert_eq!(record[1].0, sha256_of(&a));
+
+    // A restart keeps a's root with the same end: read from the record, not restarted.
+    drop(signer);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let signer = spawn_signer(&server, dir.path(), "signer-1", &args);
+    signer.wait_ready(WAIT).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    wait_published_roots(&server, &[&b, &a]).await;
+    assert_eq!(retained(&server).await, record, "the retention end moved");
+
+    // Files mode: an emergency drop through the trust bundle removes a's root at once. The
+    // root of the CA that signs now cannot be dropped this way.
+    let out = admin_ca(
+        &server,
+        dir.path(),
+        &[
+            "--trust-bundle",
+            BUNDLE,
+            "--emergency",
+            "--fingerprint",
+            &sha256_of(&b),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("replace its material"), "{err}");
+    let out = admin_ca(
+        &server,
+        dir.path(),
+        &[
+            "--trust-bundle",
+            BUNDLE,
+            "--emergency",
+            "--fingerprint",
+            &sha256_of(&a),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_published_roots(&server, &[&b]).await;
+    assert!(
+        signer.logs().contains("CA") && signer.logs().contains("emergency"),
+        "{}",
+        signer.logs()
+    );
+    // Handled once: a restart neither brings the root back nor refuses the request again.
+    drop(signer);
+    let signer = spawn_signer(&server, dir.path(), "signer-2", &args);
+    signer.wait_ready(WAIT).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    wait_published_roots(&server, &[&b]).await;
+    assert!(!signer.logs().contains("refused"), "{}", signer.logs());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emergency_drops_an_earlier_root_of_an_external_secret_at_once() {
+    let server = TestServer::start(ServerConfig::default()).await.unwrap();
+    prepare(&server, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cert = ca_init(&dir.path().join("ca"));
+    let key = std::fs::read_to_string(dir.path().join("ca/ca.key")).unwrap();
+    server
+        .load_yaml(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: podcert-signer-ca\n  namespace: podcert-system\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
+            b64(&cert),
+            b64(&key)
+        ))
+        .unwrap();
+    let signer = spawn_signer(
+        &server,
+        dir.path(),
+        "signer-0",
+        &[
+            "--ca-secret",
+            "podcert-system/podcert-signer-ca",
+            "--ca-reload-interval",
+            "200ms",
+            "--leader-election=false",
+        ],
+    );
+    signer.wait_ready(WAIT).await;
+    wait_published(&server, &cert).await;
+    // The owner replaces the material; the old root stays published.
+    let cert2 = ca_init(&dir.path().join("ca2"));
+    let key2 = std::fs::read_to_string(dir.path().join("ca2/ca.key")).unwrap();
+    let api: Api<Secret> = Api::namespaced(server.admin_client(), SIGNER_NS);
+    let mut secret = api.get("podcert-signer-ca").await.unwrap();
+    secret.data = Some(std::collections::BTreeMap::from([
+        (
+            "tls.crt".into(),
+            k8s_openapi::ByteString(cert2.clone().into_bytes()),
+        ),
+        ("tls.key".into(), k8s_openapi::ByteString(key2.into_bytes())),
+    ]));
+    api.replace("podcert-signer-ca", &Default::default(), &secret)
+        .await
+        .unwrap();
+    wait_published_roots(&server, &[&cert2, &cert]).await;
+
+    let secret_arg = format!("{SIGNER_NS}/podcert-signer-ca");
+    // The active external CA cannot be dropped (its owner replaces it), nor rotated.
+    let out = admin_ca(
+        &server,
+        dir.path(),
+        &[
+            "--secret",
+            &secret_arg,
+            "--emergency",
+            "--fingerprint",
+            &sha256_of(&cert2),
+        ],
+    );
+    assert!(!out.status.success());
+    let out = admin_ca(&server, dir.path(), &["--secret", &secret_arg]);
+    assert!(!out.status.success());
+    // The old root, compromised: gone from the bundle at once, with a Warning Event.
+    let out = admin_ca(
+        &server,
+        dir.path(),
+        &[
+            "--secret",
+            &secret_arg,
+            "--emergency",
+            "--fingerprint",
+            &sha256_of(&cert),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("EMERGENCY") && text.contains(&sha256_of(&cert)),
+        "{text}"
+    );
+    wait_published_roots(&server, &[&cert2]).await;
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(server.admin_client(), SIGNER_NS);
+    eventually(
+        WAIT,
+        || "no CAEmergencyDropped event".into(),
+        || async {
+            events
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("CAEmergencyDropped"))
+                .then_some(())
+        },
+    )
+    .await;
+    // Signing goes on with the new CA.
+    let fleet = kubelets(&server, KubeletVersion::V1_37, 1, "e2e", |_| {}).await;
+    assert_eq!(fleet.wait_settled(WAIT).await.unwrap().issued, 1);
     server.shutdown().await;
 }

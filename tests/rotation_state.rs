@@ -142,7 +142,7 @@ fn a_damaged_state_is_refused() {
 
     assert!(matches!(
         RotationState::from_json("{"),
-        Err(StateError::Json(_))
+        Err(StateError::Json { .. })
     ));
 }
 

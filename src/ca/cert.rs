@@ -10,8 +10,12 @@ use x509_parser::prelude::FromDer;
 /// Parses every `CERTIFICATE` block of `pem_text` into DER, in order. `what` names the input
 /// in errors ("the CA certificate file", "the trust anchors").
 pub(crate) fn parse_pem_certs(pem_text: &str, what: &str) -> Result<Vec<Vec<u8>>, CaError> {
-    let blocks = pem::parse_many(pem_text)
-        .map_err(|e| CaError::BadCertificate(format!("{what} is not valid PEM ({e})")))?;
+    let blocks = pem::parse_many(pem_text).map_err(|e| {
+        CaError::BadCertificate(format!(
+            "{what} is not valid PEM ({})",
+            super::pem_problem(&e)
+        ))
+    })?;
     let mut ders = Vec::with_capacity(blocks.len());
     for block in blocks {
         if block.tag() != "CERTIFICATE" {

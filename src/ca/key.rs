@@ -25,8 +25,12 @@ pub(crate) fn signature_algorithm(key_type: CaKeyType) -> &'static SignatureAlgo
 
 /// Parses the first private key block of `key_pem`.
 pub(crate) fn load_key(key_pem: &str) -> Result<(KeyPair, CaKeyType), CaError> {
-    let blocks = pem::parse_many(key_pem)
-        .map_err(|e| CaError::BadKey(format!("the key file is not valid PEM ({e})")))?;
+    let blocks = pem::parse_many(key_pem).map_err(|e| {
+        CaError::BadKey(format!(
+            "the key is not valid PEM ({})",
+            super::pem_problem(&e)
+        ))
+    })?;
     for block in &blocks {
         // Legacy OpenSSL encryption: "Proc-Type: 4,ENCRYPTED" header on a traditional block.
         let legacy_encrypted = block

@@ -76,6 +76,21 @@ pub enum CaError {
     },
 }
 
+/// What is wrong with a PEM text, without quoting it: the pem crate's messages can carry a
+/// header line or a byte of the (possibly private key) body.
+pub(crate) fn pem_problem(e: &pem::PemError) -> &'static str {
+    match e {
+        pem::PemError::MismatchedTags(..) => "its BEGIN and END lines do not match",
+        pem::PemError::MalformedFraming => "its framing is malformed",
+        pem::PemError::MissingBeginTag => "a BEGIN line is missing",
+        pem::PemError::MissingEndTag => "an END line is missing",
+        pem::PemError::MissingData => "a block has no data",
+        pem::PemError::InvalidData(_) => "a block is not valid base64",
+        pem::PemError::InvalidHeader(_) => "a block has an invalid header",
+        pem::PemError::NotUtf8(_) => "it is not UTF-8",
+    }
+}
+
 /// A loaded, checked CA able to sign leaves.
 pub struct Ca {
     /// rcgen's issuer: parsed key pair, subject DN, key identifier (the AKI of every leaf).

@@ -17,7 +17,8 @@ pub enum CaCommand {
     /// Write a fresh self-signed CA (ca.crt, and ca.key with mode 0600) into a directory.
     Init(InitArgs),
     /// Ask the signer's leader to rotate the CA in a bootstrapped CA Secret now (annotates
-    /// the Secret; the leader acts on each request once).
+    /// the Secret; the leader acts on each request once), or, for an externally managed CA,
+    /// to drop an earlier root from the trust bundle at once (--emergency --fingerprint).
     Rotate(RotateArgs),
 }
 
@@ -62,14 +63,25 @@ pub struct InitArgs {
 #[derive(Debug, Args)]
 pub struct RotateArgs {
     /// The CA Secret, NAMESPACE/NAME (as given to `run --ca-secret`).
-    #[arg(long, value_name = "NS/NAME")]
-    pub secret: String,
+    #[arg(
+        long,
+        value_name = "NS/NAME",
+        required_unless_present = "trust_bundle",
+        conflicts_with = "trust_bundle"
+    )]
+    pub secret: Option<String>,
+    /// CA files mode (`run --ca-cert/--ca-key`): the signer's ClusterTrustBundle to annotate
+    /// instead of a Secret (only with --emergency --fingerprint, to drop an earlier root).
+    #[arg(long, value_name = "NAME")]
+    pub trust_bundle: Option<String>,
     /// Drop a compromised CA from the trust bundle at once (default: the active CA) instead
     /// of rotating with a propagation delay. Pods holding its certificates fail mTLS until
     /// they are refreshed.
     #[arg(long)]
     pub emergency: bool,
-    /// With --emergency: the SHA-256 fingerprint of the CA to drop (active, next or retired).
+    /// With --emergency: the SHA-256 fingerprint of the CA to drop (active, next or retired);
+    /// required for an externally managed CA (an earlier root: the active one is replaced by
+    /// its owner).
     #[arg(long, requires = "emergency", value_name = "SHA256")]
     pub fingerprint: Option<String>,
     /// kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster).

@@ -17,6 +17,7 @@
 
 mod machine;
 mod policy;
+mod retained;
 mod state;
 mod transition;
 mod trigger;
@@ -26,6 +27,10 @@ pub use machine::{
     step, Generate, RotationError,
 };
 pub use policy::{PolicyError, RotationPolicy};
+pub use retained::{
+    encode_retained, parse_handled, parse_retained, retained_roots, RecordProblem, RetainedRoot,
+    HANDLED_ROTATE_ANNOTATION, MAX_RETAINED_ROOTS, RETAINED_ROOTS_ANNOTATION,
+};
 pub use state::{CaOrigin, CaRecord, KeyPem, RotationState, StateError, STATE_KEY, STATE_VERSION};
 pub use transition::{Role, Transition, Trigger};
 pub use trigger::{
@@ -104,6 +109,11 @@ pub fn published_anchors(state: &RotationState) -> Vec<String> {
         }
     }
     out
+}
+
+/// SHA-256 of one PEM CERTIFICATE block's DER, lowercase hex (None if it is not one).
+pub fn anchor_sha256(anchor_pem: &str) -> Option<String> {
+    state::anchor_fingerprint(anchor_pem)
 }
 
 /// [`published_anchors`] as one PEM text (a ClusterTrustBundle's `trustBundle`).

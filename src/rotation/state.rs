@@ -174,8 +174,16 @@ impl CaRecord {
 /// Why a stored state was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("{STATE_KEY} is not valid JSON for a rotation state: {0}")]
-    Json(#[from] serde_json::Error),
+    /// Only the category and position: serde_json's own message quotes the offending value,
+    /// which may be key material.
+    #[error(
+        "{STATE_KEY} is not a valid rotation state: {problem} at line {line}, column {column}"
+    )]
+    Json {
+        problem: String,
+        line: usize,
+        column: usize,
+    },
     #[error("{STATE_KEY} has layout version {0}; this signer reads version {STATE_VERSION}")]
     Version(u32),
     #[error("{STATE_KEY}: the {role} CA {fingerprint} is inconsistent: {problem}")]
@@ -242,7 +250,11 @@ impl RotationState {
     /// certificate parses and matches its recorded fingerprint, the active and prepared CAs
     /// still hold their keys.
     pub fn from_json(text: &str) -> Result<Self, StateError> {
-        let state: RotationState = serde_json::from_str(text)?;
+        let state: RotationState = serde_json::from_str(text).map_err(|e| StateError::Json {
+            problem: json_problem(&e),
+            line: e.line(),
+            column: e.column(),
+        })?;
         if state.version != STATE_VERSION {
             return Err(StateError::Version(state.version));
         }
@@ -264,10 +276,42 @@ impl RotationState {
     }
 }
 
+/// What is wrong with a JSON text, without quoting any of it: serde_json's Display quotes the
+/// offending value ("invalid type: string \"-----BEGIN PRIVATE KEY-----...\""), so only its
+/// category is used, plus the name of a missing field (always one of this module's own).
+pub(crate) fn json_problem(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let text = e.to_string();
+    let missing = text
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name)
+        .filter(|n| n.len() <= 40 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    match (e.classify(), missing) {
+        (Category::Data, Some(name)) => format!("the field {name:?} is missing"),
+        (Category::Data, None) => {
+            "a value has the wrong type or an unknown value (the value is not shown: it may be key material)".into()
+        }
+        (Category::Syntax, _) => "it is not valid JSON".into(),
+        (Category::Eof, _) => "it ends early".into(),
+        (Category::Io, _) => "it could not be read".into(),
+    }
+}
+
+/// A recorded fingerprint fit to appear in an error: 64 hex digits, else a placeholder (the
+/// field could hold anything, key material included).
+fn shown_fingerprint(f: &str) -> String {
+    if f.len() == 64 && f.bytes().all(|b| b.is_ascii_hexdigit()) {
+        f.to_string()
+    } else {
+        "(with a malformed fingerprint)".into()
+    }
+}
+
 fn check_record(r: &CaRecord, role: &'static str, needs_key: bool) -> Result<(), StateError> {
     let bad = |problem: String| StateError::Inconsistent {
         role,
-        fingerprint: r.fingerprint_sha256.clone(),
+        fingerprint: shown_fingerprint(&r.fingerprint_sha256),
         problem,
     };
     let first = pem::parse_many(&r.cert_pem)

@@ -15,14 +15,18 @@ use crate::rotation::{
     RotationState, ROTATE_ANNOTATION, ROTATE_FINGERPRINT_ANNOTATION, ROTATE_MODE_ANNOTATION,
 };
 
-/// Annotates the Secret and returns the explanation to print.
+/// Annotates the Secret (or, in files mode, the trust bundle) and returns the explanation
+/// to print.
 pub(super) async fn rotate(args: RotateArgs) -> anyhow::Result<String> {
-    let Some((ns, name)) = args
-        .secret
+    if let Some(bundle) = &args.trust_bundle {
+        return rotate_bundle(&args, bundle).await;
+    }
+    let secret_arg = args.secret.clone().unwrap_or_default();
+    let Some((ns, name)) = secret_arg
         .split_once('/')
         .filter(|(n, m)| !n.is_empty() && !m.is_empty())
     else {
-        bail!("--secret must be NAMESPACE/NAME, got {:?}", args.secret);
+        bail!("--secret must be NAMESPACE/NAME, got {secret_arg:?}");
     };
     let client = crate::cli::run::client(args.kubeconfig.as_ref()).await?;
     let api: Api<Secret> = Api::namespaced(client, ns);
@@ -31,19 +35,31 @@ pub(super) async fn rotate(args: RotateArgs) -> anyhow::Result<String> {
         .await
         .with_context(|| format!("reading Secret {ns}/{name}"))?;
     let origin = format!("Secret {ns}/{name}");
-    let state = match ca_secret::read(&secret, &origin)? {
-        SecretCa::State(s) => *s,
-        SecretCa::Material(_) => bail!(
-            "{origin} holds no rotation state ({}): the signer rotates only a CA it bootstrapped \
-             (run --ca-bootstrap), and adopts an older Secret within seconds of starting. For an \
-             externally managed CA, replace its material instead: the new CA signs at once and \
-             the old root stays published until its certificates expire",
-            crate::rotation::STATE_KEY
-        ),
-    };
     let requested_at = OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .context("formatting the request time")?;
+    let state = match ca_secret::read(&secret, &origin)? {
+        SecretCa::State(s) => *s,
+        SecretCa::Material(m) => {
+            // An externally managed CA: only an earlier root can be dropped.
+            let mut current = certificate_fingerprints(&m.cert);
+            current.extend(
+                m.anchors
+                    .as_deref()
+                    .map(certificate_fingerprints)
+                    .unwrap_or_default(),
+            );
+            let fp = external_drop_target(&args, &origin, &current)?;
+            let patch = request_patch(&requested_at, Some(&fp));
+            api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .with_context(|| format!("annotating {origin}"))?;
+            return Ok(format!(
+                "requested an emergency drop on {origin} ({ROTATE_ANNOTATION}={requested_at}).\n{}\nFollow it with: kubectl get events -n {ns} --field-selector involvedObject.name={name}",
+                explain_external_drop(&fp)
+            ));
+        }
+    };
     let fingerprint = if args.emergency {
         let fp = args
             .fingerprint
@@ -63,11 +79,10 @@ pub(super) async fn rotate(args: RotateArgs) -> anyhow::Result<String> {
     } else {
         None
     };
-    let patch = json!({ "metadata": { "annotations": {
-        ROTATE_ANNOTATION: requested_at,
-        ROTATE_MODE_ANNOTATION: if args.emergency { "emergency" } else { "normal" },
-        ROTATE_FINGERPRINT_ANNOTATION: fingerprint,
-    }}});
+    let patch = request_patch(
+        &requested_at,
+        fingerprint.as_deref().filter(|_| args.emergency),
+    );
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .with_context(|| format!("annotating {origin}"))?;
@@ -79,6 +94,122 @@ pub(super) async fn rotate(args: RotateArgs) -> anyhow::Result<String> {
     Ok(format!(
         "{head}\n{body}\nFollow it with: kubectl get events -n {ns} --field-selector involvedObject.name={name}"
     ))
+}
+
+/// The annotations of a request; an emergency one names the CA to drop.
+fn request_patch(requested_at: &str, emergency_fingerprint: Option<&str>) -> serde_json::Value {
+    json!({ "metadata": { "annotations": {
+        ROTATE_ANNOTATION: requested_at,
+        ROTATE_MODE_ANNOTATION: if emergency_fingerprint.is_some() { "emergency" } else { "normal" },
+        ROTATE_FINGERPRINT_ANNOTATION: emergency_fingerprint,
+    }}})
+}
+
+/// SHA-256 of every CERTIFICATE block in `pem_text`, lowercase hex.
+fn certificate_fingerprints(pem_text: &str) -> Vec<String> {
+    pem::parse_many(pem_text)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|b| b.tag() == "CERTIFICATE")
+        .filter_map(|b| crate::rotation::anchor_sha256(&pem::encode(&b)))
+        .collect()
+}
+
+fn normalise(fp: &str) -> String {
+    fp.trim()
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+/// The earlier root an emergency request for an externally managed CA drops: it must be
+/// named, and not be the CA that signs now (`in_use`).
+fn external_drop_target(
+    args: &RotateArgs,
+    origin: &str,
+    in_use: &[String],
+) -> anyhow::Result<String> {
+    if !args.emergency {
+        bail!(
+            "{origin} holds no rotation state ({}): the signer rotates only a CA it bootstrapped \
+             (run --ca-bootstrap), and adopts an older Secret within seconds of starting. For an \
+             externally managed CA, replace its material instead: the new CA signs at once and \
+             the old root stays published until its certificates expire; to drop that old root \
+             at once, run with --emergency --fingerprint SHA256",
+            crate::rotation::STATE_KEY
+        );
+    }
+    let Some(fp) = args.fingerprint.as_deref().map(normalise) else {
+        bail!(
+            "an externally managed CA needs --fingerprint: the SHA-256 of the earlier root to drop \
+             (the CA that signs now cannot be dropped by the signer; replace its material first)"
+        );
+    };
+    if in_use.contains(&fp) {
+        bail!(
+            "{fp} is the CA that {origin} signs with now; the signer cannot replace an externally \
+             managed CA: replace its material first (the new CA signs at once), then drop this root"
+        );
+    }
+    Ok(fp)
+}
+
+/// Files mode: annotates the signer's ClusterTrustBundle (the signer reads the request there).
+async fn rotate_bundle(args: &RotateArgs, bundle: &str) -> anyhow::Result<String> {
+    use crate::rotation::{parse_retained, RETAINED_ROOTS_ANNOTATION};
+    use kube::api::DynamicObject;
+    let origin = format!("ClusterTrustBundle {bundle}");
+    let client = crate::cli::run::client(args.kubeconfig.as_ref()).await?;
+    let resource = crate::discovery::cluster_trust_bundles(&client)
+        .await
+        .context("finding the ClusterTrustBundle API")?;
+    let api: Api<DynamicObject> = Api::all_with(client, &resource);
+    let obj = api
+        .get(bundle)
+        .await
+        .with_context(|| format!("reading {origin}"))?;
+    let roots = certificate_fingerprints(obj.data["spec"]["trustBundle"].as_str().unwrap_or(""));
+    let (record, _) = obj
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(RETAINED_ROOTS_ANNOTATION))
+        .map(|t| parse_retained(t))
+        .unwrap_or_default();
+    let in_use: Vec<String> = record
+        .iter()
+        .filter(|r| r.retain_until.is_none())
+        .map(|r| r.sha256.clone())
+        .collect();
+    let fp = external_drop_target(args, &origin, &in_use)?;
+    if !roots.contains(&fp) {
+        bail!(
+            "{origin} holds no root with the SHA-256 fingerprint {fp}; it holds: {}",
+            roots.join(", ")
+        );
+    }
+    let requested_at = OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .context("formatting the request time")?;
+    let patch = request_patch(&requested_at, Some(&fp));
+    api.patch(bundle, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .with_context(|| format!("annotating {origin}"))?;
+    Ok(format!(
+        "requested an emergency drop on {origin} ({ROTATE_ANNOTATION}={requested_at}).\n{}",
+        explain_external_drop(&fp)
+    ))
+}
+
+/// What an emergency request for an externally managed CA will do.
+pub fn explain_external_drop(fingerprint: &str) -> String {
+    format!(
+        "EMERGENCY: every signer replica will remove the earlier root {fingerprint} from the trust bundle at once (signing is unaffected).\n\
+         CONSEQUENCE: every unexpired certificate that root's CA signed stops verifying now; pods holding one fail mTLS with their peers \
+         until the kubelet refreshes their certificate (at its beginRefreshAt); restart them to refresh at once. \
+         If {fingerprint} is not an earlier root of this signer, the request is refused (see the signer's log and Events)."
+    )
 }
 
 /// What a normal rotation request will do.
