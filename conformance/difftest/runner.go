@@ -244,7 +244,7 @@ func (r *runner) compare(st *Step, aa, ab answer) []string {
 	var out []string
 	for _, k := range order {
 		if fa[k] != fb[k] {
-			out = append(out, fmt.Sprintf("%s: %s=%q %s=%q", k, r.a.name, fa[k], r.b.name, fb[k]))
+			out = append(out, fmt.Sprintf("%s: %s=%q %s=%q", k, r.a.name, truncate(fa[k], 600), r.b.name, truncate(fb[k], 600)))
 		}
 	}
 	if len(out) > 0 {
@@ -254,7 +254,7 @@ func (r *runner) compare(st *Step, aa, ab answer) []string {
 			a answer
 		}{{r.a, aa}, {r.b, ab}} {
 			if m, ok := x.a.obj.(map[string]any); ok && m["kind"] == "Status" {
-				out = append(out, fmt.Sprintf("  %s said: %s", x.s.name, scalar(m["message"])))
+				out = append(out, fmt.Sprintf("  %s said: %s", x.s.name, truncate(x.s.normalise(scalar(m["message"])), 600)))
 			} else if x.a.code >= 400 {
 				out = append(out, fmt.Sprintf("  %s said: %s", x.s.name, truncate(string(x.a.body), 300)))
 			}

@@ -58,9 +58,19 @@ pub fn admit_create(
             crd::validate(obj).map_err(|e| invalid(def, obj, &e))
         }
         ("", "pods") => admit_pod_service_account(st, obj),
+        ("coordination.k8s.io", "leases") => lease_valid(def, obj),
         _ if def.custom => crd::validate_custom(def, obj, None, crd::Write::Main)
             .map_err(|e| invalid(def, obj, &e)),
         _ => Ok(()),
+    }
+}
+
+fn lease_valid(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
+    let errs = rules::lease::validate_lease(obj);
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(def, obj, &errs))
     }
 }
 
@@ -83,6 +93,7 @@ pub fn admit_update(
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             crd::validate(new).map_err(|e| invalid(def, new, &e))
         }
+        ("coordination.k8s.io", "leases") => lease_valid(def, new),
         _ if def.custom => crd::validate_custom(def, new, Some(old), crd::Write::Main)
             .map_err(|e| invalid(def, new, &e)),
         _ => Ok(()),

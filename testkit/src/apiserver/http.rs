@@ -234,14 +234,17 @@ fn list_opts(q: &HashMap<String, String>) -> Result<ListOpts, ApiError> {
     })
 }
 
-/// Decodes a JSON or YAML request body; protobuf (which kubectl's typed clients send) is
-/// refused with 415 as kube-apiserver refuses it for custom resources.
+/// Decodes a JSON or YAML request body, or protobuf for the kinds kubectl's typed commands
+/// send (protobuf.rs); other protobuf and CBOR bodies are refused with 415.
 fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Ok(json!({}));
     }
     let ct = header(headers, "content-type");
-    if ct.contains("protobuf") || ct.contains("cbor") {
+    if ct.contains("protobuf") {
+        return super::protobuf::decode(body, ct);
+    }
+    if ct.contains("cbor") {
         return Err(ApiError {
             code: 415,
             reason: "UnsupportedMediaType".into(),

@@ -57,6 +57,11 @@ pub fn decode(def: &ResourceDef, body: Value, version: &str) -> Result<Value, Ap
     if let Conversion::Pcr { .. } = def.conversion {
         rules::pcr::check_decodable(&body, version)?;
     }
+    match (def.group.as_str(), def.resource.as_str()) {
+        ("coordination.k8s.io", "leases") => rules::lease::check_lease_decodable(&body, version)?,
+        ("events.k8s.io", "events") => rules::lease::check_event_decodable(&body, version)?,
+        _ => {}
+    }
     Ok(to_internal(def, body, version))
 }
 

@@ -20,6 +20,7 @@
 pub mod ctb;
 pub mod gofmt;
 pub mod keys;
+pub mod lease;
 pub mod names;
 pub mod node_restriction;
 pub mod pcr;
