@@ -15,8 +15,6 @@ use serde_json::{json, Map, Value};
 enum Kind {
     Str,
     Bool,
-    /// bytes, written to JSON as base64 (as Kubernetes' JSON does).
-    Bytes,
     StrList,
     MapStr,
     MapBytes,
@@ -187,7 +185,6 @@ fn message(b: &[u8], fields: &[Field], ct: &str) -> Result<Map<String, Value>, A
         let value = match (field.kind, wt) {
             (Kind::Bool, 0) => json!(r.varint()? != 0),
             (Kind::Str, 2) => json!(string(r.bytes()?)?),
-            (Kind::Bytes, 2) => json!(base64::engine::general_purpose::STANDARD.encode(r.bytes()?)),
             (Kind::StrList, 2) => {
                 let mut list = entry().unwrap_or_else(|| json!([]));
                 if let Some(a) = list.as_array_mut() {

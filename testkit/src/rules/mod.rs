@@ -27,6 +27,7 @@ pub mod pcr;
 pub mod pem_go;
 pub mod rbac;
 pub mod signers;
+pub mod x509_go;
 
 use serde_json::Value;
 
