@@ -286,22 +286,63 @@ async fn typed_create_commands_send_protobuf_and_work() {
     let out = k.ok(&["create", "namespace", "typed"]).await;
     assert!(out.contains("namespace/typed created"), "{out}");
     let ns = k
-        .ok(&["get", "namespace", "typed", "-o", "jsonpath={.metadata.labels}"])
+        .ok(&[
+            "get",
+            "namespace",
+            "typed",
+            "-o",
+            "jsonpath={.metadata.labels}",
+        ])
         .await;
-    assert!(ns.contains("\"kubernetes.io/metadata.name\":\"typed\""), "{ns}");
-    k.ok(&["create", "configmap", "cfg", "-n", "typed", "--from-literal=a=1"])
-        .await;
+    assert!(
+        ns.contains("\"kubernetes.io/metadata.name\":\"typed\""),
+        "{ns}"
+    );
+    k.ok(&[
+        "create",
+        "configmap",
+        "cfg",
+        "-n",
+        "typed",
+        "--from-literal=a=1",
+    ])
+    .await;
     let data = k
-        .ok(&["get", "configmap", "cfg", "-n", "typed", "-o", "jsonpath={.data.a}"])
+        .ok(&[
+            "get",
+            "configmap",
+            "cfg",
+            "-n",
+            "typed",
+            "-o",
+            "jsonpath={.data.a}",
+        ])
         .await;
     assert_eq!(data, "1");
-    k.ok(&["create", "secret", "generic", "sec", "-n", "typed", "--from-literal=k=v"])
-        .await;
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "sec",
+        "-n",
+        "typed",
+        "--from-literal=k=v",
+    ])
+    .await;
     let data = k
-        .ok(&["get", "secret", "sec", "-n", "typed", "-o", "jsonpath={.data.k}"])
+        .ok(&[
+            "get",
+            "secret",
+            "sec",
+            "-n",
+            "typed",
+            "-o",
+            "jsonpath={.data.k}",
+        ])
         .await;
     assert_eq!(data, "dg==", "base64 of \"v\"");
-    k.ok(&["create", "serviceaccount", "sa", "-n", "typed"]).await;
+    k.ok(&["create", "serviceaccount", "sa", "-n", "typed"])
+        .await;
     let can = k
         .ok(&["auth", "can-i", "create", "configmaps", "-n", "typed"])
         .await;

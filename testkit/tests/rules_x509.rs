@@ -35,7 +35,10 @@ fn pem(der: &[u8]) -> String {
         .chunks(64)
         .map(|c| std::str::from_utf8(c).unwrap())
         .collect();
-    format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
 }
 
 #[test]
@@ -53,7 +56,10 @@ fn bundles_with_such_certificates_are_refused() {
     let der = ca_der();
     let mut trailing = der.clone();
     trailing.extend_from_slice(&[0, 0]);
-    for (bad, what) in [(trailing, "trailing bytes"), (negative(&der), "negative serial")] {
+    for (bad, what) in [
+        (trailing, "trailing bytes"),
+        (negative(&der), "negative serial"),
+    ] {
         let mut o = ctb::to_internal(
             json!({"apiVersion": "certificates.k8s.io/v1", "kind": "ClusterTrustBundle",
                    "metadata": {"name": "example.com:s:a"},

@@ -36,7 +36,12 @@ fn node_allows(st: &State, user: &UserInfo, attrs: &Attributes) -> bool {
     match attrs.verb.as_str() {
         "create" => true,
         "get" => st
-            .get_obj(&attrs.api_group, &attrs.resource, &attrs.namespace, &attrs.name)
+            .get_obj(
+                &attrs.api_group,
+                &attrs.resource,
+                &attrs.namespace,
+                &attrs.name,
+            )
             .is_some_and(|o| !node.is_empty() && o["spec"]["nodeName"] == node),
         _ => false,
     }

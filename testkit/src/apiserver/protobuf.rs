@@ -74,7 +74,11 @@ const RESOURCE_ATTRIBUTES: &[Field] = &[
 const NON_RESOURCE_ATTRIBUTES: &[Field] = &[f(1, "path", Kind::Str), f(2, "verb", Kind::Str)];
 const SSAR_SPEC: &[Field] = &[
     f(1, "resourceAttributes", Kind::Msg(RESOURCE_ATTRIBUTES)),
-    f(2, "nonResourceAttributes", Kind::Msg(NON_RESOURCE_ATTRIBUTES)),
+    f(
+        2,
+        "nonResourceAttributes",
+        Kind::Msg(NON_RESOURCE_ATTRIBUTES),
+    ),
 ];
 const SSAR: &[Field] = &[
     f(1, "metadata", Kind::Msg(OBJECT_META)),
@@ -120,7 +124,10 @@ impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, ApiError> {
         let mut v = 0u64;
         for i in 0..10 {
-            let (&x, rest) = self.b.split_first().ok_or_else(|| bad("truncated varint"))?;
+            let (&x, rest) = self
+                .b
+                .split_first()
+                .ok_or_else(|| bad("truncated varint"))?;
             self.b = rest;
             v |= u64::from(x & 0x7f) << (7 * i);
             if x & 0x80 == 0 {

@@ -38,7 +38,9 @@ pub fn is_micro_time(s: &str) -> bool {
             && zone[1..3].iter().all(u8::is_ascii_digit)
             && zone[3] == b':'
             && zone[4..6].iter().all(u8::is_ascii_digit));
-    shape && zone_ok && time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).is_ok()
+    shape
+        && zone_ok
+        && time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).is_ok()
 }
 
 fn check_micro(kind: &str, version: &str, v: &Value) -> Result<(), ApiError> {
