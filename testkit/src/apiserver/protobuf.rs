@@ -243,10 +243,8 @@ pub fn decode(body: &[u8], ct: &str) -> Result<Value, ApiError> {
                 }
             }
             2 => raw = Some(x),
-            3 | 4 => {
-                if !x.is_empty() {
-                    return Err(unsupported(ct, "an encoded or typed envelope"));
-                }
+            3 | 4 if !x.is_empty() => {
+                return Err(unsupported(ct, "an encoded or typed envelope"));
             }
             _ => {}
         }
