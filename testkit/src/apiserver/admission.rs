@@ -91,9 +91,20 @@ pub fn admit_create(
         }
         ("", "pods") => admit_pod_service_account(st, obj),
         ("coordination.k8s.io", "leases") => lease_valid(def, obj),
+        ("", "configmaps") => errs_to(def, obj, rules::core::validate_configmap(obj)),
+        ("", "secrets") => errs_to(def, obj, rules::core::validate_secret(obj)),
+        ("events.k8s.io", "events") => errs_to(def, obj, rules::core::validate_event_create(obj)),
         _ if def.custom => crd::validate_custom(def, obj, None, crd::Write::Main)
             .map_err(|e| invalid(def, obj, &e)),
         _ => Ok(()),
+    }
+}
+
+fn errs_to(def: &ResourceDef, obj: &Value, errs: Vec<FieldError>) -> Result<(), ApiError> {
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(def, obj, &errs))
     }
 }
 
@@ -126,6 +137,8 @@ pub fn admit_update(
             crd::validate(new).map_err(|e| invalid(def, new, &e))
         }
         ("coordination.k8s.io", "leases") => lease_valid(def, new),
+        ("", "configmaps") => errs_to(def, new, rules::core::validate_configmap_update(old, new)),
+        ("", "secrets") => errs_to(def, new, rules::core::validate_secret_update(old, new)),
         _ if def.custom => crd::validate_custom(def, new, Some(old), crd::Write::Main)
             .map_err(|e| invalid(def, new, &e)),
         _ => Ok(()),

@@ -185,9 +185,22 @@ fn message(b: &[u8], fields: &[Field], ct: &str) -> Result<Map<String, Value>, A
     let mut out = Map::new();
     let mut r = Reader { b };
     while let Some((num, wt)) = r.tag()? {
-        let field = fields.iter().find(|x| x.num == num).ok_or_else(|| {
-            unsupported(ct, &format!("field {num} is not decoded by this emulator"))
-        })?;
+        let Some(field) = fields.iter().find(|x| x.num == num) else {
+            // Go's generated marshallers write non-pointer fields even when unset (an
+            // empty selfLink, a zero creationTimestamp): a zero value carries nothing.
+            let zero = match wt {
+                0 => r.varint()? == 0,
+                2 => r.bytes()?.is_empty(),
+                _ => false,
+            };
+            if zero {
+                continue;
+            }
+            return Err(unsupported(
+                ct,
+                &format!("field {num} is not decoded by this emulator"),
+            ));
+        };
         let entry = || out.get(field.name).cloned();
         let value = match (field.kind, wt) {
             (Kind::Bool, 0) => json!(r.varint()? != 0),

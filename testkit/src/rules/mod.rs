@@ -17,6 +17,7 @@
 // refusals are rare and small in number, so boxing them buys nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod core;
 pub mod ctb;
 pub mod gofmt;
 pub mod keys;
