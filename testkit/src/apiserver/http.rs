@@ -479,7 +479,10 @@ async fn resource_request(
             // except by the stores with ReturnDeletedObject (here pods, namespaces,
             // serviceaccounts); one waiting for finalizers is answered with itself.
             let returns_object = def.group.is_empty()
-                && matches!(def.resource.as_str(), "pods" | "namespaces" | "serviceaccounts");
+                && matches!(
+                    def.resource.as_str(),
+                    "pods" | "namespaces" | "serviceaccounts"
+                );
             if gone && !returns_object {
                 let mut details =
                     json!({"name": name, "kind": def.resource, "uid": super::meta::uid_of(&o)});

@@ -141,7 +141,9 @@ pub fn serve(
             // with no reason.
             Some(s) => Some(s.parse::<u64>().map_err(|_| {
                 let detail = format!("strconv.ParseUint: parsing {s:?}: invalid syntax");
-                ApiError::unknown(FieldError::invalid("resourceVersion", json!(s), detail).message())
+                ApiError::unknown(
+                    FieldError::invalid("resourceVersion", json!(s), detail).message(),
+                )
             })?),
         };
         let synthetic = p.send_initial_events == Some(true) || requested.is_none();

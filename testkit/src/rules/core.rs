@@ -104,7 +104,14 @@ pub fn check_meta_decodable(kind: &str, version: &str, obj: &Value) -> Result<()
 
 /// The decoder's checks of a ConfigMap body.
 pub fn check_configmap_decodable(obj: &Value, version: &str) -> Result<(), ApiError> {
-    check_string_map("ConfigMap", version, obj, "/data", "ConfigMap.data", "string")?;
+    check_string_map(
+        "ConfigMap",
+        version,
+        obj,
+        "/data",
+        "ConfigMap.data",
+        "string",
+    )?;
     check_string_map(
         "ConfigMap",
         version,
@@ -143,7 +150,11 @@ pub fn decode_secret(mut obj: Value, version: &str) -> Result<Value, ApiError> {
             data[k] = json!(enc);
         }
     }
-    if m.get("type").and_then(Value::as_str).unwrap_or("").is_empty() {
+    if m.get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty()
+    {
         m.insert("type".into(), json!("Opaque"));
     }
     Ok(obj)
@@ -237,7 +248,13 @@ fn validate_immutable(old: &Value, new: &Value, fields: &[&str], errs: &mut Vec<
         errs.push(FieldError::forbidden("immutable", IMMUTABLE_SET));
     }
     let empty = Value::Object(Map::new());
-    let norm = |v: &Value| if v.is_null() { empty.clone() } else { v.clone() };
+    let norm = |v: &Value| {
+        if v.is_null() {
+            empty.clone()
+        } else {
+            v.clone()
+        }
+    };
     for f in fields {
         if norm(&old[*f]) != norm(&new[*f]) {
             errs.push(FieldError::forbidden(*f, IMMUTABLE_SET));
@@ -254,7 +271,11 @@ pub fn validate_configmap_update(old: &Value, new: &Value) -> Vec<FieldError> {
 pub fn validate_secret_update(old: &Value, new: &Value) -> Vec<FieldError> {
     let mut errs = validate_secret(new);
     if old["type"] != new["type"] {
-        errs.push(FieldError::invalid("type", new["type"].clone(), "field is immutable"));
+        errs.push(FieldError::invalid(
+            "type",
+            new["type"].clone(),
+            "field is immutable",
+        ));
     }
     validate_immutable(old, new, &["data"], &mut errs);
     errs
@@ -286,7 +307,12 @@ pub fn validate_event_create(obj: &Value) -> Vec<FieldError> {
         ));
     }
     if has_time {
-        for f in ["reportingController", "reportingInstance", "action", "reason"] {
+        for f in [
+            "reportingController",
+            "reportingInstance",
+            "action",
+            "reason",
+        ] {
             if s(f).is_empty() {
                 errs.push(FieldError::required(f, ""));
             }
@@ -309,7 +335,11 @@ pub fn validate_event_create(obj: &Value) -> Vec<FieldError> {
         ("deprecatedLastTimestamp", "lastTimestamp"),
     ] {
         if !s(f).is_empty() {
-            errs.push(FieldError::invalid(internal, json!(""), "needs to be unset"));
+            errs.push(FieldError::invalid(
+                internal,
+                json!(""),
+                "needs to be unset",
+            ));
         }
     }
     if obj["deprecatedCount"].as_i64().is_some_and(|c| c != 0) {
@@ -320,7 +350,11 @@ pub fn validate_event_create(obj: &Value) -> Vec<FieldError> {
         .iter()
         .any(|k| !src[*k].as_str().unwrap_or("").is_empty())
     {
-        errs.push(FieldError::invalid("source", json!(""), "needs to be unset"));
+        errs.push(FieldError::invalid(
+            "source",
+            json!(""),
+            "needs to be unset",
+        ));
     }
     errs
 }
@@ -340,7 +374,10 @@ mod tests {
     fn config_keys() {
         assert!(config_key_errors("a.b-c_D9").is_empty());
         assert_eq!(config_key_errors("a b").len(), 1);
-        assert_eq!(config_key_errors(".."), vec!["must not be '..'".to_string()]);
+        assert_eq!(
+            config_key_errors(".."),
+            vec!["must not be '..'".to_string()]
+        );
         assert_eq!(config_key_errors("..x").len(), 1);
     }
 }

@@ -91,7 +91,9 @@ pub fn check(schema: &Value, obj: &Value, old: Option<&Value>, errs: &mut Vec<Fi
             _ if ty == "object" || ty == "array" => FieldError::invalid_omitted(path, detail),
             _ => FieldError::invalid(
                 path,
-                value_at(&obj, &f.field_path).cloned().unwrap_or(Value::Null),
+                value_at(&obj, &f.field_path)
+                    .cloned()
+                    .unwrap_or(Value::Null),
                 detail,
             ),
         };
