@@ -83,6 +83,9 @@ const SSAR_SPEC: &[Field] = &[
 const SSAR: &[Field] = &[
     f(1, "metadata", Kind::Msg(OBJECT_META)),
     f(2, "spec", Kind::Msg(SSAR_SPEC)),
+    // The generated marshaller always writes the non-pointer status with its zero
+    // `allowed`, `reason`, ... (kubectl auth can-i); zero fields are skipped, the rest refused.
+    f(3, "status", Kind::Msg(&[])),
 ];
 
 fn schema(api_version: &str, kind: &str) -> Option<&'static [Field]> {
@@ -300,7 +303,22 @@ mod tests {
         let body = [b"k8s\0".to_vec(), ld(1, &tm)].concat();
         assert_eq!(decode(&body, "p").unwrap_err().code, 415);
         let tm = [ld(1, b"v1"), ld(2, b"Namespace")].concat();
+        // An unmodelled field is refused unless it is zero (Go writes unset non-pointer fields).
+        let body = [b"k8s\0".to_vec(), ld(1, &tm), ld(2, &ld(9, b"x"))].concat();
+        assert_eq!(decode(&body, "p").unwrap_err().code, 415);
         let body = [b"k8s\0".to_vec(), ld(1, &tm), ld(2, &ld(9, b""))].concat();
+        assert_eq!(
+            decode(&body, "p").unwrap(),
+            json!({"apiVersion": "v1", "kind": "Namespace"})
+        );
+        let zero_varint = [ld(1, &ld(1, b"x")), vec![(7 << 3), 0]].concat();
+        let body = [b"k8s\0".to_vec(), ld(1, &tm), ld(2, &zero_varint)].concat();
+        assert_eq!(
+            decode(&body, "p").unwrap(),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}})
+        );
+        let one_varint = [ld(1, &ld(1, b"x")), vec![(7 << 3), 1]].concat();
+        let body = [b"k8s\0".to_vec(), ld(1, &tm), ld(2, &one_varint)].concat();
         assert_eq!(decode(&body, "p").unwrap_err().code, 415);
         assert_eq!(decode(b"k8s\0\x0a\xff", "p").unwrap_err().code, 400);
         assert_eq!(decode(b"nope", "p").unwrap_err().code, 400);
