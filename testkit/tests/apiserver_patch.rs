@@ -160,7 +160,13 @@ async fn delete_preconditions_are_checked() {
     // Kind (not the resource) naming both resourceVersions.
     let (code, reason, msg) = api_err(api.delete("p", &dp).await.unwrap_err());
     assert_eq!((code, reason.as_str()), (409, "Conflict"));
-    let rv = api.get("p").await.unwrap().metadata.resource_version.unwrap();
+    let rv = api
+        .get("p")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
     assert_eq!(
         msg,
         format!(

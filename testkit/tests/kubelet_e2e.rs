@@ -80,7 +80,12 @@ fn check_bundle(path: &std::path::Path) -> Vec<u8> {
         .iter()
         .map(|b| pem::encode_config(&pem::Pem::new(b.tag(), b.contents().to_vec()), lf))
         .collect();
-    assert_eq!(String::from_utf8(bytes).unwrap(), bare, "{}", path.display());
+    assert_eq!(
+        String::from_utf8(bytes).unwrap(),
+        bare,
+        "{}",
+        path.display()
+    );
     let key = rcgen::KeyPair::try_from(blocks[0].contents()).unwrap();
     let (_, leaf) = <x509_parser::certificate::X509Certificate as x509_parser::prelude::FromDer<
         _,

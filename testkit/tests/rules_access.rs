@@ -416,9 +416,10 @@ fn release_1_37_also_requires_the_volume() {
     node_restriction::admit_pcr_create(&node, &other, &s).unwrap();
     let e = node_restriction::admit_pcr_create_with(&node, &other, &s, opts).unwrap_err();
     assert_eq!(e.code, 403);
-    assert!(e.message.ends_with(
-        "pod \"team/pod-1\" does not have a podCertificate volume for signer \"other.example/s\""
-    ));
+    assert_eq!(
+        e.message,
+        "podcertificaterequests.certificates.k8s.io \"req-\" is forbidden: pod \"team/pod-1\" does not mount a podCertificate projected volume for signer \"other.example/s\""
+    );
 }
 
 #[test]

@@ -129,9 +129,11 @@ pub fn admit_pcr_create_with(
         )));
     }
     if opts.require_pod_certificate_volume && !mounts_signer(&pod, &s("signerName")) {
-        // (contract, 1.37; wording ours) the pod must project a certificate from this signer.
+        // 1.37 validateNodePodCertificateSigner: the pod must project a certificate from this
+        // signer. (Its RBAC fallback, verb request-serviceaccounts-podcertificate-signer, is
+        // not emulated.)
         return Err(forbidden(format!(
-            "pod {pod_ref:?} does not have a podCertificate volume for signer {:?}",
+            "pod {pod_ref:?} does not mount a podCertificate projected volume for signer {:?}",
             s("signerName")
         )));
     }
