@@ -200,7 +200,11 @@ impl ApiError {
     }
 
     fn details(group: &str, kind: &str, name: &str) -> Value {
-        let mut d = json!({ "name": name, "kind": kind });
+        // StatusDetails.name is omitempty.
+        let mut d = json!({ "kind": kind });
+        if !name.is_empty() {
+            d["name"] = json!(name);
+        }
         if !group.is_empty() {
             d["group"] = json!(group);
         }
@@ -342,6 +346,12 @@ impl ApiError {
         )
     }
 
+    /// A plain Go error (not an APIStatus): responsewriters.ErrorToAPIStatus answers 500
+    /// with reason StatusReasonUnknown ("") and the error text.
+    pub fn unknown(message: impl Into<String>) -> Self {
+        Self::new(500, "", message.into(), None)
+    }
+
     pub fn service_unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "ServiceUnavailable", message.into(), None)
     }
@@ -359,6 +369,10 @@ impl ApiError {
         });
         if let Some(d) = &self.details {
             s["details"] = d.clone();
+        }
+        if self.reason.is_empty() {
+            // Status.reason is omitempty.
+            s.as_object_mut().map(|m| m.remove("reason"));
         }
         s
     }

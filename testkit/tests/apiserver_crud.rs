@@ -244,8 +244,8 @@ async fn label_and_field_selectors() {
         ),
         vec!["b", "c"]
     );
-    // pkg/registry/core/configmap: only metadata.name/namespace are selectable; the
-    // conversion func answers "field label not supported" → 400 BadRequest.
+    // ConfigMap registers no field-label conversion, so runtime.DefaultMetaV1FieldSelectorConversion
+    // refuses every other label; handlers/get.go turns that into 400 BadRequest.
     let (code, reason, msg) = api_err(
         api.list(&ListParams::default().fields("data.k=v"))
             .await
@@ -253,7 +253,11 @@ async fn label_and_field_selectors() {
     );
     assert_eq!(
         (code, reason.as_str(), msg.as_str()),
-        (400, "BadRequest", "field label not supported: data.k")
+        (
+            400,
+            "BadRequest",
+            "\"data.k\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+        )
     );
 }
 

@@ -156,12 +156,22 @@ async fn delete_preconditions_are_checked() {
         }),
         ..DeleteParams::default()
     };
-    // store.go Delete → preconditions.Check: a Conflict naming both resourceVersions.
-    let (code, _, msg) = api_err(api.delete("p", &dp).await.unwrap_err());
-    assert_eq!(code, 409);
-    assert!(
-        msg.contains("Precondition failed: ResourceVersion in precondition: 1"),
-        "{msg}"
+    // registry/rest/delete.go BeforeDelete checks preconditions first: a Conflict on the
+    // Kind (not the resource) naming both resourceVersions.
+    let (code, reason, msg) = api_err(api.delete("p", &dp).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    let rv = api
+        .get("p")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    assert_eq!(
+        msg,
+        format!(
+            "Operation cannot be fulfilled on ConfigMap \"p\": the ResourceVersion in the precondition (1) does not match the ResourceVersion in record ({rv}). The object might have been modified"
+        )
     );
 }
 

@@ -71,6 +71,21 @@ fn check_bundle(path: &std::path::Path) -> Vec<u8> {
     let blocks = pem_blocks(path);
     assert_eq!(blocks[0].tag(), "PRIVATE KEY");
     assert!(blocks.len() >= 2 && blocks[1..].iter().all(|b| b.tag() == "CERTIFICATE"));
+    // The kubelet writes Go's pem.EncodeToMemory output: LF only, and nothing but the
+    // header-less blocks themselves (cleanCertificateChain drops text and headers).
+    let bytes = std::fs::read(path).unwrap();
+    assert!(!bytes.contains(&b'\r'), "CR in {}", path.display());
+    let lf = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    let bare: String = blocks
+        .iter()
+        .map(|b| pem::encode_config(&pem::Pem::new(b.tag(), b.contents().to_vec()), lf))
+        .collect();
+    assert_eq!(
+        String::from_utf8(bytes).unwrap(),
+        bare,
+        "{}",
+        path.display()
+    );
     let key = rcgen::KeyPair::try_from(blocks[0].contents()).unwrap();
     let (_, leaf) = <x509_parser::certificate::X509Certificate as x509_parser::prelude::FromDer<
         _,

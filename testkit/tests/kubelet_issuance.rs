@@ -27,6 +27,34 @@ fn accepts_a_consistent_issuance_for_its_key() {
 }
 
 #[test]
+fn projected_chain_is_bare_lf_certificate_blocks() {
+    let ca = TestCa::new();
+    let key = KubeletKey::generate(KeyType::EcdsaP384).unwrap();
+    let mut status = issued_status(&ca, key.spki_der(), OffsetDateTime::now_utc());
+    // A CRLF chain with text between blocks still projects as Go would re-encode it.
+    let crlf = status["certificateChain"]
+        .as_str()
+        .unwrap()
+        .replace('\n', "\r\n");
+    let chain = format!("{crlf}between\r\n{}", ca.cert_pem.replace('\n', "\r\n"));
+    status["certificateChain"] = json!(chain);
+    let iss = check_issued(&status, key.spki_der()).unwrap();
+    assert!(!iss.chain_pem.contains('\r'));
+    let blocks = pem::parse_many(&iss.chain_pem).unwrap();
+    assert_eq!(blocks.len(), 2);
+    let lf = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    let bare: String = blocks
+        .iter()
+        .map(|b| pem::encode_config(&pem::Pem::new("CERTIFICATE", b.contents().to_vec()), lf))
+        .collect();
+    assert_eq!(iss.chain_pem, bare);
+    // The key block the kubelet writes first uses LF too.
+    let key_pem = key.private_key_pem();
+    assert!(key_pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+    assert!(!key_pem.contains('\r'));
+}
+
+#[test]
 fn refuses_a_leaf_for_another_key() {
     let ca = TestCa::new();
     let mine = KubeletKey::generate(KeyType::Ed25519).unwrap();

@@ -16,11 +16,43 @@ fn invalid(def: &ResourceDef, obj: &Value, errs: &[FieldError]) -> ApiError {
 
 /// The RBAC authorizer over the current store.
 pub fn authorize(st: &State, user: &UserInfo, attrs: &Attributes) -> bool {
-    rules::rbac::authorize(user, attrs, st)
+    node_allows(st, user, attrs) || rules::rbac::authorize(user, attrs, st)
+}
+
+/// The Node authorizer's PodCertificateRequest rules, which come before RBAC
+/// (plugin/pkg/auth/authorizer/node/node_authorizer.go authorizePodCertificateRequest): a
+/// node may create any (NodeRestriction narrows it) and get those naming it; list and watch
+/// need a spec.nodeName field selector, which these attributes do not carry, so they are
+/// left to RBAC.
+fn node_allows(st: &State, user: &UserInfo, attrs: &Attributes) -> bool {
+    let Some(node) = rules::node_restriction::node_identity(user) else {
+        return false;
+    };
+    if attrs.api_group != "certificates.k8s.io"
+        || attrs.resource != "podcertificaterequests"
+        || !attrs.subresource.is_empty()
+    {
+        return false;
+    }
+    match attrs.verb.as_str() {
+        "create" => true,
+        "get" => st
+            .get_obj(
+                &attrs.api_group,
+                &attrs.resource,
+                &attrs.namespace,
+                &attrs.name,
+            )
+            .is_some_and(|o| !node.is_empty() && o["spec"]["nodeName"] == node),
+        _ => false,
+    }
 }
 
 /// Authorizes a request, answering a refusal with kube-apiserver's 403.
 pub fn require(st: &State, user: &UserInfo, attrs: &Attributes) -> Result<(), ApiError> {
+    if node_allows(st, user, attrs) {
+        return Ok(());
+    }
     let (allowed, reason) = rules::rbac::decide(user, attrs, st);
     if allowed {
         Ok(())
@@ -103,9 +135,30 @@ fn create_rules(
         (admission_policy::GROUP, _) => {
             admission_policy::validate_definition(def, obj).map_err(|e| invalid(def, obj, &e))
         }
+        ("coordination.k8s.io", "leases") => lease_valid(def, obj),
+        ("", "configmaps") => errs_to(def, obj, rules::core::validate_configmap(obj)),
+        ("", "secrets") => errs_to(def, obj, rules::core::validate_secret(obj)),
+        ("events.k8s.io", "events") => errs_to(def, obj, rules::core::validate_event_create(obj)),
         _ if def.custom => crd::validate_custom(def, obj, None, crd::Write::Main)
             .map_err(|e| invalid(def, obj, &e)),
         _ => Ok(()),
+    }
+}
+
+fn errs_to(def: &ResourceDef, obj: &Value, errs: Vec<FieldError>) -> Result<(), ApiError> {
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(def, obj, &errs))
+    }
+}
+
+fn lease_valid(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
+    let errs = rules::lease::validate_lease(obj);
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(def, obj, &errs))
     }
 }
 
@@ -143,6 +196,9 @@ fn update_rules(
         (admission_policy::GROUP, _) => {
             admission_policy::validate_definition(def, new).map_err(|e| invalid(def, new, &e))
         }
+        ("coordination.k8s.io", "leases") => lease_valid(def, new),
+        ("", "configmaps") => errs_to(def, new, rules::core::validate_configmap_update(old, new)),
+        ("", "secrets") => errs_to(def, new, rules::core::validate_secret_update(old, new)),
         _ if def.custom => crd::validate_custom(def, new, Some(old), crd::Write::Main)
             .map_err(|e| invalid(def, new, &e)),
         _ => Ok(()),

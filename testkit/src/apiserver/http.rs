@@ -14,7 +14,7 @@ use super::table;
 use super::watch::{self, WatchParams};
 use super::Shared;
 use crate::rules::{Attributes, UserInfo};
-use crate::status::ApiError;
+use crate::status::{ApiError, FieldError};
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -234,20 +234,22 @@ fn list_opts(q: &HashMap<String, String>) -> Result<ListOpts, ApiError> {
     })
 }
 
-/// Decodes a JSON or YAML request body; protobuf (which kubectl's typed clients send) is
-/// refused with 415 as kube-apiserver refuses it for custom resources.
+/// Decodes a JSON or YAML request body, or protobuf for the kinds kubectl's typed commands
+/// send (protobuf.rs); other protobuf and CBOR bodies are refused with 415.
 fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Ok(json!({}));
     }
     let ct = header(headers, "content-type");
-    if ct.contains("protobuf") || ct.contains("cbor") {
+    if ct.contains("protobuf") {
+        return super::protobuf::decode(body, ct);
+    }
+    if !(ct.is_empty() || ct.contains("json") || ct.contains("yaml")) {
+        // e.g. text/plain or CBOR: the negotiated serializers are JSON, YAML and protobuf.
         return Err(ApiError {
             code: 415,
             reason: "UnsupportedMediaType".into(),
-            message: format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ct})"
-            ),
+            message: "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf".into(),
             details: None,
             retry_after_seconds: None,
         });
@@ -371,6 +373,20 @@ async fn resource_request(
         }
         "list" => {
             let opts = list_opts(&q)?;
+            // ValidateListOptions: a match needs a resourceVersion to match.
+            if q.get("resourceVersionMatch").is_some_and(|m| !m.is_empty())
+                && q.get("resourceVersion").is_none_or(|v| v.is_empty())
+            {
+                return Err(ApiError::invalid(
+                    "meta.k8s.io",
+                    "ListOptions",
+                    "",
+                    &[FieldError::forbidden(
+                        "resourceVersionMatch",
+                        "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                    )],
+                ));
+            }
             let st = lock(&sh.state);
             let r = ops::list(&st, &def, rp.namespace.as_deref(), &opts)?;
             let mut meta = json!({"resourceVersion": r.rv.to_string()});
@@ -458,6 +474,25 @@ async fn resource_request(
             }
             let mut st = lock(&sh.state);
             let o = ops::delete(&mut st, &ctx, &def, &ns, &name, &opts)?;
+            let gone = st.get_obj(&def.group, &def.resource, &ns, &name).is_none();
+            // store.go finalizeDelete: an object deleted at once is answered with a Status,
+            // except by the stores with ReturnDeletedObject (here pods, namespaces,
+            // serviceaccounts); one waiting for finalizers is answered with itself.
+            let returns_object = def.group.is_empty()
+                && matches!(
+                    def.resource.as_str(),
+                    "pods" | "namespaces" | "serviceaccounts"
+                );
+            if gone && !returns_object {
+                let mut details =
+                    json!({"name": name, "kind": def.resource, "uid": super::meta::uid_of(&o)});
+                if !def.group.is_empty() {
+                    details["group"] = json!(def.group);
+                }
+                let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                    "status": "Success", "details": details});
+                return Ok(json_response(200, &status));
+            }
             Ok(json_response(200, &out(&o)))
         }
         "deletecollection" => {

@@ -31,6 +31,7 @@ mod meta;
 mod openapi;
 mod ops;
 mod patch;
+mod protobuf;
 mod registry;
 mod selectors;
 pub mod store;

@@ -57,6 +57,25 @@ pub fn decode(def: &ResourceDef, body: Value, version: &str) -> Result<Value, Ap
     if let Conversion::Pcr { .. } = def.conversion {
         rules::pcr::check_decodable(&body, version)?;
     }
+    if !def.custom {
+        rules::core::check_meta_decodable(&def.kind, version, &body)?;
+    }
+    let body = match (def.group.as_str(), def.resource.as_str()) {
+        ("coordination.k8s.io", "leases") => {
+            rules::lease::check_lease_decodable(&body, version)?;
+            body
+        }
+        ("events.k8s.io", "events") => {
+            rules::lease::check_event_decodable(&body, version)?;
+            body
+        }
+        ("", "configmaps") => {
+            rules::core::check_configmap_decodable(&body, version)?;
+            body
+        }
+        ("", "secrets") => rules::core::decode_secret(body, version)?,
+        _ => body,
+    };
     Ok(to_internal(def, body, version))
 }
 
@@ -517,7 +536,22 @@ pub fn patch(
     if rv_of(&doc).is_empty() {
         meta_mut(&mut doc).insert("resourceVersion".into(), json!(rv_of(&old)));
     }
-    update(st, ctx, def, version, ns, name, doc, sub, "patch")
+    let patched = doc.to_string();
+    update(st, ctx, def, version, ns, name, doc, sub, "patch").map_err(|e| {
+        // A patched object that does not decode is the patch's fault (patch.go
+        // applyPatchToObject): 422 on the field `patch`, showing the patched JSON.
+        if e.code == 400 && e.reason == "BadRequest" {
+            let detail = e.message.rsplit(": json: ").next().unwrap_or(&e.message);
+            ApiError::invalid(
+                "",
+                "",
+                "",
+                &[FieldError::invalid("patch", json!(patched), detail)],
+            )
+        } else {
+            e
+        }
+    })
 }
 
 /// DELETE of one object: with finalizers it is only marked; otherwise it goes, with its
@@ -547,11 +581,12 @@ pub fn delete(
         .and_then(Value::as_str)
     {
         if rv != rv_of(&old) {
+            // store.go Delete's precondition check names the kind, not the resource.
             let msg = format!(
-                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                "the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({}). The object might have been modified",
                 rv_of(&old)
             );
-            return Err(ApiError::conflict(&def.group, &def.resource, name, &msg));
+            return Err(ApiError::conflict(&def.group, &def.kind, name, &msg));
         }
     }
     admission::admit_delete(st, ctx.user, def, &old)?;
@@ -742,10 +777,22 @@ pub fn field_value(def: &ResourceDef, obj: &Value, field: &str) -> Option<String
 pub fn check_field_selector(def: &ResourceDef, fs: &FieldSelector) -> Result<(), ApiError> {
     for f in fs.fields() {
         if !field_supported(def, f) {
-            // fields.go / the conversion funcs: "field label not supported: <label>".
-            return Err(ApiError::bad_request(format!(
-                "field label not supported: {f}"
-            )));
+            // Kinds with a field label conversion func say "field label not supported";
+            // the others use runtime.DefaultMetaV1FieldSelectorConversion's words.
+            let custom_conversion = def.custom
+                || (def.group.is_empty()
+                    && matches!(
+                        def.resource.as_str(),
+                        "pods" | "nodes" | "namespaces" | "secrets" | "events"
+                    ))
+                || def.group == "certificates.k8s.io";
+            return Err(ApiError::bad_request(if custom_conversion {
+                format!("field label not supported: {f}")
+            } else {
+                format!(
+                    "{f:?} is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+                )
+            }));
         }
     }
     Ok(())

@@ -188,8 +188,14 @@ impl Registry {
             ResourceDef::builtin("events.k8s.io", &["v1"], "events", "Event", true)
                 .short(&["ev"])
                 .create_on_update(),
-            ResourceDef::builtin("coordination.k8s.io", &["v1"], "leases", "Lease", true)
-                .create_on_update(),
+            {
+                // lease strategy: AllowCreateOnUpdate true, AllowUnconditionalUpdate false.
+                let mut d =
+                    ResourceDef::builtin("coordination.k8s.io", &["v1"], "leases", "Lease", true)
+                        .create_on_update();
+                d.allow_unconditional_update = false;
+                d
+            },
             ResourceDef::builtin("rbac.authorization.k8s.io", &["v1"], "roles", "Role", true)
                 .create_on_update(),
             ResourceDef::builtin(

@@ -68,6 +68,18 @@ fn valid_key(k: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
 }
 
+/// validation.IsValidLabelValue: empty, or at most 63 of [-A-Za-z0-9_.] with alphanumeric
+/// ends.
+fn valid_value(v: &str) -> bool {
+    let b = v.as_bytes();
+    v.is_empty()
+        || (b.len() <= 63
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')))
+}
+
 impl LabelSelector {
     pub fn parse(s: &str) -> Result<Self, ApiError> {
         let mut reqs = Vec::new();
@@ -93,6 +105,16 @@ impl LabelSelector {
             };
             if !valid_key(&key) {
                 return Err(bad_label(s, &format!("invalid label key {key:?}")));
+            }
+            let values: Vec<&String> = match &op {
+                Op::Equals(v) | Op::NotEquals(v) => vec![v],
+                Op::In(vs) | Op::NotIn(vs) => vs.iter().collect(),
+                Op::Exists | Op::NotExists => vec![],
+            };
+            // labels.Parse lexes `a===b` as `a`, `==`, `=` and stops at the `=`; any value
+            // that is no label value (validation.IsValidLabelValue) is refused the same way.
+            if let Some(v) = values.into_iter().find(|v| !valid_value(v)) {
+                return Err(bad_label(s, &format!("invalid label value {v:?}")));
             }
             reqs.push((key, op));
         }

@@ -137,16 +137,12 @@ pub fn serve(
         let st = lock(&sh.state);
         let requested = match p.resource_version.as_deref() {
             None | Some("") | Some("0") => None,
+            // storage.ParseResourceVersion's storage.InvalidError is no APIStatus: a 500
+            // with no reason.
             Some(s) => Some(s.parse::<u64>().map_err(|_| {
-                ApiError::invalid(
-                    "meta.k8s.io",
-                    "ListOptions",
-                    "",
-                    &[FieldError::invalid(
-                        "resourceVersion",
-                        json!(s),
-                        "invalid resource version",
-                    )],
+                let detail = format!("strconv.ParseUint: parsing {s:?}: invalid syntax");
+                ApiError::unknown(
+                    FieldError::invalid("resourceVersion", json!(s), detail).message(),
                 )
             })?),
         };

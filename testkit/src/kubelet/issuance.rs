@@ -82,7 +82,13 @@ pub fn check_issued(status: &Value, spki_der: &[u8]) -> Result<Issuance, Issuanc
     // Like the kubelet's cleanCertificateChain: re-encode the blocks, dropping anything else.
     let chain_pem = blocks
         .iter()
-        .map(|b| pem::encode(&pem::Pem::new("CERTIFICATE", b.contents().to_vec())))
+        .map(|b| {
+            // cleanCertificateChain re-encodes with Go's pem.EncodeToMemory: LF line endings.
+            pem::encode_config(
+                &pem::Pem::new("CERTIFICATE", b.contents().to_vec()),
+                pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+            )
+        })
         .collect();
     Ok(Issuance {
         chain_pem,

@@ -228,7 +228,11 @@ impl KubeletKey {
 
     /// The `PRIVATE KEY` PEM block the kubelet puts first in a credential bundle.
     pub fn private_key_pem(&self) -> String {
-        pem::encode(&pem::Pem::new("PRIVATE KEY", self.0.pkcs8_der.clone()))
+        pem::encode_config(
+            &pem::Pem::new("PRIVATE KEY", self.0.pkcs8_der.clone()),
+            // Go's pem.EncodeToMemory ends lines with LF; the pem crate defaults to CRLF.
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        )
     }
 
     /// The proof of possession over the pod UID, exactly as the kubelet makes it: pure Ed25519;

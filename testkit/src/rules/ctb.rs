@@ -106,7 +106,7 @@ pub fn validate_trust_bundle(bundle: &str) -> Vec<FieldError> {
             errs.push(bad(format!("entry {i} has PEM block headers")));
             continue;
         }
-        let Ok((_, cert)) = x509_parser::parse_x509_certificate(&b.bytes) else {
+        let Some(cert) = crate::rules::x509_go::parse_certificate(&b.bytes) else {
             errs.push(bad(format!("entry {i} does not parse as X.509")));
             continue;
         };

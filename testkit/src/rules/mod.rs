@@ -17,15 +17,18 @@
 // refusals are rare and small in number, so boxing them buys nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod core;
 pub mod ctb;
 pub mod gofmt;
 pub mod keys;
+pub mod lease;
 pub mod names;
 pub mod node_restriction;
 pub mod pcr;
 pub mod pem_go;
 pub mod rbac;
 pub mod signers;
+pub mod x509_go;
 
 use serde_json::Value;
 

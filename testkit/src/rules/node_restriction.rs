@@ -65,30 +65,28 @@ pub fn admit_pcr_create_with(
             s("nodeName")
         )));
     }
+    // Plain (non-Status) errors, which kube-apiserver answers as 500 with no reason: the
+    // informer-lag cases (admission.go wraps the listers' NotFound with %w, not Forbidden).
     let Some(node) = lookup.get("", "nodes", None, node_name) else {
-        return Err(not_found(
-            "nodes",
-            node_name,
-            format!("while retrieving node {node_name:?} named in the PodCertificateRequest: nodes {node_name:?} not found"),
-        ));
+        return Err(ApiError::unknown(format!(
+            "while retrieving node {node_name:?} named in the PodCertificateRequest: node {node_name:?} not found"
+        )));
     };
     let node_uid = uid(&node);
     if node_uid != s("nodeUID") {
-        return Err(ApiError::internal(format!(
+        return Err(ApiError::unknown(format!(
             "PodCertificateRequest for pod {pod_ref:?} names node UID {:?}, inconsistent with the running node ({node_uid:?})",
             s("nodeUID")
         )));
     }
     let Some(pod) = lookup.get("", "pods", Some(namespace), &pod_name) else {
-        return Err(not_found(
-            "pods",
-            &pod_name,
-            format!("while retrieving pod {pod_ref:?} named in the PodCertificateRequest: pods {pod_name:?} not found"),
-        ));
+        return Err(ApiError::unknown(format!(
+            "while retrieving pod {pod_ref:?} named in the PodCertificateRequest: pod {pod_name:?} not found"
+        )));
     };
     let pod_uid = uid(&pod);
     if s("podUID") != pod_uid {
-        return Err(ApiError::internal(format!(
+        return Err(ApiError::unknown(format!(
             "PodCertificateRequest for pod {pod_ref:?} contains pod UID ({:?}) which differs from running pod {pod_uid:?}",
             s("podUID")
         )));
@@ -118,21 +116,24 @@ pub fn admit_pcr_create_with(
         Some(namespace),
         &s("serviceAccountName"),
     ) else {
-        return Err(ApiError::internal(format!(
-            "while retrieving service account {sa_ref:?} named in the PodCertificateRequest: not found"
+        return Err(ApiError::unknown(format!(
+            "while retrieving service account {sa_ref:?} named in the PodCertificateRequest: serviceaccount {:?} not found",
+            s("serviceAccountName")
         )));
     };
     let sa_uid = uid(&sa);
     if sa_uid != s("serviceAccountUID") {
-        return Err(ApiError::internal(format!(
+        return Err(ApiError::unknown(format!(
             "PodCertificateRequest for pod {pod_ref:?} names service account UID {:?}, which differs from the running service account ({sa_uid:?})",
             s("serviceAccountUID")
         )));
     }
     if opts.require_pod_certificate_volume && !mounts_signer(&pod, &s("signerName")) {
-        // (contract, 1.37; wording ours) the pod must project a certificate from this signer.
+        // 1.37 validateNodePodCertificateSigner: the pod must project a certificate from this
+        // signer. (Its RBAC fallback, verb request-serviceaccounts-podcertificate-signer, is
+        // not emulated.)
         return Err(forbidden(format!(
-            "pod {pod_ref:?} does not have a podCertificate volume for signer {:?}",
+            "pod {pod_ref:?} does not mount a podCertificate projected volume for signer {:?}",
             s("signerName")
         )));
     }
@@ -141,12 +142,6 @@ pub fn admit_pcr_create_with(
 
 fn uid(obj: &Value) -> String {
     obj["metadata"]["uid"].as_str().unwrap_or("").to_string()
-}
-
-fn not_found(resource: &str, name: &str, message: String) -> ApiError {
-    let mut e = ApiError::not_found("", resource, name);
-    e.message = message;
-    e
 }
 
 /// Whether any projected volume of the pod has a `podCertificate` source for `signer`.

@@ -46,7 +46,7 @@ fn blocks_cel(e: &FieldError) -> bool {
 fn not_checked() -> FieldError {
     FieldError::invalid(
         "<nil>",
-        json!("null"),
+        Value::Null,
         "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
     )
 }
@@ -83,7 +83,19 @@ pub fn check(schema: &Value, obj: &Value, old: Option<&Value>, errs: &mut Vec<Fi
             Some("FieldValueDuplicate") => {
                 FieldError::new(FieldErrorKind::Duplicate, path, Some(json!(ty)), "")
             }
-            _ => FieldError::invalid(path, json!(ty), detail),
+            // Upstream (schema/cel/validation.go) reports a failed rule with the value it
+            // saw, omitted for objects and arrays; other failures carry the schema type.
+            _ if f.kind != ErrorKind::ValidationFailure => {
+                FieldError::invalid(path, json!(ty), detail)
+            }
+            _ if ty == "object" || ty == "array" => FieldError::invalid_omitted(path, detail),
+            _ => FieldError::invalid(
+                path,
+                value_at(&obj, &f.field_path)
+                    .cloned()
+                    .unwrap_or(Value::Null),
+                detail,
+            ),
         };
         errs.push(err);
     }
@@ -105,6 +117,21 @@ fn without_nulls(v: &Value) -> Value {
 }
 
 /// The schema type at a dotted path with `[i]` indexes (the value upstream reports).
+/// The value at a field path such as `spec.keyTypes[0]` (the paths `type_at` reads).
+fn value_at<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut node = obj;
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (name, rest) = part.split_at(part.find('[').unwrap_or(part.len()));
+        if !name.is_empty() {
+            node = node.get(name)?;
+        }
+        for idx in rest.split(['[', ']']).filter(|i| !i.is_empty()) {
+            node = node.get(idx.parse::<usize>().ok()?)?;
+        }
+    }
+    Some(node)
+}
+
 fn type_at<'a>(schema: &'a Value, path: &str) -> Option<&'a str> {
     let mut node = schema;
     for part in path.split('.').filter(|p| !p.is_empty()) {
@@ -150,9 +177,9 @@ mod tests {
                 json!({"spec": {"a": "x", "b": "y", "l": []}})
             ),
             [
-                "spec: Invalid value: \"object\": exactly one of a or b",
+                "spec: Invalid value: exactly one of a or b",
                 "spec: Forbidden: no x",
-                "spec.l: Invalid value: \"array\": failed rule: size(self) > 0"
+                "spec.l: Invalid value: failed rule: size(self) > 0"
             ]
         );
         assert!(run(schema.clone(), json!({"spec": {"a": "z", "l": ["q"]}})).is_empty());
@@ -160,7 +187,7 @@ mod tests {
             "x-kubernetes-validations": [{"rule": "size(self) < 2", "messageExpression": "'got ' + string(size(self))"}]}}});
         assert_eq!(
             run(dynamic, json!({"l": ["a", "b"]})),
-            ["l: Invalid value: \"array\": got 2"]
+            ["l: Invalid value: got 2"]
         );
         // Rules do not run on null values.
         assert!(run(schema, json!({"spec": {"a": "z", "l": null}})).is_empty());
@@ -172,7 +199,7 @@ mod tests {
         check(&json!({"type": "object"}), &json!({}), None, &mut errs);
         assert_eq!(
             errs[1].message(),
-            "<nil>: Invalid value: \"null\": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"
+            "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"
         );
     }
 }

@@ -113,7 +113,13 @@ pub fn validate(obj: &Value) -> Vec<FieldError> {
     let pkix = bytes_of(obj, "pkixPublicKey", &mut errs);
     let pop = bytes_of(obj, "proofOfPossession", &mut errs);
     let stub = bytes_of(obj, "stubPKCS10Request", &mut errs);
-    if !stub.is_empty() {
+    if stub.is_empty() && pkix.is_empty() && pop.is_empty() {
+        // validation.go (1.36+): no carrier at all is one error on `spec`.
+        errs.push(FieldError::invalid_omitted(
+            "spec",
+            "exactly one of (stubPKCS10Request) or (pkixPublicKey, proofOfPossession) must be set",
+        ));
+    } else if !stub.is_empty() {
         validate_stub(&stub, &pkix, &pop, &mut errs);
     } else {
         validate_pkix_and_proof(obj, &pkix, &pop, &mut errs);

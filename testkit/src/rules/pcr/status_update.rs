@@ -316,7 +316,7 @@ struct Leaf {
 
 fn parse_leaf(der: &[u8]) -> Option<Leaf> {
     use x509_parser::extensions::GeneralName;
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cert = crate::rules::x509_go::parse_certificate(der)?;
     let mut dns = Vec::new();
     let mut emails = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
@@ -516,7 +516,7 @@ fn validate_issued(old: &Value, s: &Status, now: OffsetDateTime) -> Vec<FieldErr
             ));
             return errs;
         }
-        if x509_parser::parse_x509_certificate(&block.bytes).is_err() {
+        if crate::rules::x509_go::parse_certificate(&block.bytes).is_none() {
             errs.push(FieldError::invalid(
                 CHAIN_PATH,
                 chain_value(),
