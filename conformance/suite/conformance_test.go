@@ -382,7 +382,8 @@ func TestKubectl(t *testing.T) {
 	if err != nil {
 		t.Skip("kubectl not installed")
 	}
-	run := func(args ...string) string {
+	run := func(t *testing.T, args ...string) string {
+		t.Helper()
 		out, err := exec.Command(kubectl, append([]string{"--kubeconfig", E.kubeconfig}, args...)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("kubectl %v: %v\n%s", args, err, out)
@@ -390,14 +391,19 @@ func TestKubectl(t *testing.T) {
 		return string(out)
 	}
 	t.Run("get-pcr", func(t *testing.T) {
-		out := run("get", "podcertificaterequests."+E.pcrVersion+".certificates.k8s.io", "-A")
-		if !strings.Contains(out, "issue") {
-			t.Errorf("no requests of namespace issue listed:\n%s", out)
+		// A fresh request: the cleaner removes older ones within a minute.
+		createPod(t, "kubectl", "p", "app", "node-0", source{volume: "cert", keyType: "ED25519"})
+		if v := waitVolume(t, "kubectl", "p", "cert-0", wait); v.State != "issued" {
+			t.Fatalf("%+v", v)
+		}
+		out := run(t, "get", "podcertificaterequests."+E.pcrVersion+".certificates.k8s.io", "-A")
+		if !strings.Contains(out, "kubectl ") {
+			t.Errorf("the request of namespace kubectl is not listed:\n%s", out)
 		}
 	})
 	t.Run("create-namespace", func(t *testing.T) {
-		run("create", "namespace", "kubectl-made")
-		run("get", "namespace", "kubectl-made")
+		run(t, "create", "namespace", "kubectl-made")
+		run(t, "get", "namespace", "kubectl-made")
 	})
 }
 
