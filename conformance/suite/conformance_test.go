@@ -424,3 +424,45 @@ func TestCleaner(t *testing.T) {
 		t.Fatalf("%s/%s still exists", firstPCR.ns, firstPCR.name)
 	})
 }
+
+func TestCARotation(t *testing.T) {
+	const ns, sa = "rotate", "app"
+	createPod(t, ns, "old", sa, "node-0", source{volume: "cert", keyType: "ECDSAP256"})
+	ov := waitVolume(t, ns, "old", "cert-0", wait)
+	if ov.State != "issued" {
+		t.Fatalf("%+v", ov)
+	}
+	before, _ := trustBundle(t)
+	oldLeaf := checkBundle(t, ov.File, ns, sa)
+	out, err := exec.Command(E.signerBin, "ca", "rotate", "--secret", caSecret, "--kubeconfig", E.kubeconfig).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ca rotate: %v\n%s", err, out)
+	}
+	t.Run("next-root-published", func(t *testing.T) {
+		deadline := time.Now().Add(wait)
+		for {
+			if now, _ := trustBundle(t); len(now) > len(before) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the bundle still has %d roots; signer log:\n%s", len(before), tail(E.main.log))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+	t.Run("new-ca-signs-after-propagation-delay", func(t *testing.T) {
+		time.Sleep(7 * time.Second) // the suite's --ca-propagation-delay is 5 s
+		createPod(t, ns, "new", sa, "node-1", source{volume: "cert", keyType: "ECDSAP256"})
+		nv := waitVolume(t, ns, "new", "cert-0", wait)
+		if nv.State != "issued" {
+			t.Fatalf("%+v", nv)
+		}
+		newLeaf := checkBundle(t, nv.File, ns, sa)
+		if string(newLeaf.AuthorityKeyId) == string(oldLeaf.AuthorityKeyId) {
+			t.Errorf("the new leaf is still signed by the old CA")
+		}
+	})
+	t.Run("old-leaf-still-verifies", func(t *testing.T) {
+		checkBundle(t, ov.File, ns, sa)
+	})
+}
