@@ -52,6 +52,12 @@ node_image() {
 # v1alpha1 on 1.34, v1beta1 on 1.35/1.36, v1 on 1.37 (GA, on by default) where v1beta1 stays
 # served when asked for (the signer prefers it: a 1.35 kubelet's pkix+proof is visible there).
 # ClusterTrustBundle is v1beta1 from 1.34, v1 on 1.37.
+# Checked against the releases' own code (pkg/features/kube_features.go and
+# pkg/registry/certificates/rest/storage_certificates.go of k8s.io/kubernetes v1.35.4 and
+# v1.37.2, which conformance/ builds): on 1.35 all three gates are beta and off by default, so
+# they must be set; on 1.37 they are GA, on by default and not yet locked (locking comes in 1.38),
+# so setting them true is accepted; v1beta1 storage for both resources still exists on 1.37 and is
+# served only when runtime-config asks for it, as below.
 runtime_config() {
   case "$1" in
     1.34) printf '%s\n' \
