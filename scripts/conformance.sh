@@ -13,10 +13,10 @@ RELEASES=${RELEASES:-"1.37 1.35"}
 BIN=$ROOT/conformance/bin
 mkdir -p "$BIN"
 
-# CONFORMANCE_CARGO: how to build the signer and the workload. .ci/run passes
+# CONFORMANCE_CARGO: how to build the signer, the workload and the emulator (for the difftest). .ci/run passes
 # "cargo test --workspace --no-run", which its test run has already done: `cargo build -p` alone
 # resolves features without the dev-dependencies and would rebuild many crates a second time.
-${CONFORMANCE_CARGO:-cargo build -p podcert-signer -p podcert-workload} ||
+${CONFORMANCE_CARGO:-cargo build -p podcert-signer -p podcert-workload -p podcert-testkit} ||
   { echo "conformance: 0 passed, 1 failed (cargo build failed)"; exit 1; }
 
 # Starts the harness with no nodes, runs scripts/difftest.sh against it, stops it.
@@ -32,7 +32,7 @@ difftest_against() {
     sleep 0.5
   done
   if grep -q '^ready ' "$dir/harness.log"; then
-    bash scripts/difftest.sh "$dir/real.kubeconfig" >"$dir/difftest.log" 2>&1
+    DIFFTEST_SKIP_BUILD=1 bash scripts/difftest.sh "$dir/real.kubeconfig" >"$dir/difftest.log" 2>&1
     rc=$?
     tail -25 "$dir/difftest.log"
   else

@@ -18,7 +18,9 @@ fi
 real="$1"
 shift
 testkit="${TESTKIT:-$root/target/debug/podcert-testkit}"
-if [ ! -x "$testkit" ]; then
+# Always build (a no-op when fresh): a stale emulator binary would compare old behaviour.
+# DIFFTEST_SKIP_BUILD=1 when the caller has just built it (scripts/conformance.sh).
+if [ -z "${TESTKIT:-}" ] && [ "${DIFFTEST_SKIP_BUILD:-0}" != 1 ]; then
   cargo build -q -p podcert-testkit
 fi
 work="$(mktemp -d)"
