@@ -117,7 +117,7 @@ fn own_groups() -> Vec<u32> {
     for line in status.lines() {
         if let Some(rest) = line.strip_prefix("Gid:") {
             // real, effective, saved, filesystem: the effective one decides access.
-            groups.extend(rest.split_whitespace().nth(1).and_then(|g| g.parse().ok()));
+            groups.extend(rest.split_whitespace().nth(1).and_then(|g| g.parse::<u32>().ok()));
         } else if let Some(rest) = line.strip_prefix("Groups:") {
             groups.extend(rest.split_whitespace().filter_map(|g| g.parse::<u32>().ok()));
         }
