@@ -106,7 +106,15 @@ mod tests {
         for bad in ["", "Upper.example", "has space", "a/b", "x:1"] {
             assert!(TrustDomain::new(bad).is_err(), "{bad:?} accepted");
         }
-        for bad in ["a..b", ".cluster.local", "cluster.local.", ".", "..", "a.b..", "..a"] {
+        for bad in [
+            "a..b",
+            ".cluster.local",
+            "cluster.local.",
+            ".",
+            "..",
+            "a.b..",
+            "..a",
+        ] {
             assert_eq!(
                 TrustDomain::new(bad),
                 Err(SpiffeIdError::TrustDomainEmptyLabel(bad.into())),

@@ -270,11 +270,16 @@ fn inspect_describes_a_signed_request_and_a_credential_bundle() {
 fn inspect_escapes_control_characters_in_subject_and_sans() {
     use rcgen::{CertificateParams, DnType, KeyPair, SanType};
     let mut params = CertificateParams::default();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "evil\x1b[2J\nSPIFFE ID:  spiffe://fake/x");
+    params.distinguished_name.push(
+        DnType::CommonName,
+        "evil\x1b[2J\nSPIFFE ID:  spiffe://fake/x",
+    );
     params.subject_alt_names = vec![
-        SanType::URI("spiffe://td/a\x1b[31m\nDNS names:  bank.example".try_into().unwrap()),
+        SanType::URI(
+            "spiffe://td/a\x1b[31m\nDNS names:  bank.example"
+                .try_into()
+                .unwrap(),
+        ),
         SanType::DnsName("a\x1b]0;title\x07.example".try_into().unwrap()),
     ];
     let key = KeyPair::generate().unwrap();
@@ -282,19 +287,34 @@ fn inspect_escapes_control_characters_in_subject_and_sans() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("crafted.pem");
     std::fs::write(&file, cert.pem()).unwrap();
-    let out = Command::new(BIN).arg("inspect").arg(&file).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .arg("inspect")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         !text.bytes().any(|b| b.is_ascii_control() && b != b'\n'),
         "{text:?}"
     );
     // Only inspect's own lines: the crafted ones stay inside their field.
-    assert!(!text.lines().any(|l| l.trim_start().starts_with("SPIFFE ID:  spiffe://fake")));
-    assert!(!text.lines().any(|l| l.trim_start().starts_with("DNS names:  bank")));
+    assert!(!text
+        .lines()
+        .any(|l| l.trim_start().starts_with("SPIFFE ID:  spiffe://fake")));
+    assert!(!text
+        .lines()
+        .any(|l| l.trim_start().starts_with("DNS names:  bank")));
     assert!(text.contains("evil\\x1b[2J\\nSPIFFE ID"), "{text}");
     assert!(text.contains("a\\x1b]0;title\\x07.example"), "{text}");
-    assert!(text.contains("spiffe://td/a\\x1b[31m\\nDNS names"), "{text}");
+    assert!(
+        text.contains("spiffe://td/a\\x1b[31m\\nDNS names"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -367,7 +387,11 @@ fn a_ca_key_others_can_read_is_refused_unless_allowed() {
         assert!(err.contains("--allow-insecure-key-permissions"), "{err}");
     }
     let out = sign_with_key(&dir, &key, &["--allow-insecure-key-permissions"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Through a symlink (as a Secret volume mounts its files): the target's mode counts.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -376,7 +400,11 @@ fn a_ca_key_others_can_read_is_refused_unless_allowed() {
     assert_one_line_error(&sign_with_key(&dir, &link, &[]), "mode 0644");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = sign_with_key(&dir, &link, &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -386,10 +414,17 @@ fn ca_init_makes_its_directory_private_even_under_umask_000() {
     // umask 000 in a shell, then ca init.
     let out = Command::new("sh")
         .arg("-c")
-        .arg(format!("umask 000 && exec {BIN} ca init --out {}", out_dir.display()))
+        .arg(format!(
+            "umask 000 && exec {BIN} ca init --out {}",
+            out_dir.display()
+        ))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&out_dir), 0o700);
     assert_eq!(mode(&out_dir.join("ca.key")), 0o600);
@@ -435,12 +470,26 @@ fn adversarial_yaml() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("unmatched brackets", vec![b'['; N]),
         ("unmatched braces", b"{a: ".repeat(N / 4)),
-        ("deep nesting", [b"kind: x\nspec: ".as_slice(), &b"[".repeat(N / 2), &b"]".repeat(N / 2 - 16)].concat()),
+        (
+            "deep nesting",
+            [
+                b"kind: x\nspec: ".as_slice(),
+                &b"[".repeat(N / 2),
+                &b"]".repeat(N / 2 - 16),
+            ]
+            .concat(),
+        ),
         ("deep block nesting", deep_block.into_bytes()),
         ("billion laughs", laughs.into_bytes()),
         ("many aliases", aliases.into_bytes()),
-        ("long scalar", [b"kind: ".as_slice(), &vec![b'a'; N - 6]].concat()),
-        ("long quoted scalar", [b"kind: \"".as_slice(), &b"\\\\".repeat(N / 2 - 4)].concat()),
+        (
+            "long scalar",
+            [b"kind: ".as_slice(), &vec![b'a'; N - 6]].concat(),
+        ),
+        (
+            "long quoted scalar",
+            [b"kind: \"".as_slice(), &b"\\\\".repeat(N / 2 - 4)].concat(),
+        ),
         ("many keys", {
             let mut s = String::new();
             let mut k = 0;
@@ -465,7 +514,11 @@ fn adversarial_yaml_is_refused_quickly_by_sign_signer_file_and_inspect() {
         assert!(!err.contains("panicked"), "{name}: {err}");
         let file = dir.path().join("adversarial.yaml");
         std::fs::write(&file, &input).unwrap();
-        let out = Command::new(BIN).arg("inspect").arg(&file).output().unwrap();
+        let out = Command::new(BIN)
+            .arg("inspect")
+            .arg(&file)
+            .output()
+            .unwrap();
         assert!(!out.status.success(), "{name}: inspect accepted it");
         assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
         // sign --signer: the policy file (its cap is 1 MiB: the head of the input).
@@ -485,6 +538,9 @@ fn adversarial_yaml_is_refused_quickly_by_sign_signer_file_and_inspect() {
             .unwrap();
         assert!(!out.status.success(), "{name}: --signer accepted it");
         assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
-        eprintln!("{name}: {:?} for sign, inspect and --signer", started.elapsed());
+        eprintln!(
+            "{name}: {:?} for sign, inspect and --signer",
+            started.elapsed()
+        );
     }
 }

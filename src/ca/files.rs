@@ -36,7 +36,10 @@ fn human_size(bytes: u64) -> String {
 fn too_large(cap: u64) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
-        format!("larger than the {} limit; refusing to read it", human_size(cap)),
+        format!(
+            "larger than the {} limit; refusing to read it",
+            human_size(cap)
+        ),
     )
 }
 
@@ -79,8 +82,7 @@ pub fn read_ca_file(path: &Path, is_key: bool) -> io::Result<String> {
         return Err(too_large(MAX_CA_FILE_BYTES));
     }
     let data = read_bounded(file, MAX_CA_FILE_BYTES)?;
-    String::from_utf8(data)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 PEM"))
+    String::from_utf8(data).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 PEM"))
 }
 
 fn check_key_mode(mode: u32, gid: u32) -> io::Result<()> {
@@ -117,9 +119,16 @@ fn own_groups() -> Vec<u32> {
     for line in status.lines() {
         if let Some(rest) = line.strip_prefix("Gid:") {
             // real, effective, saved, filesystem: the effective one decides access.
-            groups.extend(rest.split_whitespace().nth(1).and_then(|g| g.parse::<u32>().ok()));
+            groups.extend(
+                rest.split_whitespace()
+                    .nth(1)
+                    .and_then(|g| g.parse::<u32>().ok()),
+            );
         } else if let Some(rest) = line.strip_prefix("Groups:") {
-            groups.extend(rest.split_whitespace().filter_map(|g| g.parse::<u32>().ok()));
+            groups.extend(
+                rest.split_whitespace()
+                    .filter_map(|g| g.parse::<u32>().ok()),
+            );
         }
     }
     groups

@@ -199,7 +199,9 @@ fn small_primes() -> impl Iterator<Item = u32> {
         if composite[n] {
             return None;
         }
-        (n * n..LIMIT).step_by(2 * n).for_each(|m| composite[m] = true);
+        (n * n..LIMIT)
+            .step_by(2 * n)
+            .for_each(|m| composite[m] = true);
         u32::try_from(n).ok()
     })
 }
@@ -208,7 +210,9 @@ fn small_primes() -> impl Iterator<Item = u32> {
 fn small_prime_product() -> &'static rsa::BigUint {
     static PRODUCT: std::sync::OnceLock<rsa::BigUint> = std::sync::OnceLock::new();
     PRODUCT.get_or_init(|| {
-        small_primes().fold(rsa::BigUint::from(1u32), |acc, p| acc * rsa::BigUint::from(p))
+        small_primes().fold(rsa::BigUint::from(1u32), |acc, p| {
+            acc * rsa::BigUint::from(p)
+        })
     })
 }
 
@@ -292,7 +296,10 @@ mod tests {
         let n = (rsa::BigUint::from(65521u32) * rsa::BigUint::from(65519u32)).to_bytes_be();
         let err = check_rsa_modulus(&n, "f").unwrap_err().to_string();
         assert!(err.contains("small prime 65519"), "{err}");
-        assert!(check_rsa_modulus(&[0x10, 0x00], "f").unwrap_err().to_string().contains("even"));
+        assert!(check_rsa_modulus(&[0x10, 0x00], "f")
+            .unwrap_err()
+            .to_string()
+            .contains("even"));
         // 2^127 - 1 and 2^61 - 1 are prime: their product has no factor below 2^16.
         let m127 = (rsa::BigUint::from(1u32) << 127usize) - rsa::BigUint::from(1u32);
         let m61 = (rsa::BigUint::from(1u32) << 61usize) - rsa::BigUint::from(1u32);
