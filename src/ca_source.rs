@@ -281,16 +281,17 @@ fn read_files(
     key: &PathBuf,
     anchors: &Option<PathBuf>,
 ) -> Result<Material, SourceError> {
-    let read = |p: &PathBuf| {
-        std::fs::read_to_string(p).map_err(|source| SourceError::Read {
+    // Bounded (1 MiB) and, for the key, permission-checked: crate::ca::files::read_ca_file.
+    let read = |p: &PathBuf, is_key: bool| {
+        crate::ca::files::read_ca_file(p, is_key).map_err(|source| SourceError::Read {
             path: p.display().to_string(),
             source,
         })
     };
     Ok(Material {
-        cert: read(cert)?,
-        key: read(key)?,
-        anchors: anchors.as_ref().map(read).transpose()?,
+        cert: read(cert, false)?,
+        key: read(key, true)?,
+        anchors: anchors.as_ref().map(|p| read(p, false)).transpose()?,
     })
 }
 

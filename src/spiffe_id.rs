@@ -11,6 +11,10 @@ pub const MAX_LEN: usize = 2048;
 pub enum SpiffeIdError {
     #[error("trust domain {0:?} is invalid: use lowercase letters, digits, '.', '-' and '_' only")]
     TrustDomain(String),
+    /// A trust domain is a DNS-like name: `a..b`, `.a` and `a.` have an empty label, which
+    /// other SPIFFE implementations and X.509 name constraints treat as a different name.
+    #[error("trust domain {0:?} is invalid: it may not start or end with '.' or contain '..' (an empty label)")]
+    TrustDomainEmptyLabel(String),
     #[error("SPIFFE ID path segment {0:?} is invalid: segments use letters, digits, '.', '-' and '_', and may not be empty, '.' or '..'")]
     Segment(String),
     #[error("SPIFFE ID path is empty: a workload ID needs at least one segment")]
@@ -30,11 +34,13 @@ impl TrustDomain {
             && name.bytes().all(|b| {
                 b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
             });
-        if ok {
-            Ok(TrustDomain(name.to_string()))
-        } else {
-            Err(SpiffeIdError::TrustDomain(name.to_string()))
+        if !ok {
+            return Err(SpiffeIdError::TrustDomain(name.to_string()));
         }
+        if name.starts_with('.') || name.ends_with('.') || name.contains("..") {
+            return Err(SpiffeIdError::TrustDomainEmptyLabel(name.to_string()));
+        }
+        Ok(TrustDomain(name.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -100,6 +106,22 @@ mod tests {
         for bad in ["", "Upper.example", "has space", "a/b", "x:1"] {
             assert!(TrustDomain::new(bad).is_err(), "{bad:?} accepted");
         }
+        for bad in [
+            "a..b",
+            ".cluster.local",
+            "cluster.local.",
+            ".",
+            "..",
+            "a.b..",
+            "..a",
+        ] {
+            assert_eq!(
+                TrustDomain::new(bad),
+                Err(SpiffeIdError::TrustDomainEmptyLabel(bad.into())),
+                "{bad:?}"
+            );
+        }
+        assert!(TrustDomain::new("a.b-c_d.example").is_ok());
         let td = TrustDomain::new("td").unwrap();
         for bad in ["", ".", "..", "a/b", "a%2f", "é"] {
             assert_eq!(

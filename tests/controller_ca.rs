@@ -39,6 +39,9 @@ fn ca_init(dir: &Path) -> String {
 fn swap_in(path: &Path, content: &[u8]) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, content).unwrap();
+    // A key file others may read is refused (ca::files::read_ca_file).
+    let mode = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600);
+    std::fs::set_permissions(&tmp, mode).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
 

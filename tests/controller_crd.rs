@@ -51,7 +51,7 @@ fn signers(server: &TestServer) -> Api<PodCertificateSigner> {
 }
 
 async fn apply(server: &TestServer, yaml: &str) {
-    let obj: PodCertificateSigner = serde_yaml::from_str(yaml).unwrap();
+    let obj: PodCertificateSigner = serde_saphyr::from_str(yaml).unwrap();
     let api = signers(server);
     let name = obj.metadata.name.clone().unwrap();
     match api.get_opt(&name).await.unwrap() {

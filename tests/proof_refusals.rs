@@ -474,3 +474,126 @@ fn every_refusal_maps_to_a_valid_reason() {
         );
     }
 }
+
+// --- degenerate keys (security issue 13, item 2) -----------------------------------------------
+
+/// The Ed25519 identity point (y = 1), and the signature R = identity, S = 0 that a
+/// cofactorless check accepts for every message under it.
+const ED25519_IDENTITY: [u8; 32] = {
+    let mut b = [0u8; 32];
+    b[0] = 1;
+    b
+};
+
+fn identity_signature() -> Vec<u8> {
+    [&ED25519_IDENTITY[..], &[0u8; 32][..]].concat()
+}
+
+#[test]
+fn a_small_order_ed25519_key_is_refused_on_the_pkix_carrier() {
+    let mut req = pkix_request(spki(&alg_id(ED25519, None), &ED25519_IDENTITY));
+    req.proof_of_possession = Some(identity_signature());
+    let msg = malformed(extract_subject_key(&req));
+    assert!(
+        msg.contains("Ed25519 public key is a small-order point"),
+        "{msg}"
+    );
+    // Another small-order point: y = -1 (order 2).
+    let mut minus_one = [0xffu8; 32];
+    minus_one[0] = 0xec;
+    minus_one[31] = 0x7f;
+    req.pkix_public_key = Some(spki(&alg_id(ED25519, None), &minus_one));
+    assert!(malformed(extract_subject_key(&req)).contains("small-order"));
+}
+
+#[test]
+fn a_small_order_ed25519_key_is_refused_on_the_stub_carrier() {
+    let der = csr(
+        &spki(&alg_id(ED25519, None), &ED25519_IDENTITY),
+        &alg_id(ED25519, None),
+        |_| identity_signature(),
+    );
+    let msg = malformed(extract_subject_key(&with_stub(der)));
+    assert!(
+        msg.contains("Ed25519 public key is a small-order point"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_non_canonical_ed25519_key_encoding_is_refused() {
+    // y = p + k for small k (p = 2^255 - 19) encodes the same point as y = k; at least one
+    // such k is on the curve and not of small order.
+    let mut refused = 0;
+    for k in 2u8..=18 {
+        let mut y = [0xffu8; 32];
+        y[0] = 0xed + k;
+        y[31] = 0x7f;
+        let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&y) else {
+            continue;
+        };
+        if key.is_weak() {
+            continue;
+        }
+        let mut req = pkix_request(spki(&alg_id(ED25519, None), &y));
+        req.proof_of_possession = Some(identity_signature());
+        let msg = malformed(extract_subject_key(&req));
+        assert!(msg.contains("not canonically encoded"), "{msg}");
+        refused += 1;
+    }
+    assert!(refused > 0, "no non-canonical test point found");
+}
+
+#[test]
+fn a_strict_ed25519_check_refuses_a_non_canonical_s() {
+    // A genuine signature with S + L (the group order) added: the same value mod L, which
+    // the strict check refuses.
+    use ed25519_dalek::Signer;
+    let (spki_ed, key) = ed25519_signer();
+    let mut req = pkix_request(spki_ed);
+    let mut sig = key.sign(req.pod_uid.as_bytes()).to_bytes();
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut carry = 0u16;
+    for (s, l) in sig[32..].iter_mut().zip(L) {
+        let sum = u16::from(*s) + u16::from(l) + carry;
+        *s = sum as u8;
+        carry = sum >> 8;
+    }
+    req.proof_of_possession = Some(sig.to_vec());
+    invalid_proof(extract_subject_key(&req));
+}
+
+/// An RSA-3072 SubjectPublicKeyInfo with modulus 2^3072 - 1 (divisible by 3) and e = 65537.
+fn rsa_spki_divisible_by_3() -> Vec<u8> {
+    let modulus = tlv(0x02, &[&[0u8][..], &[0xff; 384]].concat());
+    let key = seq(&[&modulus, &[2, 3, 1, 0, 1]]);
+    spki(&alg_id("1.2.840.113549.1.1.1", Some(NULL)), &key)
+}
+
+#[test]
+fn an_rsa_modulus_with_a_small_factor_is_refused_on_both_carriers() {
+    let mut req = request("RSA3072-pop-v1beta1");
+    req.pkix_public_key = Some(rsa_spki_divisible_by_3());
+    let msg = malformed(extract_subject_key(&req));
+    assert!(
+        msg.contains("RSA modulus is divisible by the small prime 3"),
+        "{msg}"
+    );
+
+    let der = csr(
+        &rsa_spki_divisible_by_3(),
+        &alg_id(SHA256_WITH_RSA, Some(NULL)),
+        |_| vec![1; 384],
+    );
+    let msg = malformed(extract_subject_key(&with_stub(der)));
+    assert!(msg.contains("small prime 3"), "{msg}");
+
+    // An even modulus (the top byte keeps it at 3072 bits).
+    let modulus = tlv(0x02, &[&[0u8][..], &[0xfe; 384]].concat());
+    let key = seq(&[&modulus, &[2, 3, 1, 0, 1]]);
+    req.pkix_public_key = Some(spki(&alg_id("1.2.840.113549.1.1.1", Some(NULL)), &key));
+    assert!(malformed(extract_subject_key(&req)).contains("RSA modulus is even"));
+}

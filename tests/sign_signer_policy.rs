@@ -37,7 +37,7 @@ fn ca() -> Ca {
 }
 
 fn signer_name(file: &Path) -> String {
-    let v: Value = serde_yaml::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let v: Value = serde_saphyr::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
     v["spec"]["signerName"].as_str().unwrap().to_string()
 }
 

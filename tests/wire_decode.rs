@@ -110,7 +110,7 @@ fn max_expiration_defaults_to_a_day_and_is_kept_when_set() {
 fn yaml_input_decodes_like_json() {
     for name in ["RSA4096-pop-v1beta1", "ECDSAP521-stub-v1"] {
         let obj = object_of(&vector(name));
-        let yaml = serde_yaml::to_string(&obj).unwrap();
+        let yaml = serde_saphyr::to_string(&obj).unwrap();
         let from_yaml = wire::decode(yaml.as_bytes()).unwrap();
         let from_json = decode_json(&obj).unwrap();
         assert_eq!(from_yaml, from_json, "{name}");
@@ -403,4 +403,70 @@ fn wrong_types_and_times_name_their_section() {
         msg.starts_with("metadata.creationTimestamp is invalid: "),
         "{msg}"
     );
+}
+
+#[test]
+fn yaml_plain_scalars_resolve_as_yaml_1_2_core() {
+    // As with serde_yaml 0.9: YAML 1.1 booleans, leading-zero and underscored numbers stay
+    // strings (what a user meant in metadata or an unknown field).
+    let mut yaml = serde_saphyr::to_string(&object_of(&vector("ED25519-pop-v1beta1"))).unwrap();
+    yaml.push_str("extra: {a: yes, b: 0755, c: 1_000, d: true, e: 12, f: null, g: ~}\n");
+    let got = wire::decode(yaml.as_bytes()).unwrap();
+    assert_eq!(
+        got.raw["extra"],
+        json!({"a": "yes", "b": "0755", "c": "1_000", "d": true, "e": 12, "f": null, "g": null})
+    );
+}
+
+#[test]
+fn duplicate_keys_in_yaml_are_refused() {
+    let e = err_of(b"kind: PodCertificateRequest\nkind: ConfigMap\n");
+    assert!(matches!(e, DecodeError::NotJsonOrYaml(_)), "{e:?}");
+}
+
+#[test]
+fn oversize_and_adversarial_yaml_is_refused() {
+    const N: usize = 4 * 1024 * 1024;
+    let e = err_of(&vec![b' '; N + 1]);
+    assert_eq!(
+        e.to_string(),
+        format!("input is {} bytes; at most 4194304 (4 MiB) are read", N + 1)
+    );
+    let mut laughs = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..12 {
+        let p = i - 1;
+        laughs.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    let mut aliases = String::from("a: &a [x, y]\nb: [");
+    while aliases.len() < N - 8 {
+        aliases.push_str("*a,");
+    }
+    aliases.push_str("*a]\n");
+    for (name, input) in [
+        ("unmatched brackets", vec![b'['; N]),
+        ("unmatched braces", b"{a: ".repeat(N / 4)),
+        (
+            "deep nesting",
+            [&b"[".repeat(N / 2)[..], &b"]".repeat(N / 2)[..]].concat(),
+        ),
+        ("deep block nesting", {
+            let mut s = Vec::new();
+            for i in 0..2000 {
+                s.extend(std::iter::repeat_n(b' ', i));
+                s.extend_from_slice(b"- \n");
+            }
+            s
+        }),
+        ("billion laughs", laughs.into_bytes()),
+        ("many aliases", aliases.into_bytes()),
+    ] {
+        let started = std::time::Instant::now();
+        let e = err_of(&input);
+        eprintln!("{name}: {:?}: {e}", started.elapsed());
+    }
+    // A long scalar is simply decided (here: not an object).
+    let long = [b"\"".as_slice(), &vec![b'a'; N - 2], b"\""].concat();
+    assert!(matches!(err_of(&long), DecodeError::NotAnObject(_)));
 }

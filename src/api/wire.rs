@@ -32,6 +32,10 @@ use super::{
     ApiVersion, ConditionType, Request, Status, DEFAULT_MAX_EXPIRATION_SECONDS, GROUP, KIND,
 };
 
+/// The largest input [`decode`] reads (4 MiB): a PodCertificateRequest is a few KiB, and the
+/// apiserver's own request limit is 3 MiB.
+pub const MAX_INPUT_BYTES: usize = 4 * 1024 * 1024;
+
 /// The longest condition message the apiserver accepts (metav1.Condition validation).
 pub const MAX_CONDITION_MESSAGE_BYTES: usize = 32768;
 
@@ -59,6 +63,8 @@ fn generation_of(raw: &Value) -> Option<i64> {
 pub enum DecodeError {
     #[error("input is neither JSON nor YAML: {0}")]
     NotJsonOrYaml(String),
+    #[error("input is {0} bytes; at most {MAX_INPUT_BYTES} (4 MiB) are read")]
+    TooLarge(usize),
     #[error("expected a PodCertificateRequest object, got {0}")]
     NotAnObject(&'static str),
     #[error("expected kind PodCertificateRequest, got {0}")]
@@ -220,11 +226,14 @@ pub fn from_value(raw: Value) -> Result<RequestObject, DecodeError> {
 }
 
 fn parse_document(input: &[u8]) -> Result<Value, DecodeError> {
+    if input.len() > MAX_INPUT_BYTES {
+        return Err(DecodeError::TooLarge(input.len()));
+    }
     let json_err = match serde_json::from_slice::<Value>(input) {
         Ok(v) => return Ok(v),
         Err(e) => e,
     };
-    match serde_yaml::from_slice::<Value>(input) {
+    match parse_yaml(input) {
         Ok(v) => Ok(v),
         Err(yaml_err) => {
             // Report the error of the syntax the input most likely meant.
@@ -240,6 +249,35 @@ fn parse_document(input: &[u8]) -> Result<Value, DecodeError> {
             Err(DecodeError::NotJsonOrYaml(one_line(&msg)))
         }
     }
+}
+
+/// Parses one YAML document (JSON is YAML too) into a JSON value, with limits that make any
+/// input of [`MAX_INPUT_BYTES`] fail or succeed quickly: nesting depth 64 (block and flow),
+/// at most 1,000 aliases and anchors, 200,000 parser events, 50,000 nodes and 100,000
+/// events replayed through aliases (the billion-laughs bound). Scalars resolve as YAML 1.2 core, like the
+/// serde_yaml 0.9 this replaces: `yes`/`no`, `0755` and `1_000` stay strings. Duplicate keys
+/// are an error (a policy file with one key twice is a mistake, whichever value would win).
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(input: &[u8]) -> Result<T, serde_saphyr::Error> {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_reader_input_bytes = Some(MAX_INPUT_BYTES);
+    budget.max_depth = 64;
+    budget.flow_nesting_limit = 64;
+    budget.max_aliases = 1_000;
+    budget.max_anchors = 1_000;
+    budget.max_total_scalar_bytes = MAX_INPUT_BYTES;
+    // A request is ~50 nodes and a large policy file a few thousand: 50,000 nodes and
+    // 200,000 events bound the work (and alias expansion) of any input well under a second.
+    budget.max_events = 200_000;
+    budget.max_nodes = 50_000;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = 100_000;
+    options.strict_booleans = true;
+    options.leading_zero_numbers_as_strings = true;
+    options.underscored_numbers_as_strings = true;
+    options.merge_keys = serde_saphyr::MergeKeyPolicy::AsOrdinary;
+    options.with_snippet = false;
+    serde_saphyr::from_slice_with_options(input, options)
 }
 
 fn one_line(s: &str) -> String {

@@ -47,7 +47,8 @@ impl From<KeyTypeArg> for CaKeyType {
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Directory to write ca.crt and ca.key into (created if missing; existing files are kept).
+    /// Directory to write ca.crt and ca.key into (created 0700 if missing; an existing one is
+    /// kept as it is, with a warning if group or others can access it; existing files are kept).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     #[arg(long, value_enum, default_value = "ecdsa-p256")]
@@ -115,6 +116,9 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
         OffsetDateTime::now_utc(),
     )
     .context("generating the CA")?;
+    if let Some(warning) = files::dir_access_warning(&args.out) {
+        eprintln!("{warning}");
+    }
     let (cert, key) = files::write_ca_dir(&args.out, &generated)
         .with_context(|| format!("writing the CA into {}", args.out.display()))?;
     println!("wrote {} and {} (mode 0600)", cert.display(), key.display());

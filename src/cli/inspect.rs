@@ -3,7 +3,6 @@
 //! match the leaf.
 
 use std::fmt::Write as _;
-use std::io::Read;
 use std::path::PathBuf;
 
 use ::time::OffsetDateTime;
@@ -21,15 +20,13 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
-    let mut data = Vec::new();
-    if args.file.as_os_str() == "-" {
-        std::io::stdin()
-            .read_to_end(&mut data)
-            .context("reading stdin")?;
+    let cap = crate::ca::files::MAX_INPUT_BYTES;
+    let data = if args.file.as_os_str() == "-" {
+        crate::ca::files::read_bounded(std::io::stdin().lock(), cap).context("reading stdin")?
     } else {
-        data = std::fs::read(&args.file)
-            .with_context(|| format!("reading {}", args.file.display()))?;
-    }
+        crate::ca::files::read_file_bounded(&args.file, cap)
+            .with_context(|| format!("reading {}", args.file.display()))?
+    };
     print!("{}", describe(&data, OffsetDateTime::now_utc())?);
     Ok(())
 }
@@ -66,14 +63,19 @@ fn describe_request(data: &[u8], now: OffsetDateTime) -> anyhow::Result<String> 
     let _ = writeln!(
         out,
         "PodCertificateRequest {}/{} ({})",
-        r.namespace,
-        r.name,
+        esc(&r.namespace),
+        esc(&r.name),
         r.api_version.api_version()
     );
-    let _ = writeln!(out, "  signer:          {}", r.signer_name);
-    let _ = writeln!(out, "  pod:             {} (uid {})", r.pod_name, r.pod_uid);
-    let _ = writeln!(out, "  service account: {}", r.service_account_name);
-    let _ = writeln!(out, "  node:            {}", r.node_name);
+    let _ = writeln!(out, "  signer:          {}", esc(&r.signer_name));
+    let _ = writeln!(
+        out,
+        "  pod:             {} (uid {})",
+        esc(&r.pod_name),
+        esc(&r.pod_uid)
+    );
+    let _ = writeln!(out, "  service account: {}", esc(&r.service_account_name));
+    let _ = writeln!(out, "  node:            {}", esc(&r.node_name));
     let carrier = if r.stub_pkcs10_request.is_some() {
         "stub PKCS#10 request"
     } else {
@@ -82,7 +84,12 @@ fn describe_request(data: &[u8], now: OffsetDateTime) -> anyhow::Result<String> 
     let _ = writeln!(out, "  key carrier:     {carrier}");
     let _ = writeln!(out, "  max expiration:  {}s", r.max_expiration_seconds);
     for (k, v) in &r.unverified_user_annotations {
-        let _ = writeln!(out, "  user annotation: {k}={v:?} (unverified)");
+        let _ = writeln!(
+            out,
+            "  user annotation: {}=\"{}\" (unverified)",
+            esc(k),
+            esc(v)
+        );
     }
     let status = obj.raw.get("status");
     let cond = status
@@ -98,9 +105,9 @@ fn describe_request(data: &[u8], now: OffsetDateTime) -> anyhow::Result<String> 
             let _ = writeln!(
                 out,
                 "  status:          {} ({}): {}",
-                field("type"),
-                field("reason"),
-                field("message")
+                esc(field("type")),
+                esc(field("reason")),
+                esc(field("message"))
             );
         }
     }
@@ -108,7 +115,7 @@ fn describe_request(data: &[u8], now: OffsetDateTime) -> anyhow::Result<String> 
         .and_then(|s| s.get("beginRefreshAt"))
         .and_then(|v| v.as_str())
     {
-        let _ = writeln!(out, "  refresh at:      {refresh}");
+        let _ = writeln!(out, "  refresh at:      {}", esc(refresh));
     }
     if let Some(chain) = status
         .and_then(|s| s.get("certificateChain"))
@@ -195,9 +202,10 @@ fn describe_certs(certs: &[Vec<u8>], now: OffsetDateTime) -> anyhow::Result<Stri
             }
         }
         if let Some(id) = uris.iter().find(|u| u.starts_with("spiffe://")) {
-            let _ = writeln!(out, "  SPIFFE ID:  {id}");
+            let _ = writeln!(out, "  SPIFFE ID:  {}", esc(id));
         }
         if !dns.is_empty() {
+            let dns: Vec<String> = dns.iter().map(|d| esc(d)).collect();
             let _ = writeln!(out, "  DNS names:  {}", dns.join(", "));
         }
         let subject = display_name(c.subject());
@@ -227,7 +235,33 @@ fn describe_certs(certs: &[Vec<u8>], now: OffsetDateTime) -> anyhow::Result<Stri
 }
 
 fn display_name(n: &X509Name<'_>) -> String {
-    n.to_string()
+    esc(&n.to_string())
+}
+
+/// A field from the input made safe to print on a terminal: control characters (ESC, CR, LF,
+/// ...) and the Unicode bidirectional overrides are escaped (`\n`, `\x1b`, `\u{202e}`), and
+/// so is the backslash, so that a crafted certificate or request cannot fake a line, move the
+/// cursor or reorder what is shown.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_ascii_control() => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if c.is_control()
+                || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A human name for a public key, e.g. `ECDSA P-256` or `RSA 3072-bit`.
@@ -264,5 +298,19 @@ fn human(d: ::time::Duration) -> String {
         format!("{hours}h{mins}m")
     } else {
         format!("{mins}m{}s", s % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::esc;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(esc("plain.example"), "plain.example");
+        assert_eq!(esc("a\nb"), "a\\nb");
+        assert_eq!(esc("\x1b[2J"), "\\x1b[2J");
+        assert_eq!(esc("x\u{202e}y\u{85}"), "x\\u{202e}y\\u{85}");
+        assert_eq!(esc("back\\slash"), "back\\\\slash");
     }
 }

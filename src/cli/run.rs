@@ -77,6 +77,9 @@ pub struct RunArgs {
         requires = "ca_cert"
     )]
     pub ca_key: Option<PathBuf>,
+    /// CA files mode: load --ca-key even if group or others may read it (refused by default).
+    #[arg(long, env = "PODCERT_ALLOW_INSECURE_KEY_PERMISSIONS")]
+    pub allow_insecure_key_permissions: bool,
     /// Root certificate(s) to publish when the signing CA is an intermediate (files mode).
     #[arg(long, env = "PODCERT_TRUST_ANCHORS", value_name = "FILE")]
     pub trust_anchors: Option<PathBuf>,
@@ -314,6 +317,7 @@ fn labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init_logging(args.log_format);
+    crate::ca::files::allow_insecure_key_permissions(args.allow_insecure_key_permissions);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

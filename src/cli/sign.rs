@@ -1,7 +1,6 @@
 //! `podcert-signer sign`: the controller's decision for one request, offline.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -10,14 +9,11 @@ use time::OffsetDateTime;
 
 use super::signer_file;
 use crate::api::wire;
-use crate::ca::Ca;
+use crate::ca::{files, Ca};
 use crate::key_type::KeyType;
 use crate::policy::SignerConfig;
 use crate::signer;
 use crate::spiffe_id::TrustDomain;
-
-/// Largest request accepted on stdin; a real one is a few KiB.
-const MAX_INPUT: u64 = 4 * 1024 * 1024;
 
 #[derive(Debug, Args)]
 pub struct SignArgs {
@@ -51,6 +47,9 @@ pub struct SignArgs {
     /// signer with a namespaceSelector. kubernetes.io/metadata.name is added, as the apiserver does.
     #[arg(long, value_name = "KEY=VALUE", value_delimiter = ',')]
     pub namespace_labels: Option<Vec<String>>,
+    /// Load --ca-key even if group or others may read it (refused by default, as ssh does).
+    #[arg(long)]
+    pub allow_insecure_key_permissions: bool,
 }
 
 pub fn run(args: SignArgs) -> anyhow::Result<()> {
@@ -58,17 +57,8 @@ pub fn run(args: SignArgs) -> anyhow::Result<()> {
     let cfg = config(&args)?;
     let ca = load_ca(&args, now)?;
 
-    let mut input = Vec::new();
-    std::io::stdin()
-        .take(MAX_INPUT + 1)
-        .read_to_end(&mut input)
+    let input = files::read_bounded(std::io::stdin().lock(), files::MAX_INPUT_BYTES)
         .context("reading the request from stdin")?;
-    if input.len() as u64 > MAX_INPUT {
-        bail!(
-            "the request on stdin is larger than {} MiB",
-            MAX_INPUT / 1024 / 1024
-        );
-    }
     let obj = wire::decode(&input).context("reading the PodCertificateRequest on stdin")?;
     let labels = namespace_labels(&args, &obj.request.namespace)?;
     let facts = signer::Facts {
@@ -127,12 +117,17 @@ fn config(args: &SignArgs) -> anyhow::Result<SignerConfig> {
 }
 
 fn load_ca(args: &SignArgs, now: OffsetDateTime) -> anyhow::Result<Ca> {
-    let read = |p: &PathBuf| {
-        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+    files::allow_insecure_key_permissions(args.allow_insecure_key_permissions);
+    let read = |p: &PathBuf, is_key: bool| {
+        files::read_ca_file(p, is_key).with_context(|| format!("reading {}", p.display()))
     };
-    let cert = read(&args.ca_cert)?;
-    let key = read(&args.ca_key)?;
-    let anchors = args.trust_anchors.as_ref().map(read).transpose()?;
+    let cert = read(&args.ca_cert, false)?;
+    let key = read(&args.ca_key, true)?;
+    let anchors = args
+        .trust_anchors
+        .as_ref()
+        .map(|p| read(p, false))
+        .transpose()?;
     Ca::from_pem(&cert, &key, anchors.as_deref(), now).with_context(|| {
         format!(
             "loading the CA from {} and {}",

@@ -22,19 +22,19 @@ pub fn load(path: &Path) -> anyhow::Result<SignerConfig> {
 
 /// Parses and checks the object in `path`.
 pub fn read(path: &Path) -> anyhow::Result<PodCertificateSigner> {
-    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    if meta.len() > MAX_FILE {
-        bail!("{} is larger than 1 MiB", path.display());
-    }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let data = crate::ca::files::read_file_bounded(path, MAX_FILE)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let text = String::from_utf8(data)
+        .map_err(|_| anyhow::anyhow!("reading {}: not UTF-8 text", path.display()))?;
     parse(&text).with_context(|| format!("reading the PodCertificateSigner in {}", path.display()))
 }
 
 /// Parses one PodCertificateSigner from YAML or JSON text.
 pub fn parse(text: &str) -> anyhow::Result<PodCertificateSigner> {
     // YAML is a superset of JSON: one parser for both.
-    let value: Value = serde_yaml::from_str(text).context("not valid YAML or JSON")?;
+    // Depth, alias and size budgets: a hostile file is refused quickly (issue 13, item 7).
+    let value: Value = crate::api::wire::parse_yaml(text.as_bytes())
+        .map_err(|e| anyhow::anyhow!("not valid YAML or JSON: {}", one_line(&e.to_string())))?;
     if !value.is_object() {
         bail!("expected one object with apiVersion, kind and spec");
     }
@@ -81,6 +81,10 @@ fn unknown_fields(input: &Value, parsed: &Value, path: &str) -> Vec<String> {
             .collect(),
         _ => Vec::new(),
     }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use der::{Decode, Reader, SliceReader, Tag, TagNumber, Tagged};
 use spki::AlgorithmIdentifierRef;
 
 use super::key::{self, ParsedKey};
-use super::pop::parse_public_key;
+use super::pop::{parse_public_key, verify_ed25519_strict};
 use super::{ProofError, SubjectKey};
 use crate::key_type::KeyType;
 
@@ -119,14 +119,22 @@ fn verify_self_signature(csr: &RawCsr<'_>, key: &ParsedKey<'_>) -> Result<(), Pr
         .signature
         .as_bytes()
         .ok_or_else(|| malformed("the signature BIT STRING has unused bits"))?;
-    let parsed = parse_public_key(alg, key)?;
-    parsed.verify_sig(csr.info, signature).map_err(|_| {
-        ProofError::InvalidProof(format!(
-            "the {FIELD} self-signature ({}) does not verify with its {} public key",
-            algorithm_name(oid),
-            key.key_type
-        ))
-    })
+    let verified = if key.key_type == KeyType::Ed25519 {
+        // Strict, as on the pkix carrier (see `verify_ed25519_strict`).
+        verify_ed25519_strict(key.key_bytes, csr.info, signature)
+    } else {
+        parse_public_key(alg, key)?
+            .verify_sig(csr.info, signature)
+            .is_ok()
+    };
+    if verified {
+        return Ok(());
+    }
+    Err(ProofError::InvalidProof(format!(
+        "the {FIELD} self-signature ({}) does not verify with its {} public key",
+        algorithm_name(oid),
+        key.key_type
+    )))
 }
 
 /// The aws-lc-rs verifier for a signature algorithm on this key type, or a precise refusal.

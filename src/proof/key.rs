@@ -78,6 +78,7 @@ pub(crate) fn parse_spki<'a>(der: &'a [u8], field: &str) -> Result<ParsedKey<'a>
                     key_bytes.len()
                 )));
             }
+            check_ed25519_point(key_bytes, field)?;
             KeyType::Ed25519
         }
         OID_EC_PUBLIC_KEY => {
@@ -148,14 +149,95 @@ fn rsa_key_type(pkcs1: &[u8], field: &str) -> Result<KeyType, ProofError> {
         .map_err(|e| malformed(format_args!("{field}: not a PKCS#1 RSAPublicKey: {e}")))?;
     let bits = uint_bits(key.modulus);
     check_exponent(key.public_exponent, field)?;
-    match bits {
-        3072 => Ok(KeyType::Rsa3072),
-        4096 => Ok(KeyType::Rsa4096),
-        0 => Err(malformed(format_args!("{field}: the RSA modulus is zero"))),
-        n => Err(unsupported(format_args!(
-            "RSA {n}-bit keys are not supported"
-        ))),
+    let key_type = match bits {
+        3072 => KeyType::Rsa3072,
+        4096 => KeyType::Rsa4096,
+        0 => return Err(malformed(format_args!("{field}: the RSA modulus is zero"))),
+        n => {
+            return Err(unsupported(format_args!(
+                "RSA {n}-bit keys are not supported"
+            )))
+        }
+    };
+    check_rsa_modulus(key.modulus.as_bytes(), field)?;
+    Ok(key_type)
+}
+
+/// Refuses Ed25519 keys a signature check cannot bind to a private key: bytes that are not a
+/// point, a non-canonical encoding (y >= p), and the small-order points (the identity among
+/// them), for which `R = identity, S = 0` "verifies" for every message. Malformed, not
+/// InvalidProof: like an EC point off its curve, the key itself is unusable, whatever proof
+/// comes with it.
+fn check_ed25519_point(key_bytes: &[u8], field: &str) -> Result<(), ProofError> {
+    let bytes: [u8; 32] = key_bytes
+        .try_into()
+        .map_err(|_| malformed(format_args!("{field}: an Ed25519 public key is 32 bytes")))?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| {
+        malformed(format_args!(
+            "{field}: the Ed25519 public key is not a point on the curve"
+        ))
+    })?;
+    if key.is_weak() {
+        return Err(malformed(format_args!(
+            "{field}: the Ed25519 public key is a small-order point"
+        )));
     }
+    if key.to_edwards().compress().as_bytes() != &bytes {
+        return Err(malformed(format_args!(
+            "{field}: the Ed25519 public key is not canonically encoded"
+        )));
+    }
+    Ok(())
+}
+
+/// Every prime below 2^16 except 2 (an even modulus is caught by its last bit).
+fn small_primes() -> impl Iterator<Item = u32> {
+    // A sieve of Eratosthenes over 2^16: 64 KiB once, at the first product built.
+    const LIMIT: usize = 1 << 16;
+    let mut composite = vec![false; LIMIT];
+    (3..LIMIT).step_by(2).filter_map(move |n| {
+        if composite[n] {
+            return None;
+        }
+        (n * n..LIMIT)
+            .step_by(2 * n)
+            .for_each(|m| composite[m] = true);
+        u32::try_from(n).ok()
+    })
+}
+
+/// The product of [`small_primes`], built once (about 94,000 bits).
+fn small_prime_product() -> &'static rsa::BigUint {
+    static PRODUCT: std::sync::OnceLock<rsa::BigUint> = std::sync::OnceLock::new();
+    PRODUCT.get_or_init(|| {
+        small_primes().fold(rsa::BigUint::from(1u32), |acc, p| {
+            acc * rsa::BigUint::from(p)
+        })
+    })
+}
+
+/// Refuses an RSA modulus that is even or has a prime factor below 2^16: a real key is the
+/// product of two primes of half its size, and a modulus with a small factor is one whose
+/// "private key" anyone can compute (or that no private key matches). One gcd with the
+/// precomputed product of the small primes, cheap next to the signature check.
+fn check_rsa_modulus(modulus: &[u8], field: &str) -> Result<(), ProofError> {
+    use num_integer::Integer;
+    if modulus.last().is_none_or(|b| b % 2 == 0) {
+        return Err(malformed(format_args!("{field}: the RSA modulus is even")));
+    }
+    let n = rsa::BigUint::from_bytes_be(modulus);
+    let g = n.gcd(small_prime_product());
+    if g == rsa::BigUint::from(1u32) {
+        return Ok(());
+    }
+    // Only on refusal: name the smallest factor found.
+    let factor = small_primes()
+        .find(|p| (&g % rsa::BigUint::from(*p)) == rsa::BigUint::from(0u32))
+        .unwrap_or(0);
+    Err(malformed(format_args!(
+        "{field}: the RSA modulus is divisible by the small prime {factor}, so it is not a \
+         product of two large primes"
+    )))
 }
 
 /// Go requires 2 <= e <= 2^31-1; an even exponent cannot be a real RSA key either.
@@ -197,6 +279,31 @@ mod tests {
         assert_eq!(uint_bits(uint(&[0x80, 0])), 16);
         assert_eq!(uint_bits(uint(&[0x7f, 0, 0])), 23);
         assert_eq!(uint_bits(uint(&[0])), 0);
+    }
+
+    #[test]
+    fn small_primes_are_the_odd_primes_below_65536() {
+        let primes: Vec<u32> = small_primes().collect();
+        // pi(65536) = 6542, less the prime 2.
+        assert_eq!(primes.len(), 6541);
+        assert_eq!(&primes[..5], &[3, 5, 7, 11, 13]);
+        assert_eq!(primes.last(), Some(&65521));
+    }
+
+    #[test]
+    fn modulus_with_a_small_factor_is_refused() {
+        // 65521 * 65519 (both prime) and 3 * a large odd number.
+        let n = (rsa::BigUint::from(65521u32) * rsa::BigUint::from(65519u32)).to_bytes_be();
+        let err = check_rsa_modulus(&n, "f").unwrap_err().to_string();
+        assert!(err.contains("small prime 65519"), "{err}");
+        assert!(check_rsa_modulus(&[0x10, 0x00], "f")
+            .unwrap_err()
+            .to_string()
+            .contains("even"));
+        // 2^127 - 1 and 2^61 - 1 are prime: their product has no factor below 2^16.
+        let m127 = (rsa::BigUint::from(1u32) << 127usize) - rsa::BigUint::from(1u32);
+        let m61 = (rsa::BigUint::from(1u32) << 61usize) - rsa::BigUint::from(1u32);
+        assert!(check_rsa_modulus(&(m127 * m61).to_bytes_be(), "f").is_ok());
     }
 
     #[test]

@@ -29,6 +29,13 @@ static RSA_PSS_SHA256_MAX_SALT: RsaParameters =
 
 /// Verifies `proof` over `pod_uid` with the subject key.
 pub(crate) fn verify(key: &ParsedKey<'_>, pod_uid: &[u8], proof: &[u8]) -> Result<(), ProofError> {
+    if key.key_type == KeyType::Ed25519 {
+        return if verify_ed25519_strict(key.key_bytes, pod_uid, proof) {
+            Ok(())
+        } else {
+            Err(invalid_proof(key.key_type))
+        };
+    }
     let alg: &'static dyn VerificationAlgorithm = match key.key_type {
         KeyType::Ed25519 => &sig::ED25519,
         KeyType::EcdsaP256 => &sig::ECDSA_P256_SHA256_ASN1,
@@ -43,10 +50,31 @@ pub(crate) fn verify(key: &ParsedKey<'_>, pod_uid: &[u8], proof: &[u8]) -> Resul
     if key.key_type.is_rsa() && verify_pss_any_salt(key.key_bytes, pod_uid, proof) {
         return Ok(());
     }
-    Err(ProofError::InvalidProof(format!(
+    Err(invalid_proof(key.key_type))
+}
+
+fn invalid_proof(key_type: KeyType) -> ProofError {
+    ProofError::InvalidProof(format!(
         "the proofOfPossession is not a valid {} signature over the pod UID by spec.pkixPublicKey",
-        scheme_name(key.key_type)
-    )))
+        scheme_name(key_type)
+    ))
+}
+
+/// Ed25519 with ed25519-dalek's `verify_strict`: a non-canonical S, a non-canonical or
+/// small-order R and a small-order key are refused (RFC 8032's cofactorless check alone lets
+/// `R = identity, S = 0` verify for any message under a small-order key). The key was already
+/// checked by `key::parse_spki`; this keeps the signature side strict too.
+pub(crate) fn verify_ed25519_strict(key_bytes: &[u8], msg: &[u8], signature: &[u8]) -> bool {
+    let Ok(key_bytes) = <[u8; 32]>::try_from(key_bytes) else {
+        return false;
+    };
+    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&key_bytes) else {
+        return false;
+    };
+    let Ok(signature) = ed25519_dalek::Signature::from_slice(signature) else {
+        return false;
+    };
+    key.verify_strict(msg, &signature).is_ok()
 }
 
 /// Parses the key for aws-lc-rs; this is where an EC point off the curve is caught.

@@ -255,7 +255,7 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
         });
     }
     if ct.contains("yaml") {
-        return serde_yaml::from_slice(body)
+        return serde_saphyr::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding the request body: {e}")));
     }
     serde_json::from_slice(body)

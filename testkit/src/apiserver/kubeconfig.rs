@@ -36,7 +36,7 @@ pub fn write(
         "current-context": "podcert-testkit",
         "preferences": {},
     });
-    let text = serde_yaml::to_string(&doc).context("serialising the kubeconfig")?;
+    let text = serde_saphyr::to_string(&doc).context("serialising the kubeconfig")?;
     // Written aside and renamed, so a reader never sees half a file.
     let tmp = path.with_extension("tmp");
     let mut opts = std::fs::OpenOptions::new();

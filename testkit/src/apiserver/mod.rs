@@ -313,11 +313,10 @@ fn bootstrap(sh: &Shared) -> anyhow::Result<()> {
 }
 
 fn load_yaml(sh: &Shared, yaml: &str) -> anyhow::Result<()> {
-    use serde::Deserialize as _;
     let (user, now) = admin_ctx(sh.now());
     let ctx = ops::Ctx { user: &user, now };
-    for doc in serde_yaml::Deserializer::from_str(yaml) {
-        let v = Value::deserialize(doc).context("parsing a YAML document")?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).context("parsing a YAML document")?;
+    for v in docs {
         if v.is_null() {
             continue;
         }

@@ -503,7 +503,7 @@ pub fn patch(
                 )],
             ));
         }
-        serde_yaml::from_slice(body)
+        serde_saphyr::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
     } else {
         serde_json::from_slice(body)
