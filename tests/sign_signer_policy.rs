@@ -508,7 +508,7 @@ fn cookbook_signers_share_no_trust_domain_or_ca() {
     let mut secrets = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let v: Value =
-            serde_yaml::from_str(&std::fs::read_to_string(e.unwrap().path()).unwrap()).unwrap();
+            serde_saphyr::from_str(&std::fs::read_to_string(e.unwrap().path()).unwrap()).unwrap();
         let td = v["spec"]["trustDomain"].as_str().unwrap().to_string();
         assert!(!domains.contains(&td), "trust domain {td} used twice");
         domains.push(td);
