@@ -304,11 +304,16 @@ var mainArgs = []string{
 }
 
 func (e *env) startSigner(name string, extra ...string) (*signer, error) {
+	return e.startSignerWith(name, append(append([]string{}, mainArgs...), extra...))
+}
+
+// startSignerWith runs `podcert-signer run` as the signer's identity with exactly these flags
+// (besides kubeconfig, metrics address and identity).
+func (e *env) startSignerWith(name string, flags []string) (*signer, error) {
 	s := &signer{name: name, log: filepath.Join(e.dir, "signer-"+name+".log"),
 		metrics: fmt.Sprintf("127.0.0.1:%d", freePort()), done: make(chan struct{})}
 	args := append([]string{"run", "--kubeconfig", e.signerKubeconfig, "--metrics-addr", s.metrics,
-		"--identity", name}, mainArgs...)
-	args = append(args, extra...)
+		"--identity", name}, flags...)
 	f, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -399,6 +404,7 @@ type source struct {
 	volume      string
 	keyType     string
 	annotations map[string]string
+	signer      string // default: signerName
 }
 
 var nsMu sync.Mutex
@@ -436,11 +442,14 @@ func createPod(t *testing.T, ns, name, sa, node string, srcs ...source) *corev1.
 		},
 	}
 	for _, s := range srcs {
+		if s.signer == "" {
+			s.signer = signerName
+		}
 		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{
 			Name: s.volume,
 			VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 				Sources: []corev1.VolumeProjection{{PodCertificate: &corev1.PodCertificateProjection{
-					SignerName:           signerName,
+					SignerName:           s.signer,
 					KeyType:              s.keyType,
 					CredentialBundlePath: "credentials.pem",
 					UserAnnotations:      s.annotations,
