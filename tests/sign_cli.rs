@@ -45,7 +45,12 @@ fn sign(dir: &tempfile::TempDir, stdin: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    // A refusal (bad CA, input over the cap) may end the process before it has read all of
+    // stdin: the write may then see EPIPE.
+    match child.stdin.take().unwrap().write_all(stdin) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.unwrap(),
+    }
     child.wait_with_output().unwrap()
 }
 
@@ -365,12 +370,11 @@ fn sign_with_key(dir: &tempfile::TempDir, key: &std::path::Path, extra: &[&str])
         .spawn()
         .unwrap();
     let req = serde_json::to_string(&vector("ED25519-pop-v1beta1")).unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(req.as_bytes())
-        .unwrap();
+    // A refused key ends the process before it reads stdin: the write may then see EPIPE.
+    match child.stdin.take().unwrap().write_all(req.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.unwrap(),
+    }
     child.wait_with_output().unwrap()
 }
 
