@@ -171,7 +171,7 @@ spec:
               tags:
                 type: array
                 maxItems: 2
-                items: {type: string, enum: [x, y]}
+                items: {type: string, enum: [x, "y"]}
                 x-kubernetes-validations:
                 - rule: size(self) > 0
               labels:
