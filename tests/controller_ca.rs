@@ -350,20 +350,7 @@ async fn an_existing_secret_is_used_and_a_missing_one_waited_for() {
 
     // The owner (cert-manager, Vault...) replaces the material: the new CA signs at once, the
     // old root stays published, and the change is recorded as an Event on the Secret.
-    let cert2 = ca_init(&dir.path().join("ca2"));
-    let key2 = std::fs::read_to_string(dir.path().join("ca2/ca.key")).unwrap();
-    let api: Api<Secret> = Api::namespaced(server.admin_client(), SIGNER_NS);
-    let mut secret = api.get("podcert-signer-ca").await.unwrap();
-    secret.data = Some(std::collections::BTreeMap::from([
-        (
-            "tls.crt".into(),
-            k8s_openapi::ByteString(cert2.clone().into_bytes()),
-        ),
-        ("tls.key".into(), k8s_openapi::ByteString(key2.into_bytes())),
-    ]));
-    api.replace("podcert-signer-ca", &Default::default(), &secret)
-        .await
-        .unwrap();
+    let cert2 = replace_secret_material(&server, &dir.path().join("ca2")).await;
     wait_published_roots(&server, &[&cert2, &cert]).await;
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(server.admin_client(), SIGNER_NS);
@@ -659,20 +646,7 @@ async fn an_emergency_drops_an_earlier_root_of_an_external_secret_at_once() {
     signer.wait_ready(WAIT).await;
     wait_published(&server, &cert).await;
     // The owner replaces the material; the old root stays published.
-    let cert2 = ca_init(&dir.path().join("ca2"));
-    let key2 = std::fs::read_to_string(dir.path().join("ca2/ca.key")).unwrap();
-    let api: Api<Secret> = Api::namespaced(server.admin_client(), SIGNER_NS);
-    let mut secret = api.get("podcert-signer-ca").await.unwrap();
-    secret.data = Some(std::collections::BTreeMap::from([
-        (
-            "tls.crt".into(),
-            k8s_openapi::ByteString(cert2.clone().into_bytes()),
-        ),
-        ("tls.key".into(), k8s_openapi::ByteString(key2.into_bytes())),
-    ]));
-    api.replace("podcert-signer-ca", &Default::default(), &secret)
-        .await
-        .unwrap();
+    let cert2 = replace_secret_material(&server, &dir.path().join("ca2")).await;
     wait_published_roots(&server, &[&cert2, &cert]).await;
 
     let secret_arg = format!("{SIGNER_NS}/podcert-signer-ca");
@@ -735,4 +709,24 @@ async fn an_emergency_drops_an_earlier_root_of_an_external_secret_at_once() {
     let fleet = kubelets(&server, KubeletVersion::V1_37, 1, "e2e", |_| {}).await;
     assert_eq!(fleet.wait_settled(WAIT).await.unwrap().issued, 1);
     server.shutdown().await;
+}
+
+/// Plays the Secret's owner (cert-manager, Vault...): a fresh CA in `dir` replaces the
+/// material of `podcert-signer-ca`. Returns the new certificate PEM.
+async fn replace_secret_material(server: &TestServer, dir: &Path) -> String {
+    let cert = ca_init(dir);
+    let key = std::fs::read_to_string(dir.join("ca.key")).unwrap();
+    let api: Api<Secret> = Api::namespaced(server.admin_client(), SIGNER_NS);
+    let mut secret = api.get("podcert-signer-ca").await.unwrap();
+    secret.data = Some(std::collections::BTreeMap::from([
+        (
+            "tls.crt".into(),
+            k8s_openapi::ByteString(cert.clone().into_bytes()),
+        ),
+        ("tls.key".into(), k8s_openapi::ByteString(key.into_bytes())),
+    ]));
+    api.replace("podcert-signer-ca", &Default::default(), &secret)
+        .await
+        .unwrap();
+    cert
 }
