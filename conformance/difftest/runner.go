@@ -311,6 +311,9 @@ func collection(obj map[string]any) (string, error) {
 		"ClusterRoleBinding": "clusterrolebindings", "Role": "roles", "RoleBinding": "rolebindings",
 		"CustomResourceDefinition": "customresourcedefinitions", "Namespace": "namespaces",
 		"ConfigMap": "configmaps", "Secret": "secrets",
+		// The chart's rendered RBAC carries its ClusterTrustBundle admission policy.
+		"ValidatingAdmissionPolicy":        "validatingadmissionpolicies",
+		"ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
 	}[kind]
 	if plural == "" {
 		return "", fmt.Errorf("no collection known for kind %q", kind)
