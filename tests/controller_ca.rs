@@ -21,20 +21,6 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 const WAIT: Duration = Duration::from_secs(30);
 const BUNDLE: &str = "podcert.dev:spiffe:live";
 
-fn ca_init(dir: &Path) -> String {
-    let out = Command::new(BIN)
-        .args(["ca", "init", "--out"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read_to_string(dir.join("ca.crt")).unwrap()
-}
-
 /// Replaces a file the way a Secret volume update does: write aside, then rename over.
 fn swap_in(path: &Path, content: &[u8]) {
     let tmp = path.with_extension("tmp");
@@ -309,18 +295,7 @@ async fn an_existing_secret_is_used_and_a_missing_one_waited_for() {
     let dir = tempfile::tempdir().unwrap();
     let cert = ca_init(&dir.path().join("ca"));
     let key = std::fs::read_to_string(dir.path().join("ca/ca.key")).unwrap();
-    let signer = spawn_signer(
-        &server,
-        dir.path(),
-        "signer-0",
-        &[
-            "--ca-secret",
-            "podcert-system/podcert-signer-ca",
-            "--ca-reload-interval",
-            "200ms",
-            "--leader-election=false",
-        ],
-    );
+    let signer = spawn_external_secret_signer(&server, dir.path());
     // Without the Secret (and without --ca-bootstrap) the signer runs but is not ready.
     let start = Instant::now();
     loop {
@@ -405,18 +380,7 @@ async fn a_malformed_rotation_state_is_logged_without_the_key() {
         )
     };
     server.load_yaml(&secret_yaml(&shapes[0])).unwrap();
-    let signer = spawn_signer(
-        &server,
-        dir.path(),
-        "signer-0",
-        &[
-            "--ca-secret",
-            "podcert-system/podcert-signer-ca",
-            "--ca-reload-interval",
-            "200ms",
-            "--leader-election=false",
-        ],
-    );
+    let signer = spawn_external_secret_signer(&server, dir.path());
     let refusals = |logs: &str| logs.matches("CA Secret content refused").count();
     let api: Api<Secret> = Api::namespaced(server.admin_client(), SIGNER_NS);
     for (i, shape) in shapes.iter().enumerate() {
@@ -631,18 +595,7 @@ async fn an_emergency_drops_an_earlier_root_of_an_external_secret_at_once() {
             b64(&key)
         ))
         .unwrap();
-    let signer = spawn_signer(
-        &server,
-        dir.path(),
-        "signer-0",
-        &[
-            "--ca-secret",
-            "podcert-system/podcert-signer-ca",
-            "--ca-reload-interval",
-            "200ms",
-            "--leader-election=false",
-        ],
-    );
+    let signer = spawn_external_secret_signer(&server, dir.path());
     signer.wait_ready(WAIT).await;
     wait_published(&server, &cert).await;
     // The owner replaces the material; the old root stays published.
@@ -729,4 +682,21 @@ async fn replace_secret_material(server: &TestServer, dir: &Path) -> String {
         .await
         .unwrap();
     cert
+}
+
+/// One replica reading its CA from the externally managed Secret `podcert-signer-ca` (no
+/// bootstrap), polled every 200 ms.
+fn spawn_external_secret_signer(server: &TestServer, dir: &Path) -> Signer {
+    spawn_signer(
+        server,
+        dir,
+        "signer-0",
+        &[
+            "--ca-secret",
+            "podcert-system/podcert-signer-ca",
+            "--ca-reload-interval",
+            "200ms",
+            "--leader-election=false",
+        ],
+    )
 }

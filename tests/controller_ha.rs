@@ -43,12 +43,7 @@ async fn a_killed_leader_is_replaced_and_nothing_is_written_twice() {
     prepare(&server, &[]);
     let dir = tempfile::tempdir().unwrap();
     // A shared CA in files, as a mounted Secret would give both replicas.
-    let out = std::process::Command::new(BIN)
-        .args(["ca", "init", "--out"])
-        .arg(dir.path().join("ca"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    ca_init(&dir.path().join("ca"));
     let cert = dir.path().join("ca/ca.crt").display().to_string();
     let key = dir.path().join("ca/ca.key").display().to_string();
     let args = [

@@ -176,12 +176,7 @@ async fn a_leader_whose_lease_requests_stall_steps_down_before_another_can_lead(
     let stalled_user = UserInfo::service_account(SIGNER_NS, STALLED_SA);
     let other_user = signer_identity();
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["ca", "init", "--out"])
-        .arg(dir.path().join("ca"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    ca_init(&dir.path().join("ca"));
     let cert = dir.path().join("ca/ca.crt").display().to_string();
     let key = dir.path().join("ca/ca.key").display().to_string();
     let args = [

@@ -59,13 +59,7 @@ async fn state(server: &TestServer) -> Option<RotationState> {
 /// A CA made by `ca init`, stored as the CA Secret the way an operator would have before
 /// rotation existed (tls.crt and tls.key, no state); returns its certificate PEM.
 fn existing_ca_secret(server: &TestServer, dir: &Path) -> String {
-    let out = std::process::Command::new(BIN)
-        .args(["ca", "init", "--out"])
-        .arg(dir.join("ca"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let cert = std::fs::read_to_string(dir.join("ca/ca.crt")).unwrap();
+    let cert = ca_init(&dir.join("ca"));
     let key = std::fs::read_to_string(dir.join("ca/ca.key")).unwrap();
     let b64 = |s: &str| {
         use base64::Engine;

@@ -116,6 +116,22 @@ impl Signer {
     }
 }
 
+/// `podcert-signer ca init --out DIR` (a files-mode CA: DIR/ca.crt, DIR/ca.key); returns the
+/// certificate PEM.
+pub fn ca_init(dir: &Path) -> String {
+    let out = Command::new(BIN)
+        .args(["ca", "init", "--out"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(dir.join("ca.crt")).unwrap()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
