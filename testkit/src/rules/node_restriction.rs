@@ -1,9 +1,11 @@
 //! The NodeRestriction admission plugin for PodCertificateRequests
 //! (plugin/pkg/admission/noderestriction/admission.go admitPodCertificateRequest, with the
-//! node identity of pkg/auth/nodeidentifier). The stored upstream source predates the PCR
-//! branch; order, codes and messages follow the 1.34+ plugin as documented in the contract
-//! and independent ports of it: UID mismatches are 500s (they can be informer lag), the rest
-//! 403 Forbidden.
+//! node identity of pkg/auth/nodeidentifier). Order, codes and messages follow
+//! k8s.io/kubernetes v1.37.2's plugin, and `scripts/difftest.sh` compares them with the real
+//! server: UID mismatches and missing objects are plain errors (500 with no reason: they can be
+//! informer lag), the rest 403 Forbidden. Not emulated: 1.37's fallback that lets a node
+//! authorised for verb `request-serviceaccounts-podcertificate-signer` request a signer its pod
+//! does not mount (such requests are refused here).
 
 use super::{ctb::admission_name, Lookup, UserInfo};
 use crate::status::ApiError;
