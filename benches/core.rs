@@ -8,7 +8,7 @@
 //! - `ca/<ca key>`: `process` of an Ed25519 request under each CA key type.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use podcert_signer::ca::CaKeyType;
+use podcert_core::ca::CaKeyType;
 use podcert_testkit::bench::core_rate::Fixture;
 use podcert_testkit::kubelet::KeyType;
 

@@ -10,7 +10,7 @@ fn main() -> ExitCode {
         Command::Sign(args) => podcert_signer::cli::sign::run(args),
         Command::Inspect(args) => podcert_signer::cli::inspect::run(args),
         Command::Ca(cmd) => podcert_signer::cli::ca::run(cmd),
-        Command::Crd => podcert_signer::crd::crd_yaml()
+        Command::Crd => podcert_k8s::crd::crd_yaml()
             .map(|y| print!("{y}"))
             .map_err(Into::into),
     };

@@ -3,8 +3,8 @@
 mod issue_common;
 
 use issue_common::*;
-use podcert_signer::ca::files::write_ca_dir;
-use podcert_signer::ca::{Ca, CaError, CaKeyType};
+use podcert_core::ca::{Ca, CaError, CaKeyType};
+use podcert_runtime::ca_files::write_ca_dir;
 use std::os::unix::fs::PermissionsExt;
 
 #[test]

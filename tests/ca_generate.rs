@@ -3,7 +3,7 @@
 mod issue_common;
 
 use issue_common::*;
-use podcert_signer::ca::{generate_self_signed, CaKeyType};
+use podcert_core::ca::{generate_self_signed, CaKeyType};
 use time::Duration;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::oid_registry::*;

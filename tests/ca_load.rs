@@ -3,7 +3,7 @@
 mod issue_common;
 
 use issue_common::*;
-use podcert_signer::ca::{generate_self_signed, Ca, CaError, CaKeyType};
+use podcert_core::ca::{generate_self_signed, Ca, CaError, CaKeyType};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
@@ -185,9 +185,9 @@ fn a_self_signed_root_after_the_signing_ca_is_the_anchor_and_stays_out_of_chains
     assert_eq!(ca.trust_anchors_der().to_vec(), vec![root.der().to_vec()]);
     assert_eq!(ca.intermediates_pem(), "");
 
-    let issued = podcert_signer::issue::issue_leaf(
+    let issued = podcert_core::issue::issue_leaf(
         &ca,
-        &subject_key(podcert_signer::key_type::KeyType::EcdsaP256),
+        &subject_key(podcert_core::key_type::KeyType::EcdsaP256),
         &profile(),
         now(),
     )

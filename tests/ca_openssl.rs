@@ -4,9 +4,9 @@
 mod issue_common;
 
 use issue_common::*;
-use podcert_signer::ca::{Ca, CaError, CaKeyType};
-use podcert_signer::issue::issue_leaf;
-use podcert_signer::key_type::KeyType;
+use podcert_core::ca::{Ca, CaError, CaKeyType};
+use podcert_core::issue::issue_leaf;
+use podcert_core::key_type::KeyType;
 use std::path::Path;
 use std::process::Command;
 

@@ -5,8 +5,9 @@ mod rotation_common;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
-use podcert_signer::ca_secret::{self, SecretCa, WriteOutcome};
-use podcert_signer::rotation::{begin_manual, published_bundle_pem, RotationState, STATE_KEY};
+use podcert_core::rotation::{begin_manual, published_bundle_pem, RotationState, STATE_KEY};
+use podcert_k8s::ca_secret::{self, SecretCa};
+use podcert_runtime::ca_secret_write::{write_state, WriteOutcome};
 use podcert_testkit::apiserver::{ServerConfig, TestServer};
 use rotation_common::*;
 
@@ -85,14 +86,11 @@ async fn a_write_never_clobbers_a_newer_secret() {
 
     // Replica A writes a rotation; replica B, holding the older read, is refused.
     let (rotated, _) = begin_manual(&first, &policy(), at(10), &mut generator()).unwrap();
-    let WriteOutcome::Written(after) = ca_secret::write_state(&api, &read_a, &rotated)
-        .await
-        .unwrap()
-    else {
+    let WriteOutcome::Written(after) = write_state(&api, &read_a, &rotated).await.unwrap() else {
         panic!("the first write conflicted");
     };
     assert_eq!(text(&after, "extra"), "kept");
-    let stale = ca_secret::write_state(&api, &read_b, &first).await.unwrap();
+    let stale = write_state(&api, &read_b, &first).await.unwrap();
     assert!(matches!(stale, WriteOutcome::Conflict));
     let now = api.get("ca").await.unwrap();
     match ca_secret::read(&now, "test").unwrap() {
@@ -102,9 +100,7 @@ async fn a_write_never_clobbers_a_newer_secret() {
     // A Secret without a resourceVersion is never written blindly.
     let mut unguarded = now.clone();
     unguarded.metadata.resource_version = None;
-    assert!(ca_secret::write_state(&api, &unguarded, &rotated)
-        .await
-        .is_err());
+    assert!(write_state(&api, &unguarded, &rotated).await.is_err());
     server.shutdown().await;
 }
 
@@ -223,7 +219,7 @@ fn key_material_in_the_wrong_place_is_refused_without_quoting_it() {
         (format!("{cert}{key}"), key.clone(), None),
     ];
     for (c, k, a) in cases {
-        let err = podcert_signer::ca::Ca::from_pem(&c, &k, a.as_deref(), now)
+        let err = podcert_core::ca::Ca::from_pem(&c, &k, a.as_deref(), now)
             .unwrap_err()
             .to_string();
         for line in &body {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use e2e::*;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use podcert_signer::crd::PodCertificateSigner;
+use podcert_k8s::crd::PodCertificateSigner;
 use podcert_testkit::apiserver::{KubeVersion, ServerConfig, TestServer};
 use serde_json::{json, Value};
 use x509_parser::prelude::*;
@@ -375,8 +375,9 @@ async fn a_signer_object_issues_with_its_policy_and_follows_edits_and_deletion()
     let r10 = wait_terminal(&server, &v, "team-a", &n, WAIT).await;
     assert_eq!(condition(&r10).0, "Issued");
     let lifetime =
-        podcert_signer::api::wire::parse_time(r10["status"]["notAfter"].as_str().unwrap()).unwrap()
-            - podcert_signer::api::wire::parse_time(r10["status"]["notBefore"].as_str().unwrap())
+        podcert_core::request::wire::parse_time(r10["status"]["notAfter"].as_str().unwrap())
+            .unwrap()
+            - podcert_core::request::wire::parse_time(r10["status"]["notBefore"].as_str().unwrap())
                 .unwrap();
     assert_eq!(lifetime, ::time::Duration::hours(2));
     let (v, n) = request(
@@ -693,7 +694,7 @@ async fn signers_share_no_trust_domain_and_no_ca() {
 
 #[test]
 fn the_committed_crds_match_the_code() {
-    let generated = podcert_signer::crd::crd_yaml().unwrap();
+    let generated = podcert_k8s::crd::crd_yaml().unwrap();
     for path in [
         "crds/podcertificatesigner.yaml",
         "charts/podcert-signer/crds/podcertificatesigner.yaml",

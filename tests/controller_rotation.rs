@@ -15,7 +15,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DynamicObject};
-use podcert_signer::rotation::{RotationState, STATE_KEY};
+use podcert_core::rotation::{RotationState, STATE_KEY};
 use podcert_testkit::apiserver::{ServerConfig, TestServer};
 use podcert_testkit::kubelet::{
     bundle::bundle_path, Clock, KeyType, KubeletHandle, KubeletVersion, Phase,
@@ -712,7 +712,7 @@ async fn a_secret_from_before_rotation_is_adopted_with_its_ca() {
     assert_eq!(adopted.active.cert_pem, cert);
     assert_eq!(
         adopted.active.origin,
-        podcert_signer::rotation::CaOrigin::Generated
+        podcert_core::rotation::CaOrigin::Generated
     );
     assert_eq!(published_roots(&server).await, vec![root_der(&cert)]);
     let out = ca_rotate(&server, dir.path(), &[]);

@@ -103,10 +103,9 @@ fn a_ca_subject_with_an_unencodable_oid_is_refused_not_a_panic() {
         .unwrap();
     let cert = String::from_utf8_lossy(&data[..at]);
     let key = String::from_utf8_lossy(&data[at + targets::CA_SEPARATOR.len()..]);
-    let err =
-        podcert_signer::ca::Ca::from_pem(&cert, &key, None, targets::fixed_now()).unwrap_err();
+    let err = podcert_core::ca::Ca::from_pem(&cert, &key, None, targets::fixed_now()).unwrap_err();
     assert!(
-        matches!(err, podcert_signer::ca::CaError::UnrepresentableSubject),
+        matches!(err, podcert_core::ca::CaError::UnrepresentableSubject),
         "{err}"
     );
 }

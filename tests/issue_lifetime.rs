@@ -3,9 +3,9 @@
 mod issue_common;
 
 use issue_common::*;
-use podcert_signer::ca::{generate_self_signed, Ca, CaKeyType};
-use podcert_signer::issue::{issue_leaf, IssueError};
-use podcert_signer::key_type::KeyType;
+use podcert_core::ca::{generate_self_signed, Ca, CaKeyType};
+use podcert_core::issue::{issue_leaf, IssueError};
+use podcert_core::key_type::KeyType;
 use time::Duration;
 
 #[test]

@@ -4,9 +4,9 @@
 mod issue_common;
 
 use issue_common::*;
-use podcert_signer::ca::CaKeyType;
-use podcert_signer::issue::{issue_leaf, IssuedLeaf};
-use podcert_signer::key_type::KeyType;
+use podcert_core::ca::CaKeyType;
+use podcert_core::issue::{issue_leaf, IssuedLeaf};
+use podcert_core::key_type::KeyType;
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 use x509_parser::extensions::{GeneralName, ParsedExtension};
@@ -249,7 +249,7 @@ fn subject_key_type_must_match_its_spki() {
     let mut key = subject_key(KeyType::EcdsaP384);
     key.key_type = KeyType::EcdsaP256;
     assert!(issue_leaf(&ca, &key, &profile(), now()).is_err());
-    let garbage = podcert_signer::proof::SubjectKey {
+    let garbage = podcert_core::proof::SubjectKey {
         key_type: KeyType::Ed25519,
         spki_der: vec![0x30, 0x03, 0x02, 0x01, 0x00],
     };

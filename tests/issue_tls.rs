@@ -4,9 +4,9 @@
 mod issue_common;
 
 use issue_common::*;
-use podcert_signer::ca::CaKeyType;
-use podcert_signer::issue::issue_leaf;
-use podcert_signer::key_type::KeyType;
+use podcert_core::ca::CaKeyType;
+use podcert_core::issue::issue_leaf;
+use podcert_core::key_type::KeyType;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -77,7 +77,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
 }
 
 fn identity(
-    ca: &podcert_signer::ca::Ca,
+    ca: &podcert_core::ca::Ca,
     kt: KeyType,
 ) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
     let issued = issue_leaf(ca, &subject_key(kt), &profile(), now()).unwrap();

@@ -4,12 +4,12 @@ mod proof_support;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature as awssig;
-use podcert_signer::api::{wire, Request};
-use podcert_signer::key_type::KeyType;
-use podcert_signer::proof::{
+use podcert_core::key_type::KeyType;
+use podcert_core::proof::{
     extract_subject_key, ProofError, MAX_PKIX_PUBLIC_KEY_BYTES, MAX_PROOF_OF_POSSESSION_BYTES,
     MAX_STUB_PKCS10_REQUEST_BYTES,
 };
+use podcert_core::request::{wire, Request};
 use proof_support::*;
 
 const SHA256_WITH_RSA: &str = "1.2.840.113549.1.1.11";
@@ -468,9 +468,9 @@ fn every_refusal_maps_to_a_valid_reason() {
         ProofError::InvalidProof(String::new()),
     ] {
         assert!(
-            re_ok(podcert_signer::policy::DenyReason::from(&e).as_str()),
+            re_ok(podcert_core::policy::DenyReason::from(&e).as_str()),
             "{}",
-            podcert_signer::policy::DenyReason::from(&e).as_str()
+            podcert_core::policy::DenyReason::from(&e).as_str()
         );
     }
 }

@@ -3,9 +3,9 @@
 
 mod proof_support;
 
-use podcert_signer::api::wire;
-use podcert_signer::key_type::KeyType;
-use podcert_signer::proof::{extract_subject_key, ProofError};
+use podcert_core::key_type::KeyType;
+use podcert_core::proof::{extract_subject_key, ProofError};
+use podcert_core::request::wire;
 use proof_support::{object_of, spki_from_key_file, vectors};
 
 #[test]
@@ -66,7 +66,7 @@ fn rsa_2048_refusal_names_the_size_and_suggests_supported_types() {
         )
     );
     assert_eq!(
-        podcert_signer::policy::DenyReason::from(&err).as_str(),
+        podcert_core::policy::DenyReason::from(&err).as_str(),
         "UnsupportedKeyType"
     );
 }

@@ -2,8 +2,8 @@
 
 mod rotation_common;
 
-use podcert_signer::ca::CaError;
-use podcert_signer::rotation::{
+use podcert_core::ca::CaError;
+use podcert_core::rotation::{
     begin_manual, emergency_drop, next_step_at, observe_external, published_anchors, signing_ca,
     step, CaOrigin, Phase, Role, RotationError, RotationState, Transition,
 };
@@ -194,7 +194,7 @@ fn an_unknown_fingerprint_or_a_failed_generation_changes_nothing() {
 }
 
 /// A state adopting external material X1 at 0 and issuing from it every 5 minutes.
-fn external_sim() -> (Sim, podcert_signer::ca::GeneratedCa) {
+fn external_sim() -> (Sim, podcert_core::ca::GeneratedCa) {
     let x1 = fresh_ca(at(0), Duration::hours(10));
     let state =
         RotationState::adopt(&x1.cert_pem, &x1.key_pem, None, CaOrigin::External, at(0)).unwrap();

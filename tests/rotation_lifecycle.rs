@@ -3,8 +3,8 @@
 
 mod rotation_common;
 
-use podcert_signer::ca::CaError;
-use podcert_signer::rotation::{
+use podcert_core::ca::CaError;
+use podcert_core::rotation::{
     begin_manual, next_step_at, published_anchors, signing_ca, step, Phase, RotationState,
     Transition, Trigger,
 };

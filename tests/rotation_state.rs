@@ -2,7 +2,7 @@
 
 mod rotation_common;
 
-use podcert_signer::rotation::{
+use podcert_core::rotation::{
     step, PolicyError, RotationPolicy, RotationState, StateError, STATE_KEY,
 };
 use rotation_common::*;

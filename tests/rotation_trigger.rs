@@ -5,8 +5,8 @@ mod rotation_common;
 
 use std::collections::BTreeMap;
 
-use podcert_signer::ca::{CaError, GeneratedCa};
-use podcert_signer::rotation::{
+use podcert_core::ca::{CaError, GeneratedCa};
+use podcert_core::rotation::{
     handle_trigger, published_anchors, requested, CaOrigin, RotationState, Transition, TriggerMode,
     TriggerOutcome, ROTATE_ANNOTATION, ROTATE_FINGERPRINT_ANNOTATION, ROTATE_MODE_ANNOTATION,
 };
@@ -94,9 +94,9 @@ fn an_emergency_may_name_a_retired_ca() {
     // Rotate fully, then drop the retired CA by fingerprint: signing is unaffected.
     let p = policy();
     let (s, _) =
-        podcert_signer::rotation::begin_manual(&bootstrapped(), &p, at(10), &mut generator())
+        podcert_core::rotation::begin_manual(&bootstrapped(), &p, at(10), &mut generator())
             .unwrap();
-    let (s, _) = podcert_signer::rotation::step(&s, &p, at(41), &mut generator());
+    let (s, _) = podcert_core::rotation::step(&s, &p, at(41), &mut generator());
     let retired = s.retired[0].fingerprint_sha256.clone();
     let a = annotations(&[
         (ROTATE_ANNOTATION, "y"),

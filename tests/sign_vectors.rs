@@ -4,11 +4,11 @@
 
 use std::collections::BTreeSet;
 
-use podcert_signer::api::{wire, ConditionType};
-use podcert_signer::ca::{generate_self_signed, Ca, CaKeyType};
-use podcert_signer::policy::SignerConfig;
-use podcert_signer::signer;
-use podcert_signer::spiffe_id::TrustDomain;
+use podcert_core::ca::{generate_self_signed, Ca, CaKeyType};
+use podcert_core::pipeline;
+use podcert_core::policy::SignerConfig;
+use podcert_core::request::{wire, ConditionType};
+use podcert_core::spiffe_id::TrustDomain;
 use podcert_testkit::rules::pcr;
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
@@ -132,8 +132,8 @@ fn every_vector_gets_the_decision_its_expect_names() {
         let expect = v["expect"].as_str().unwrap();
         seen.insert(expect.to_string());
         let obj = wire::from_value(v["object"].clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let outcome =
-            signer::process(&obj.request, &cfg, &ca, now).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let outcome = pipeline::process(&obj.request, &cfg, &ca, now)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let written = wire::with_status(&obj.raw, &outcome.status, now);
         let status = &written["status"];
         let cond = outcome.status.condition;
@@ -191,7 +191,7 @@ fn denial_reasons_are_specific() {
     for (vname, reason) in want {
         let v = all.iter().find(|v| v["name"] == vname).unwrap();
         let obj = wire::from_value(v["object"].clone()).unwrap();
-        let out = signer::process(&obj.request, &cfg, &ca, now).unwrap();
+        let out = pipeline::process(&obj.request, &cfg, &ca, now).unwrap();
         assert_eq!(out.status.reason, reason, "{vname}: {}", out.status.message);
         assert!(!out.status.message.is_empty());
         assert!(out.status.certificate_chain.is_none() && out.status.not_after.is_none());
@@ -208,7 +208,7 @@ fn a_request_for_another_signer_is_denied_not_issued() {
         .find(|v| v["name"] == "ED25519-pop-v1beta1")
         .unwrap();
     let obj = wire::from_value(v["object"].clone()).unwrap();
-    let out = signer::process(&obj.request, &cfg, &ca, now).unwrap();
+    let out = pipeline::process(&obj.request, &cfg, &ca, now).unwrap();
     assert_eq!(out.status.reason, "SignerNameMismatch");
 }
 
@@ -221,7 +221,7 @@ fn the_lifetime_follows_max_expiration_and_the_ca() {
         .find(|v| v["name"] == "max-expiration-3600")
         .unwrap();
     let obj = wire::from_value(v["object"].clone()).unwrap();
-    let out = signer::process(&obj.request, &cfg, &ca(CaKeyType::EcdsaP256, now), now).unwrap();
+    let out = pipeline::process(&obj.request, &cfg, &ca(CaKeyType::EcdsaP256, now), now).unwrap();
     let life = out.status.not_after.unwrap() - out.status.not_before.unwrap();
     assert_eq!(
         life,
@@ -237,12 +237,12 @@ fn the_lifetime_follows_max_expiration_and_the_ca() {
         .find(|v| v["name"] == "ED25519-pop-v1beta1")
         .unwrap();
     let obj = wire::from_value(v["object"].clone()).unwrap();
-    let out = signer::process(&obj.request, &cfg, &short, now).unwrap();
+    let out = pipeline::process(&obj.request, &cfg, &short, now).unwrap();
     assert!(out.status.not_after.unwrap() <= short.not_after());
 
     // A CA with less than an hour left at signing time is a transient error, never Failed.
     let later = now + Duration::minutes(65);
-    let err = signer::process(&obj.request, &cfg, &short, later).unwrap_err();
+    let err = pipeline::process(&obj.request, &cfg, &short, later).unwrap_err();
     assert!(err.to_string().contains("too soon"), "{err}");
 }
 
@@ -255,11 +255,11 @@ fn an_already_decided_request_is_left_alone() {
         .find(|v| v["name"] == "ED25519-pop-v1beta1")
         .unwrap();
     let obj = wire::from_value(v["object"].clone()).unwrap();
-    let out = signer::process(&obj.request, &config(), &ca, now).unwrap();
+    let out = pipeline::process(&obj.request, &config(), &ca, now).unwrap();
     let decided = wire::with_status(&obj.raw, &out.status, now);
     let again = wire::from_value(decided).unwrap();
     assert!(matches!(
-        signer::process(&again.request, &config(), &ca, now),
-        Err(signer::NotDecided::AlreadyTerminal { .. })
+        pipeline::process(&again.request, &config(), &ca, now),
+        Err(pipeline::NotDecided::AlreadyTerminal { .. })
     ));
 }

@@ -3,8 +3,8 @@
 mod proof_support;
 
 use base64::Engine;
-use podcert_signer::api::wire::{self, DecodeError};
-use podcert_signer::api::{ApiVersion, ConditionType, Status};
+use podcert_core::request::wire::{self, DecodeError};
+use podcert_core::request::{ApiVersion, ConditionType, Status};
 use proof_support::{object_of, vector};
 use serde_json::{json, Value};
 use time::macros::datetime;

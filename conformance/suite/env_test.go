@@ -320,7 +320,7 @@ func (e *env) startSignerWith(name string, flags []string) (*signer, error) {
 	}
 	s.cmd = exec.Command(e.signerBin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = f, f
-	s.cmd.Env = append(os.Environ(), "RUST_LOG=info,podcert_signer=debug", "KUBERNETES_SERVICE_HOST=")
+	s.cmd.Env = append(os.Environ(), "RUST_LOG=info,podcert_signer=debug,podcert_runtime=debug,podcert_core=debug,podcert_k8s=debug", "KUBERNETES_SERVICE_HOST=")
 	if err := s.cmd.Start(); err != nil {
 		return nil, err
 	}

@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use x509_parser::prelude::*;
 
-use crate::api::wire;
+use podcert_core::request::wire;
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -20,11 +20,12 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
-    let cap = crate::ca::files::MAX_INPUT_BYTES;
+    let cap = podcert_runtime::ca_files::MAX_INPUT_BYTES;
     let data = if args.file.as_os_str() == "-" {
-        crate::ca::files::read_bounded(std::io::stdin().lock(), cap).context("reading stdin")?
+        podcert_runtime::ca_files::read_bounded(std::io::stdin().lock(), cap)
+            .context("reading stdin")?
     } else {
-        crate::ca::files::read_file_bounded(&args.file, cap)
+        podcert_runtime::ca_files::read_file_bounded(&args.file, cap)
             .with_context(|| format!("reading {}", args.file.display()))?
     };
     print!("{}", describe(&data, OffsetDateTime::now_utc())?);

@@ -11,21 +11,21 @@ use clap::Args;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::ca::CaKeyType;
-use crate::ca_source::{Bootstrap, CaSource};
 use crate::cli::ca::KeyTypeArg;
-use crate::crd::SignerSettings;
-use crate::discovery;
-use crate::http::{self, Health};
-use crate::key_type::KeyType;
-use crate::leader::{self, LeaderConfig};
-use crate::namespaces;
-use crate::policy::SignerConfig;
-use crate::rotation::RotationPolicy;
-use crate::signers::{self, Instance, ManagerConfig, Shared};
-use crate::spiffe_id::TrustDomain;
-use crate::telemetry::{self, LogFormat, Metrics};
-use crate::trust_bundle::TrustBundleConfig;
+use podcert_core::ca::CaKeyType;
+use podcert_core::key_type::KeyType;
+use podcert_core::policy::SignerConfig;
+use podcert_core::rotation::RotationPolicy;
+use podcert_core::spiffe_id::TrustDomain;
+use podcert_k8s::crd::SignerSettings;
+use podcert_k8s::settings::{Bootstrap, CaSpec};
+use podcert_k8s::trust_bundle::TrustBundleConfig;
+use podcert_runtime::discovery;
+use podcert_runtime::http::{self, Health};
+use podcert_runtime::leader::{self, LeaderConfig};
+use podcert_runtime::namespaces;
+use podcert_runtime::signer_manager::{self, Instance, ManagerConfig, Shared};
+use podcert_runtime::telemetry::{self, LogFormat, Metrics};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -142,7 +142,7 @@ pub struct RunArgs {
     #[arg(long, env = "PODCERT_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
     #[arg(long, env = "PODCERT_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
+    pub log_format: LogFormatArg,
     /// Requests decided in parallel.
     #[arg(long, env = "PODCERT_CONCURRENCY", default_value_t = 32)]
     pub concurrency: u16,
@@ -168,6 +168,22 @@ pub struct RunArgs {
     pub trust_bundle_configmap_namespaces: Vec<String>,
     #[arg(long, default_value = "podcert-trust-bundle")]
     pub trust_bundle_configmap_name: String,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormatArg {
+    Json,
+    Text,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(f: LogFormatArg) -> Self {
+        match f {
+            LogFormatArg::Json => LogFormat::Json,
+            LogFormatArg::Text => LogFormat::Text,
+        }
+    }
 }
 
 const SA_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
@@ -210,10 +226,10 @@ fn with_timeouts(mut config: kube::Config) -> kube::Config {
     config
 }
 
-fn ca_source(args: &RunArgs, trust_domain: &str) -> anyhow::Result<CaSource> {
+fn ca_source(args: &RunArgs, trust_domain: &str) -> anyhow::Result<CaSpec> {
     let key_type: CaKeyType = args.ca_key_type.into();
     if let (Some(cert), Some(key)) = (&args.ca_cert, &args.ca_key) {
-        return Ok(CaSource::Files {
+        return Ok(CaSpec::Files {
             cert: cert.clone(),
             key: key.clone(),
             trust_anchors: args.trust_anchors.clone(),
@@ -227,7 +243,7 @@ fn ca_source(args: &RunArgs, trust_domain: &str) -> anyhow::Result<CaSource> {
         else {
             bail!("--ca-secret must be NAMESPACE/NAME, got {s:?}");
         };
-        return Ok(CaSource::Secret {
+        return Ok(CaSpec::Secret {
             namespace: ns.into(),
             name: name.into(),
             bootstrap: args.ca_bootstrap.then(|| Bootstrap {
@@ -239,7 +255,7 @@ fn ca_source(args: &RunArgs, trust_domain: &str) -> anyhow::Result<CaSource> {
         });
     }
     if args.ca_memory {
-        return Ok(CaSource::Memory {
+        return Ok(CaSpec::Memory {
             key_type,
             trust_domain: trust_domain.to_string(),
             validity: args.ca_validity,
@@ -265,7 +281,7 @@ fn flag_signer(args: &RunArgs) -> anyhow::Result<Option<SignerSettings>> {
         prepare_at_fraction: args.ca_rotate_at_fraction,
         propagation_delay: args.ca_propagation_delay,
         max_leaf_lifetime: config.max_lifetime,
-        min_leaf_lifetime: crate::policy::MIN_LIFETIME,
+        min_leaf_lifetime: podcert_core::policy::MIN_LIFETIME,
         safety_margin: RotationPolicy::DEFAULT_SAFETY_MARGIN,
     };
     // Only a bootstrapped CA is rotated by the signer: its schedule must be safe.
@@ -316,8 +332,8 @@ fn labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    telemetry::init_logging(args.log_format);
-    crate::ca::files::allow_insecure_key_permissions(args.allow_insecure_key_permissions);
+    telemetry::init_logging(args.log_format.into());
+    podcert_runtime::ca_files::allow_insecure_key_permissions(args.allow_insecure_key_permissions);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -355,7 +371,7 @@ pub async fn serve(args: RunArgs, shutdown: watch::Receiver<bool>) -> anyhow::Re
     let flag = flag_signer(&args)?;
     if args.crd_signers {
         for d in &args.signer_domains {
-            if !crate::policy::valid_signer_name(&format!("{d}/x")) {
+            if !podcert_core::policy::valid_signer_name(&format!("{d}/x")) {
                 bail!("--signer-domain {d:?} is not a DNS domain like example.com");
             }
         }
@@ -444,7 +460,9 @@ pub async fn serve(args: RunArgs, shutdown: watch::Receiver<bool>) -> anyhow::Re
         concurrency: args.concurrency,
     };
 
-    let flag_claims = flag.as_ref().map(signers::conflict::Claims::of_settings);
+    let flag_claims = flag
+        .as_ref()
+        .map(signer_manager::conflict::Claims::of_settings);
     let flag_instance = match flag {
         Some(settings) => {
             let i = Instance::start(&shared, settings)
@@ -461,12 +479,12 @@ pub async fn serve(args: RunArgs, shutdown: watch::Receiver<bool>) -> anyhow::Re
             domains: args.signer_domains.clone(),
             own_namespace: own_namespace(args.namespace.as_ref()),
             poll: args.ca_reload_interval,
-            flag: flag_claims.map(|claims| signers::FlagSigner {
+            flag: flag_claims.map(|claims| signer_manager::FlagSigner {
                 claims,
                 ca: flag_instance.as_ref().map(|i| i.ca().clone()),
             }),
         };
-        signers::run(shared, cfg, crd_synced_tx, shutdown.clone()).await;
+        signer_manager::run(shared, cfg, crd_synced_tx, shutdown.clone()).await;
     } else {
         let mut s = shutdown.clone();
         let _ = s.wait_for(|v| *v).await;

@@ -8,12 +8,13 @@ use clap::Args;
 use time::OffsetDateTime;
 
 use super::signer_file;
-use crate::api::wire;
-use crate::ca::{files, Ca};
-use crate::key_type::KeyType;
-use crate::policy::SignerConfig;
-use crate::signer;
-use crate::spiffe_id::TrustDomain;
+use podcert_core::ca::Ca;
+use podcert_core::key_type::KeyType;
+use podcert_core::pipeline;
+use podcert_core::policy::SignerConfig;
+use podcert_core::request::wire;
+use podcert_core::spiffe_id::TrustDomain;
+use podcert_runtime::ca_files as files;
 
 #[derive(Debug, Args)]
 pub struct SignArgs {
@@ -61,11 +62,11 @@ pub fn run(args: SignArgs) -> anyhow::Result<()> {
         .context("reading the request from stdin")?;
     let obj = wire::decode(&input).context("reading the PodCertificateRequest on stdin")?;
     let labels = namespace_labels(&args, &obj.request.namespace)?;
-    let facts = signer::Facts {
+    let facts = pipeline::Facts {
         namespace_labels: labels.as_ref(),
     };
-    let outcome = match signer::process_with(&obj.request, &cfg, &ca, now, facts) {
-        Err(signer::NotDecided::NamespaceUnknown(_)) => bail!(
+    let outcome = match pipeline::process_with(&obj.request, &cfg, &ca, now, facts) {
+        Err(pipeline::NotDecided::NamespaceUnknown(_)) => bail!(
             "signer {} has a namespaceSelector: give the labels of namespace {} with --namespace-labels",
             cfg.signer_name,
             obj.request.namespace

@@ -8,8 +8,8 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use crate::crd::{self, PodCertificateSigner};
-use crate::policy::SignerConfig;
+use podcert_core::policy::SignerConfig;
+use podcert_k8s::crd::{self, PodCertificateSigner};
 
 const MAX_FILE: u64 = 1024 * 1024;
 
@@ -22,7 +22,7 @@ pub fn load(path: &Path) -> anyhow::Result<SignerConfig> {
 
 /// Parses and checks the object in `path`.
 pub fn read(path: &Path) -> anyhow::Result<PodCertificateSigner> {
-    let data = crate::ca::files::read_file_bounded(path, MAX_FILE)
+    let data = podcert_runtime::ca_files::read_file_bounded(path, MAX_FILE)
         .with_context(|| format!("reading {}", path.display()))?;
     let text = String::from_utf8(data)
         .map_err(|_| anyhow::anyhow!("reading {}: not UTF-8 text", path.display()))?;
@@ -33,7 +33,7 @@ pub fn read(path: &Path) -> anyhow::Result<PodCertificateSigner> {
 pub fn parse(text: &str) -> anyhow::Result<PodCertificateSigner> {
     // YAML is a superset of JSON: one parser for both.
     // Depth, alias and size budgets: a hostile file is refused quickly (issue 13, item 7).
-    let value: Value = crate::api::wire::parse_yaml(text.as_bytes())
+    let value: Value = podcert_core::request::wire::parse_yaml(text.as_bytes())
         .map_err(|e| anyhow::anyhow!("not valid YAML or JSON: {}", one_line(&e.to_string())))?;
     if !value.is_object() {
         bail!("expected one object with apiVersion, kind and spec");
@@ -112,7 +112,7 @@ spec:
         let cfg = crd::convert::signer_config(&s.spec).unwrap();
         assert_eq!(
             cfg.dns.unwrap().annotation_key,
-            crate::policy::DEFAULT_DNS_ANNOTATION_KEY
+            podcert_core::policy::DEFAULT_DNS_ANNOTATION_KEY
         );
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use clap::Args;
-use podcert_signer::ca::CaKeyType;
+use podcert_core::ca::CaKeyType;
 use serde::Serialize;
 
 use crate::apiserver::store::WriteRecord;

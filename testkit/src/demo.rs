@@ -170,8 +170,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                     format!("{}/{}", st.namespace, st.pod),
                     st.key_type.as_str(),
                     id,
-                    podcert_signer::api::wire::format_time(*not_after),
-                    podcert_signer::api::wire::format_time(*refresh_at)
+                    podcert_core::request::wire::format_time(*not_after),
+                    podcert_core::request::wire::format_time(*refresh_at)
                 );
             }
             other => println!("    {}/{}: {:?}", st.namespace, st.pod, other),

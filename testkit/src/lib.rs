@@ -7,4 +7,3 @@ pub mod chaos;
 pub mod demo;
 pub mod kubelet;
 pub mod rules;
-pub mod status;

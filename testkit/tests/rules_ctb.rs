@@ -1,7 +1,7 @@
 //! ClusterTrustBundle rules: naming, trust bundle content, immutability, the attest check.
 
+use podcert_testkit::apiserver::status::FieldError;
 use podcert_testkit::rules::{ctb, Attributes, UserInfo};
-use podcert_testkit::status::FieldError;
 use rcgen::{CertificateParams, IsCa, KeyPair};
 use serde_json::{json, Value};
 

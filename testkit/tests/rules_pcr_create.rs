@@ -1,8 +1,8 @@
 //! PodCertificateRequest create/update rules (ValidatePodCertificateRequestCreate/Update,
 //! Strategy.PrepareForCreate/PrepareForUpdate), the cleaner and field selectors.
 
+use podcert_testkit::apiserver::status::{ApiError, FieldError, FieldErrorKind};
 use podcert_testkit::rules::pcr;
-use podcert_testkit::status::{ApiError, FieldError, FieldErrorKind};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 

@@ -1,8 +1,8 @@
 //! The PodCertificateRequest status strategy (ValidatePodCertificateRequestStatusUpdate and the
 //! `sign` check), with real leaves made by a test CA for the vectors' request keys.
 
+use podcert_testkit::apiserver::status::{FieldError, FieldErrorKind};
 use podcert_testkit::rules::{pcr, Attributes, UserInfo};
-use podcert_testkit::status::{FieldError, FieldErrorKind};
 use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;

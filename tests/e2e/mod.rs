@@ -172,7 +172,7 @@ pub fn spawn_with_kubeconfig(kubeconfig: &Path, dir: &Path, name: &str, args: &[
         .args(args)
         .env(
             "RUST_LOG",
-            std::env::var("E2E_SIGNER_LOG").unwrap_or_else(|_| "info,podcert_signer=debug".into()),
+            std::env::var("E2E_SIGNER_LOG").unwrap_or_else(|_| "info,podcert_signer=debug,podcert_runtime=debug,podcert_core=debug,podcert_k8s=debug".into()),
         )
         .env_remove("KUBERNETES_SERVICE_HOST")
         .stdout(Stdio::null())

@@ -6,9 +6,9 @@
 //! fuzzer ignores it, the replay test checks it on the seeds.
 #![allow(dead_code)]
 
-use podcert_signer::api::{wire, ApiVersion, Request};
-use podcert_signer::ca::Ca;
-use podcert_signer::proof;
+use podcert_core::ca::Ca;
+use podcert_core::proof;
+use podcert_core::request::{wire, ApiVersion, Request};
 use time::OffsetDateTime;
 
 /// Separates the certificate PEM from the key PEM in `ca_material` inputs.

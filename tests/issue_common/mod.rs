@@ -1,10 +1,10 @@
 //! Helpers shared by the ca_* and issue_* integration tests.
 #![allow(dead_code)]
 
-use podcert_signer::ca::{generate_self_signed, Ca, CaKeyType, GeneratedCa};
-use podcert_signer::issue::LeafProfile;
-use podcert_signer::key_type::KeyType;
-use podcert_signer::proof::SubjectKey;
+use podcert_core::ca::{generate_self_signed, Ca, CaKeyType, GeneratedCa};
+use podcert_core::issue::LeafProfile;
+use podcert_core::key_type::KeyType;
+use podcert_core::proof::SubjectKey;
 use std::sync::OnceLock;
 use time::{Duration, OffsetDateTime};
 

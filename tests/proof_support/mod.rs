@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use podcert_signer::key_type::KeyType;
+use podcert_core::key_type::KeyType;
 use serde_json::Value;
 
 pub fn testdata(rel: &str) -> PathBuf {

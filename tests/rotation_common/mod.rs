@@ -2,11 +2,11 @@
 //! generator, real leaves issued with `issue_leaf`, and a record of every published bundle.
 #![allow(dead_code)]
 
-use podcert_signer::ca::{generate_self_signed, CaError, CaKeyType, GeneratedCa};
-use podcert_signer::issue::{issue_leaf, LeafProfile};
-use podcert_signer::key_type::KeyType;
-use podcert_signer::proof::SubjectKey;
-use podcert_signer::rotation::{
+use podcert_core::ca::{generate_self_signed, CaError, CaKeyType, GeneratedCa};
+use podcert_core::issue::{issue_leaf, LeafProfile};
+use podcert_core::key_type::KeyType;
+use podcert_core::proof::SubjectKey;
+use podcert_core::rotation::{
     next_step_at, published_anchors, signing_ca, step, RotationPolicy, RotationState, Transition,
 };
 use std::collections::HashMap;

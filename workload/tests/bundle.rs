@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use podcert_signer::ca::CaKeyType;
+use podcert_core::ca::CaKeyType;
 use podcert_workload::bundle::{parse_credential_bundle, parse_trust_bundle, BundleError};
 use podcert_workload::identity::IdentityError;
 use podcert_workload::tls::provider;

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use podcert_signer::ca::CaKeyType;
+use podcert_core::ca::CaKeyType;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};

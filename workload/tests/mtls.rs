@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use podcert_signer::ca::CaKeyType;
+use podcert_core::ca::CaKeyType;
 use podcert_workload::ServerEvent;
 
 const SERVER_ID: &str = "spiffe://example.org/ns/team-a/sa/server";

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use podcert_signer::ca::CaKeyType;
+use podcert_core::ca::CaKeyType;
 use podcert_workload::reload::{LoadError, PollOutcome};
 use podcert_workload::ServerEvent;
 use std::time::Duration;

@@ -9,11 +9,11 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::RotateArgs;
-use crate::api::wire::format_time;
-use crate::ca_secret::{self, SecretCa};
-use crate::rotation::{
+use podcert_core::request::wire::format_time;
+use podcert_core::rotation::{
     RotationState, ROTATE_ANNOTATION, ROTATE_FINGERPRINT_ANNOTATION, ROTATE_MODE_ANNOTATION,
 };
+use podcert_k8s::ca_secret::{self, SecretCa};
 
 /// Annotates the Secret (or, in files mode, the trust bundle) and returns the explanation
 /// to print.
@@ -111,7 +111,7 @@ fn certificate_fingerprints(pem_text: &str) -> Vec<String> {
         .unwrap_or_default()
         .into_iter()
         .filter(|b| b.tag() == "CERTIFICATE")
-        .filter_map(|b| crate::rotation::anchor_sha256(&pem::encode(&b)))
+        .filter_map(|b| podcert_core::rotation::anchor_sha256(&pem::encode(&b)))
         .collect()
 }
 
@@ -137,7 +137,7 @@ fn external_drop_target(
              externally managed CA, replace its material instead: the new CA signs at once and \
              the old root stays published until its certificates expire; to drop that old root \
              at once, run with --emergency --fingerprint SHA256",
-            crate::rotation::STATE_KEY
+            podcert_core::rotation::STATE_KEY
         );
     }
     let Some(fp) = args.fingerprint.as_deref().map(normalise) else {
@@ -157,11 +157,11 @@ fn external_drop_target(
 
 /// Files mode: annotates the signer's ClusterTrustBundle (the signer reads the request there).
 async fn rotate_bundle(args: &RotateArgs, bundle: &str) -> anyhow::Result<String> {
-    use crate::rotation::{parse_retained, RETAINED_ROOTS_ANNOTATION};
     use kube::api::DynamicObject;
+    use podcert_core::rotation::{parse_retained, RETAINED_ROOTS_ANNOTATION};
     let origin = format!("ClusterTrustBundle {bundle}");
     let client = crate::cli::run::client(args.kubeconfig.as_ref()).await?;
-    let resource = crate::discovery::cluster_trust_bundles(&client)
+    let resource = podcert_runtime::discovery::cluster_trust_bundles(&client)
         .await
         .context("finding the ClusterTrustBundle API")?;
     let api: Api<DynamicObject> = Api::all_with(client, &resource);

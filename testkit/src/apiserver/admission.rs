@@ -5,8 +5,8 @@ use super::crd;
 use super::meta::name_of;
 use super::registry::{Conversion, ResourceDef};
 use super::store::State;
+use crate::apiserver::status::{ApiError, FieldError};
 use crate::rules::{self, Attributes, UserInfo};
-use crate::status::{ApiError, FieldError};
 use serde_json::Value;
 use time::OffsetDateTime;
 

@@ -15,8 +15,8 @@
 use super::ops::to_external;
 use super::registry::ResourceDef;
 use super::store::State;
+use crate::apiserver::status::{ApiError, FieldError};
 use crate::rules::UserInfo;
-use crate::status::{ApiError, FieldError};
 use kube_cel::cel::{self, Context, Program};
 use kube_cel::KubeCelExt;
 use serde_json::{json, Value};

@@ -2,8 +2,8 @@
 
 use super::admission::require;
 use super::store::State;
+use crate::apiserver::status::ApiError;
 use crate::rules::{Attributes, UserInfo};
-use crate::status::ApiError;
 use axum::http::HeaderMap;
 use rand::Rng;
 use std::collections::HashMap;

@@ -34,6 +34,7 @@ mod patch;
 mod protobuf;
 mod registry;
 mod selectors;
+pub mod status;
 pub mod store;
 mod table;
 mod tls;

@@ -1,6 +1,6 @@
 //! Label selectors (k8s.io/apimachinery/pkg/labels) and field selectors (pkg/fields).
 
-use crate::status::ApiError;
+use crate::apiserver::status::ApiError;
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq)]

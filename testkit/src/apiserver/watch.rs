@@ -6,7 +6,7 @@ use super::registry::ResourceDef;
 use super::store::{lock, EventType, StoredEvent};
 use super::table;
 use super::Shared;
-use crate::status::{ApiError, FieldError};
+use crate::apiserver::status::{ApiError, FieldError};
 use axum::body::{Body, Bytes};
 use axum::response::Response;
 use serde_json::{json, Value};

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use podcert_signer::ca::{generate_self_signed, CaKeyType};
+use podcert_core::ca::{generate_self_signed, CaKeyType};
 use time::OffsetDateTime;
 
 use super::proc_stats::{self, ProcError, ProcUsage};
@@ -77,7 +77,7 @@ impl Cluster {
             OffsetDateTime::now_utc(),
         )?;
         let (ca_cert, ca_key) =
-            podcert_signer::ca::files::write_ca_dir(&dir.path().join("ca"), &ca)?;
+            podcert_runtime::ca_files::write_ca_dir(&dir.path().join("ca"), &ca)?;
         let kubeconfig = dir.path().join("signer.kubeconfig");
         server.write_kubeconfig(
             &kubeconfig,

@@ -6,13 +6,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use podcert_signer::api::{wire, ConditionType};
-use podcert_signer::ca::{generate_self_signed, Ca, CaKeyType};
-use podcert_signer::issue::{self, LeafProfile};
-use podcert_signer::policy::{self, Decision, SignerConfig};
-use podcert_signer::proof::{self, SubjectKey};
-use podcert_signer::signer;
-use podcert_signer::spiffe_id::TrustDomain;
+use podcert_core::ca::{generate_self_signed, Ca, CaKeyType};
+use podcert_core::issue::{self, LeafProfile};
+use podcert_core::pipeline;
+use podcert_core::policy::{self, Decision, SignerConfig};
+use podcert_core::proof::{self, SubjectKey};
+use podcert_core::request::{wire, ConditionType};
+use podcert_core::spiffe_id::TrustDomain;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -93,7 +93,7 @@ impl Fixture {
     pub fn core_once(&self, i: usize) -> anyhow::Result<usize> {
         let raw = self.requests[i % self.requests.len()].clone();
         let req = wire::from_value(raw)?;
-        let outcome = signer::process(&req.request, &self.cfg, &self.ca, self.now)?;
+        let outcome = pipeline::process(&req.request, &self.cfg, &self.ca, self.now)?;
         if outcome.status.condition != ConditionType::Issued {
             bail!(
                 "bench request {i} was not issued: {}",

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use podcert_signer::ca::CaKeyType;
-use podcert_signer::cli::ca::KeyTypeArg;
+use podcert_core::ca::CaKeyType;
 use serde::Serialize;
 
 use crate::kubelet::{KeyType, KubeletConfig, KubeletVersion, Summary};
@@ -27,8 +26,8 @@ pub struct BenchArgs {
     #[arg(long, default_value = "ED25519")]
     pub key_type: KeyType,
     /// Key type of the CA the signer signs with.
-    #[arg(long, value_enum, default_value = "ecdsa-p256")]
-    pub ca_key_type: KeyTypeArg,
+    #[arg(long, default_value = "ecdsa-p256")]
+    pub ca_key_type: CaKeyType,
     /// Requests offered per second; without it all are offered at once (a burst).
     #[arg(long)]
     pub rate: Option<f64>,
@@ -98,15 +97,6 @@ pub struct BenchReport {
     pub build: String,
 }
 
-fn ca_key_type_name(k: KeyTypeArg) -> &'static str {
-    match k {
-        KeyTypeArg::EcdsaP256 => "ecdsa-p256",
-        KeyTypeArg::EcdsaP384 => "ecdsa-p384",
-        KeyTypeArg::Ed25519 => "ed25519",
-        KeyTypeArg::Rsa3072 => "rsa3072",
-    }
-}
-
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
@@ -128,7 +118,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         Some(b) => b.clone(),
         None => cluster::default_signer_bin()?,
     };
-    let ca_key_type = CaKeyType::from(args.ca_key_type);
+    let ca_key_type = args.ca_key_type;
     let cluster = Cluster::start(signer_bin, ca_key_type).await?;
 
     let cfg = KubeletConfig {
@@ -246,7 +236,7 @@ fn report(
         proof_per_s: rates.map(|r| round(r.proof, 1)),
         core_vs_raw_bound: rates.map(|r| round(r.proof / (r.proof + r.raw).max(1e-9), 3)),
         key_type: args.key_type.as_str().to_string(),
-        ca_key_type: ca_key_type_name(args.ca_key_type).to_string(),
+        ca_key_type: args.ca_key_type.name().to_string(),
         rate: args.rate,
         nodes: args.nodes.max(1),
         build: if cfg!(debug_assertions) {

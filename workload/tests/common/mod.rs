@@ -2,10 +2,10 @@
 //! the way the kubelet writes them, and an in-process server.
 #![allow(dead_code)]
 
-use podcert_signer::ca::{generate_self_signed, Ca, CaKeyType};
-use podcert_signer::issue::{issue_leaf, LeafProfile};
-use podcert_signer::key_type::KeyType;
-use podcert_signer::proof::SubjectKey;
+use podcert_core::ca::{generate_self_signed, Ca, CaKeyType};
+use podcert_core::issue::{issue_leaf, LeafProfile};
+use podcert_core::key_type::KeyType;
+use podcert_core::proof::SubjectKey;
 use podcert_workload::{
     serve, tls, AllowList, Client, Material, ServeConfig, ServerEvent, SpiffeId,
 };

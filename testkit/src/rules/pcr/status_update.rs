@@ -3,9 +3,9 @@
 
 use super::create::{PKIX_PATH, STUB_PATH};
 use super::decode_bytes;
+use crate::apiserver::status::{FieldError, FieldErrorKind};
 use crate::rules::keys::{self, PublicKey};
 use crate::rules::{gofmt, names, pem_go};
-use crate::status::{FieldError, FieldErrorKind};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;

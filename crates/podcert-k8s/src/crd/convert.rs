@@ -1,0 +1,230 @@
+//! From a PodCertificateSigner's spec to what runs: the policy ([`SignerConfig`]), where the CA
+//! comes from and where the trust anchors go. Every refusal names the field, so it can be shown
+//! as is in the object's Ready condition and by `podcert-signer sign --signer`.
+
+use std::time::Duration as StdDuration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use crate::settings::{Bootstrap, CaSpec, SignerSettings};
+use crate::trust_bundle::TrustBundleConfig;
+use podcert_core::ca::CaKeyType;
+use podcert_core::key_type::KeyType;
+use podcert_core::policy::{
+    AccountPattern, AccountRules, DnsPolicy, DnsTemplate, IdTemplate, Operator, Requirement,
+    Selector, SignerConfig,
+};
+use podcert_core::rotation::RotationPolicy;
+use podcert_core::spiffe_id::TrustDomain;
+
+use super::{CaKeyTypeName, KeyTypeName, PodCertificateSignerSpec};
+
+/// A spec field that cannot be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("spec.{field}: {message}")]
+pub struct SignerSpecError {
+    pub field: String,
+    pub message: String,
+}
+
+fn err(field: impl Into<String>, message: impl ToString) -> SignerSpecError {
+    SignerSpecError {
+        field: field.into(),
+        message: message.to_string(),
+    }
+}
+
+impl From<KeyTypeName> for KeyType {
+    fn from(k: KeyTypeName) -> Self {
+        match k {
+            KeyTypeName::Ed25519 => KeyType::Ed25519,
+            KeyTypeName::EcdsaP256 => KeyType::EcdsaP256,
+            KeyTypeName::EcdsaP384 => KeyType::EcdsaP384,
+            KeyTypeName::EcdsaP521 => KeyType::EcdsaP521,
+            KeyTypeName::Rsa3072 => KeyType::Rsa3072,
+            KeyTypeName::Rsa4096 => KeyType::Rsa4096,
+        }
+    }
+}
+
+impl From<CaKeyTypeName> for CaKeyType {
+    fn from(k: CaKeyTypeName) -> Self {
+        match k {
+            CaKeyTypeName::EcdsaP256 => CaKeyType::EcdsaP256,
+            CaKeyTypeName::EcdsaP384 => CaKeyType::EcdsaP384,
+            CaKeyTypeName::Ed25519 => CaKeyType::Ed25519,
+            CaKeyTypeName::Rsa3072 => CaKeyType::Rsa3072,
+        }
+    }
+}
+
+fn duration(field: &str, text: &str) -> Result<time::Duration, SignerSpecError> {
+    podcert_core::duration::parse_duration(text).map_err(|m| err(field, m))
+}
+
+fn selector(s: &LabelSelector) -> Result<Selector, SignerSpecError> {
+    let mut out = Selector {
+        match_labels: s.match_labels.clone().unwrap_or_default(),
+        expressions: Vec::new(),
+    };
+    for (i, e) in s.match_expressions.iter().flatten().enumerate() {
+        let field = format!("namespaceSelector.matchExpressions[{i}]");
+        let op = Operator::parse(&e.operator).map_err(|m| err(&field, m))?;
+        let values = e.values.clone().unwrap_or_default();
+        out.expressions
+            .push(Requirement::new(&e.key, op, &values).map_err(|m| err(&field, m))?);
+    }
+    Ok(out)
+}
+
+/// The policy part of a spec.
+pub fn signer_config(spec: &PodCertificateSignerSpec) -> Result<SignerConfig, SignerSpecError> {
+    let td = TrustDomain::new(&spec.trust_domain).map_err(|e| err("trustDomain", e))?;
+    let mut cfg = SignerConfig::new(&spec.signer_name, td).map_err(|e| err("signerName", e))?;
+    cfg.spiffe_path = IdTemplate::parse(&spec.spiffe_id).map_err(|e| err("spiffeID", e))?;
+    cfg.namespace_selector = spec.namespace_selector.as_ref().map(selector).transpose()?;
+    if let Some(sa) = &spec.service_accounts {
+        let parse = |list: &[String], name: &str| -> Result<Vec<AccountPattern>, SignerSpecError> {
+            list.iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    AccountPattern::parse(p)
+                        .map_err(|e| err(format!("serviceAccounts.{name}[{i}]"), e))
+                })
+                .collect()
+        };
+        cfg.service_accounts = AccountRules {
+            allow: parse(&sa.allow, "allow")?,
+            deny: parse(&sa.deny, "deny")?,
+        };
+    }
+    if let Some(d) = &spec.dns_names {
+        let key = &d.annotation_key;
+        if !valid_annotation_key(key) {
+            return Err(err(
+                "dnsNames.annotationKey",
+                format!("{key:?} is not a qualified annotation key like podcert.dev/dns-names (the apiserver refuses other keys in unverifiedUserAnnotations)"),
+            ));
+        }
+        let parse =
+            |list: &[String], name: &str, any: bool| -> Result<Vec<DnsTemplate>, SignerSpecError> {
+                list.iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        DnsTemplate::parse(t, any)
+                            .map_err(|e| err(format!("dnsNames.{name}[{i}]"), e))
+                    })
+                    .collect()
+            };
+        cfg.dns = Some(DnsPolicy {
+            annotation_key: key.clone(),
+            allowed: parse(&d.allowed, "allowed", true)?,
+            always: parse(&d.always, "always", false)?,
+        });
+    }
+    if let Some(types) = &spec.key_types {
+        cfg.allowed_key_types = types.iter().map(|k| KeyType::from(*k)).collect();
+    }
+    cfg.max_lifetime = duration("maxLifetime", &spec.max_lifetime)?;
+    cfg.backdate = duration("backdate", &spec.backdate)?;
+    cfg.refresh_fraction = spec.refresh_fraction;
+    cfg.validate().map_err(|e| {
+        use podcert_core::policy::ConfigError as C;
+        let field = match e {
+            C::SignerName(_) => "signerName",
+            C::LifetimeTooShort(_) => "maxLifetime",
+            C::Backdate(_) => "backdate",
+            C::RefreshFraction(_) => "refreshFraction",
+            C::NoKeyTypes => "keyTypes",
+        };
+        err(field, e)
+    })?;
+    Ok(cfg)
+}
+
+/// `prefix/name` with a DNS-subdomain prefix, as the API requires of user annotation keys.
+fn valid_annotation_key(key: &str) -> bool {
+    let Some((prefix, name)) = key.split_once('/') else {
+        return false;
+    };
+    podcert_core::policy::valid_signer_name(&format!("{prefix}/x"))
+        && !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric()
+}
+
+/// The whole spec. CA Secrets live in `own_namespace` (the signer's namespace): the chart
+/// grants Secret access there only, and a PodCertificateSigner cannot point the signer at
+/// another namespace's Secrets.
+pub fn settings(
+    spec: &PodCertificateSignerSpec,
+    own_namespace: &str,
+    poll: StdDuration,
+) -> Result<SignerSettings, SignerSpecError> {
+    let config = signer_config(spec)?;
+    let ca = match (&spec.ca.secret, &spec.ca.files) {
+        (Some(s), None) => CaSpec::Secret {
+            namespace: own_namespace.to_string(),
+            name: s.name.clone(),
+            bootstrap: s
+                .bootstrap
+                .then(|| -> Result<Bootstrap, SignerSpecError> {
+                    Ok(Bootstrap {
+                        key_type: s.key_type.into(),
+                        trust_domain: spec.trust_domain.clone(),
+                        validity: duration("ca.secret.validity", &s.validity)?,
+                    })
+                })
+                .transpose()?,
+            poll,
+        },
+        (None, Some(f)) => CaSpec::Files {
+            cert: f.cert_file.clone().into(),
+            key: f.key_file.clone().into(),
+            trust_anchors: f.trust_anchors_file.clone().map(Into::into),
+            poll,
+        },
+        _ => return Err(err("ca", "give exactly one of secret or files")),
+    };
+    let mut rotation = RotationPolicy {
+        ca_validity: time::Duration::days(365),
+        prepare_at_fraction: RotationPolicy::DEFAULT_PREPARE_AT_FRACTION,
+        propagation_delay: RotationPolicy::DEFAULT_PROPAGATION_DELAY,
+        max_leaf_lifetime: config.max_lifetime,
+        min_leaf_lifetime: podcert_core::policy::MIN_LIFETIME,
+        safety_margin: RotationPolicy::DEFAULT_SAFETY_MARGIN,
+    };
+    if let Some(s) = &spec.ca.secret {
+        rotation.prepare_at_fraction = s.rotate_at_fraction;
+        rotation.propagation_delay = duration("ca.secret.propagationDelay", &s.propagation_delay)?;
+        if let CaSpec::Secret {
+            bootstrap: Some(b), ..
+        } = &ca
+        {
+            // The signer rotates what it bootstrapped: the schedule must never cut a leaf short.
+            rotation.ca_validity = b.validity;
+            rotation
+                .validate()
+                .map_err(|e| err("ca.secret", format!("rotation schedule (validity, rotateAtFraction, propagationDelay, maxLifetime): {e}")))?;
+        }
+    }
+    let tb = &spec.trust_bundle;
+    let trust_bundle = tb.enabled.then(|| {
+        let mut c = TrustBundleConfig::new(&spec.signer_name);
+        c.suffix = tb.suffix.clone();
+        c.labels = tb.labels.clone();
+        c.configmap_namespaces = tb.config_map_namespaces.clone();
+        c.configmap_name = tb.config_map_name.clone();
+        c
+    });
+    Ok(SignerSettings {
+        config,
+        ca,
+        trust_bundle,
+        rotation,
+    })
+}

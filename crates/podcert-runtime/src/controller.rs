@@ -1,0 +1,407 @@
+//! The PodCertificateRequest controller: watches the requests addressed to one signer name,
+//! runs each through the pure pipeline and writes the decision in one guarded status write.
+//!
+//! Every replica keeps a warm watch cache; only the leader writes. When a replica becomes
+//! leader every cached request is reconciled again, so nothing waits for its next change.
+//! 409 (someone else decided, or the object moved on) and 404 (the cleaner deleted it) are
+//! normal endings; everything transient is retried with backoff and never becomes Failed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::discovery::ApiResource;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event, EventType, Reporter};
+use kube::runtime::reflector::{self, reflector, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::ca_source::CaHandle;
+use crate::namespaces::NamespaceLabels;
+use crate::request_cache::{self, is_terminal};
+use crate::request_events::EventPublisher;
+use crate::telemetry::{ErrorLabels, Metrics, ReasonLabels, SignerLabels};
+use podcert_core::pipeline::{self, Facts, NotDecided};
+use podcert_core::policy::SignerConfig;
+use podcert_core::request::{wire, ConditionType};
+
+/// Everything a reconcile needs.
+pub struct Context {
+    pub client: kube::Client,
+    pub resource: ApiResource,
+    /// The signer name is fixed for the life of a controller (it is in the watch's field
+    /// selector); the policy may be swapped while it runs (PodCertificateSigner edits).
+    signer_name: String,
+    config: RwLock<Arc<SignerConfig>>,
+    pub ca: Arc<CaHandle>,
+    /// Namespace labels, for signers with a namespace selector.
+    pub namespaces: Option<NamespaceLabels>,
+    pub metrics: Arc<Metrics>,
+    pub leader: watch::Receiver<bool>,
+    pub events: Option<EventPublisher>,
+    backoff: Mutex<HashMap<(String, String), u32>>,
+    labels: SignerLabels,
+}
+
+impl Context {
+    pub fn new(
+        client: kube::Client,
+        resource: ApiResource,
+        config: SignerConfig,
+        ca: Arc<CaHandle>,
+        metrics: Arc<Metrics>,
+        leader: watch::Receiver<bool>,
+        events: Option<Reporter>,
+    ) -> Self {
+        let labels = Metrics::signer(&config.signer_name);
+        let events = events.map(|r| EventPublisher::spawn(client.clone(), r));
+        Context {
+            client,
+            resource,
+            signer_name: config.signer_name.clone(),
+            config: RwLock::new(Arc::new(config)),
+            ca,
+            namespaces: None,
+            metrics,
+            leader,
+            events,
+            backoff: Mutex::new(HashMap::new()),
+            labels,
+        }
+    }
+
+    /// The policy in force now.
+    pub fn config(&self) -> Arc<SignerConfig> {
+        match self.config.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the policy; the next decision uses it. A different signer name is refused
+    /// (the caller must start another controller).
+    pub fn set_config(&self, config: SignerConfig) -> bool {
+        if config.signer_name != self.signer_name {
+            return false;
+        }
+        match self.config.write() {
+            Ok(mut g) => *g = Arc::new(config),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(config),
+        }
+        true
+    }
+
+    pub fn signer_name(&self) -> &str {
+        &self.signer_name
+    }
+
+    fn error(&self, kind: &str) {
+        self.metrics
+            .errors
+            .get_or_create(&ErrorLabels {
+                signer: self.signer_name.clone(),
+                kind: kind.into(),
+            })
+            .inc();
+    }
+}
+
+/// Why a reconcile is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("no CA is loaded yet")]
+    CaNotLoaded,
+    #[error(transparent)]
+    NamespaceUnknown(#[from] podcert_core::policy::NamespaceUnknown),
+    #[error("cannot issue now: {0}")]
+    Issue(#[from] podcert_core::issue::IssueError),
+    #[error("status write failed: {0}")]
+    Write(#[source] kube::Error),
+    #[error("encoding the request: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl ReconcileError {
+    fn kind(&self) -> &'static str {
+        match self {
+            ReconcileError::CaNotLoaded => "ca_not_loaded",
+            ReconcileError::NamespaceUnknown(_) => "namespace_unknown",
+            ReconcileError::Issue(_) => "issue",
+            ReconcileError::Write(kube::Error::Api(e)) if e.code == 429 => "api_throttled",
+            ReconcileError::Write(kube::Error::Api(e)) if e.code >= 500 => "api_server_error",
+            ReconcileError::Write(_) => "api_write",
+            ReconcileError::Encode(_) => "encode",
+        }
+    }
+}
+
+async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    if is_terminal(&obj) || !*ctx.leader.borrow() {
+        return Ok(Action::await_change());
+    }
+    let namespace = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let mut value = serde_json::to_value(&*obj)?;
+    // Items of a list carry no kind/apiVersion (only watch events do), so a request that was
+    // already pending when this watch started has none: take them from the resource watched.
+    if let Some(m) = value.as_object_mut() {
+        m.entry("apiVersion")
+            .or_insert_with(|| json!(ctx.resource.api_version));
+        m.entry("kind").or_insert_with(|| json!(ctx.resource.kind));
+    }
+    let request = match wire::from_value(value) {
+        Ok(r) => r,
+        Err(e) => {
+            // The apiserver validated this object; if we cannot read it, the fault is ours.
+            // Leave it pending (never Denied/Failed) and say so loudly.
+            ctx.error("decode");
+            warn!(%namespace, %name, error = %e, "cannot decode request; leaving it pending");
+            return Ok(Action::await_change());
+        }
+    };
+    if request.request.signer_name != ctx.signer_name {
+        return Ok(Action::await_change());
+    }
+    let ca = ctx.ca.get().ok_or(ReconcileError::CaNotLoaded)?;
+    let config = ctx.config();
+    let now = OffsetDateTime::now_utc();
+    let labels = match (&config.namespace_selector, &ctx.namespaces) {
+        (Some(_), Some(ns)) => ns.get(&namespace),
+        _ => None,
+    };
+    let facts = Facts {
+        namespace_labels: labels.as_deref(),
+    };
+    let outcome = match pipeline::process_with(&request.request, &config, &ca, now, facts) {
+        Ok(o) => o,
+        Err(NotDecided::AlreadyTerminal { .. }) => return Ok(Action::await_change()),
+        Err(NotDecided::Issue(e)) => return Err(e.into()),
+        Err(NotDecided::NamespaceUnknown(e)) => return Err(e.into()),
+    };
+    let generation = obj.metadata.generation;
+    let status = wire::status_json(&outcome.status, generation, now);
+    // The resourceVersion makes this a compare-and-swap: exactly one writer can win.
+    let patch = json!({
+        "metadata": { "resourceVersion": obj.resource_version() },
+        "status": status,
+    });
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &namespace, &ctx.resource);
+    // Checked right before the write and abandoned when leadership ends, which happens before
+    // another replica can take the lease (see `leader`); becoming leader again reconciles all.
+    let params = PatchParams::default();
+    let merge = Patch::Merge(&patch);
+    let write = api.patch_status(&name, &params, &merge);
+    let Some(written) = crate::leader::while_leading(&ctx.leader, write).await else {
+        debug!(%namespace, %name, "not leading; status not written");
+        return Ok(Action::await_change());
+    };
+    match written {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            ctx.metrics.conflicts.get_or_create(&ctx.labels).inc();
+            // Usually another writer decided (the next pass sees it terminal and stops without
+            // an API call); but a conflict can also leave it pending, so look again shortly
+            // rather than wait for a change that may never come.
+            debug!(%namespace, %name, "status conflict; checking again");
+            return Ok(Action::requeue(Duration::from_millis(500)));
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            debug!(%namespace, %name, "request deleted before its status was written");
+            return Ok(Action::await_change());
+        }
+        Err(e) => return Err(ReconcileError::Write(e)),
+    }
+    if let Ok(mut b) = ctx.backoff.lock() {
+        b.remove(&(namespace.clone(), name.clone()));
+    }
+    let st = &outcome.status;
+    match st.condition {
+        ConditionType::Issued => {
+            ctx.metrics.issued.get_or_create(&ctx.labels).inc();
+            if let Some(created) = request.request.creation_timestamp {
+                let secs = (now - created).as_seconds_f64().max(0.0);
+                ctx.metrics
+                    .issue_latency
+                    .get_or_create(&ctx.labels)
+                    .observe(secs);
+            }
+            info!(%namespace, %name, spiffe_id = outcome.spiffe_id.as_deref().unwrap_or(""), "issued");
+        }
+        ConditionType::Denied => {
+            ctx.metrics
+                .denied
+                .get_or_create(&ReasonLabels {
+                    signer: ctx.signer_name.clone(),
+                    reason: st.reason.clone(),
+                })
+                .inc();
+            info!(%namespace, %name, reason = %st.reason, message = %st.message, "denied");
+        }
+        ConditionType::Failed => {
+            ctx.metrics.failed.get_or_create(&ctx.labels).inc();
+        }
+    }
+    publish_event(&ctx, &obj, st.condition, &st.reason, &st.message);
+    Ok(Action::await_change())
+}
+
+/// Queues an Event on the request without holding up the next reconcile.
+fn publish_event(
+    ctx: &Arc<Context>,
+    obj: &DynamicObject,
+    condition: ConditionType,
+    reason: &str,
+    message: &str,
+) {
+    let Some(events) = ctx.events.as_ref() else {
+        return;
+    };
+    let reference = obj.object_ref(&ctx.resource);
+    let event = Event {
+        type_: if condition == ConditionType::Issued {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        },
+        reason: if condition == ConditionType::Issued {
+            "Issued".into()
+        } else {
+            reason.to_string()
+        },
+        note: Some(message.chars().take(1000).collect()),
+        action: condition.as_str().to_string(),
+        secondary: None,
+    };
+    events.publish(&event, &reference);
+}
+
+fn error_policy(obj: Arc<DynamicObject>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
+    ctx.error(err.kind());
+    let key = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let attempt = ctx
+        .backoff
+        .lock()
+        .map(|mut b| {
+            let n = b.entry(key.clone()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        })
+        .unwrap_or(1);
+    // 200 ms doubling to 30 s: quick recovery from a blip, no hammering during an outage.
+    let delay = Duration::from_millis(200u64.saturating_mul(1u64 << attempt.min(8)))
+        .min(Duration::from_secs(30));
+    warn!(namespace = %key.0, name = %key.1, error = %err, attempt, retry_in_ms = delay.as_millis() as u64, "will retry");
+    Action::requeue(delay)
+}
+
+/// Settings of one controller run.
+pub struct RunOptions {
+    pub concurrency: u16,
+    /// Set to true once the watch cache has synced.
+    pub synced: watch::Sender<bool>,
+}
+
+/// Runs the controller until `shutdown` fires.
+pub async fn run(ctx: Arc<Context>, opts: RunOptions, mut shutdown: watch::Receiver<bool>) {
+    let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &ctx.resource);
+    let wc = watcher::Config::default().fields(&format!("spec.signerName={}", ctx.signer_name));
+    info!(
+        signer = %ctx.signer_name,
+        version = %ctx.resource.api_version,
+        "watching PodCertificateRequests"
+    );
+    // The cache holds trimmed objects (request_cache::trim): decided requests shrink to their
+    // identity, which keeps memory flat however many requests the cluster holds.
+    let writer = reflector::store::Writer::new(ctx.resource.clone());
+    let store = writer.as_reader();
+    let trigger = reflector(writer, watcher(api, wc).modify(request_cache::trim)).applied_objects();
+    let controller = Controller::for_stream_with(trigger, store.clone(), ctx.resource.clone())
+        .with_config(ControllerConfig::default().concurrency(opts.concurrency));
+
+    // Reconcile everything again whenever this replica becomes leader.
+    let became_leader = futures::stream::unfold(ctx.leader.clone(), |mut rx| async move {
+        loop {
+            rx.changed().await.ok()?;
+            if *rx.borrow() {
+                return Some(((), rx));
+            }
+        }
+    });
+
+    let synced = opts.synced;
+    let sync_store = store.clone();
+    let sync_task = tokio::spawn(async move {
+        // Re-poll: kube-runtime's ready signal wakes only its first waiter (the controller),
+        // later polls see the memoized value.
+        loop {
+            if let Ok(Ok(())) =
+                tokio::time::timeout(Duration::from_millis(200), sync_store.wait_until_ready())
+                    .await
+            {
+                let _ = synced.send(true);
+                info!("request cache synced");
+                return;
+            }
+        }
+    });
+    let gauges = tokio::spawn(pending_gauges(store, ctx.clone()));
+
+    let mut shutdown2 = shutdown.clone();
+    let run = controller
+        .reconcile_all_on(became_leader)
+        .graceful_shutdown_on(async move {
+            let _ = shutdown2.wait_for(|s| *s).await;
+        })
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|res| async move {
+            // Reconcile errors are reported by error_policy; what reaches here is the watch.
+            if let Err(kube::runtime::controller::Error::QueueError(e)) = res {
+                warn!(error = %e, "watch failed; retrying");
+            }
+        });
+    tokio::select! {
+        _ = run => {}
+        _ = shutdown.wait_for(|s| *s) => {}
+    }
+    sync_task.abort();
+    gauges.abort();
+}
+
+/// Pending requests and the oldest one's age, from the watch cache, every few seconds.
+async fn pending_gauges(store: Store<DynamicObject>, ctx: Arc<Context>) {
+    loop {
+        let now = OffsetDateTime::now_utc();
+        let mut pending = 0i64;
+        let mut oldest = 0f64;
+        for obj in store.state() {
+            if is_terminal(&obj) {
+                continue;
+            }
+            pending += 1;
+            if let Some(ts) = obj.meta().creation_timestamp.as_ref() {
+                let age = now.unix_timestamp() as f64 - ts.0.as_second() as f64;
+                oldest = oldest.max(age);
+            }
+        }
+        ctx.metrics.pending.get_or_create(&ctx.labels).set(pending);
+        ctx.metrics
+            .oldest_pending_seconds
+            .get_or_create(&ctx.labels)
+            .set(oldest);
+        if let Some(ca) = ctx.ca.get() {
+            ctx.metrics
+                .ca_not_after
+                .get_or_create(&ctx.labels)
+                .set(ca.not_after().unix_timestamp());
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}

@@ -1,0 +1,236 @@
+//! Logs (tracing, json or text) and Prometheus metrics (prometheus-client).
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Installs the global subscriber; `RUST_LOG` overrides the default `info` filter.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: log collectors must not receive escape codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SignerLabels {
+    pub signer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub signer: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub signer: String,
+    pub kind: String,
+}
+
+/// One CA of a signer's rotation state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CaLabels {
+    pub signer: String,
+    /// active, next or retired.
+    pub role: String,
+    /// The first 16 hex digits of the certificate's SHA-256.
+    pub fingerprint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub signer: String,
+    pub phase: String,
+}
+
+/// Every metric the signer exports.
+pub struct Metrics {
+    pub registry: Registry,
+    pub issued: Family<SignerLabels, Counter>,
+    pub denied: Family<ReasonLabels, Counter>,
+    pub failed: Family<SignerLabels, Counter>,
+    pub errors: Family<ErrorLabels, Counter>,
+    pub conflicts: Family<SignerLabels, Counter>,
+    pub issue_latency: Family<SignerLabels, Histogram>,
+    pub pending: Family<SignerLabels, Gauge>,
+    pub oldest_pending_seconds: Family<SignerLabels, Gauge<f64, AtomicU64>>,
+    pub ca_not_after: Family<SignerLabels, Gauge>,
+    pub ca_reload_errors: Family<SignerLabels, Counter>,
+    pub ca_role_not_after: Family<CaLabels, Gauge>,
+    pub rotation_phase: Family<PhaseLabels, Gauge>,
+    pub rotation_next_step: Family<SignerLabels, Gauge>,
+    pub rotation_transitions: Family<ReasonLabels, Counter>,
+    pub leader: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    // 5 ms .. ~80 s: a burst's queue can be long; a quiet cluster answers in milliseconds.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.005, 2.0, 15,
+    ))
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("podcert");
+        let m = Metrics {
+            issued: Family::default(),
+            denied: Family::default(),
+            failed: Family::default(),
+            errors: Family::default(),
+            conflicts: Family::default(),
+            issue_latency: Family::new_with_constructor(latency_histogram),
+            pending: Family::default(),
+            oldest_pending_seconds: Family::default(),
+            ca_not_after: Family::default(),
+            ca_reload_errors: Family::default(),
+            ca_role_not_after: Family::default(),
+            rotation_phase: Family::default(),
+            rotation_next_step: Family::default(),
+            rotation_transitions: Family::default(),
+            leader: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("issued", "Certificates issued", m.issued.clone());
+        registry.register("denied", "Requests denied, by reason", m.denied.clone());
+        registry.register(
+            "failed",
+            "Requests marked Failed (never for transient problems)",
+            m.failed.clone(),
+        );
+        registry.register(
+            "errors",
+            "Errors that were retried, by kind",
+            m.errors.clone(),
+        );
+        registry.register(
+            "status_conflicts",
+            "Status writes refused with 409 (another writer decided)",
+            m.conflicts.clone(),
+        );
+        registry.register(
+            "issue_latency_seconds",
+            "From the request's creation to its Issued status write",
+            m.issue_latency.clone(),
+        );
+        registry.register(
+            "pending_requests",
+            "Requests not yet decided",
+            m.pending.clone(),
+        );
+        registry.register(
+            "oldest_pending_request_age_seconds",
+            "Age of the oldest undecided request",
+            m.oldest_pending_seconds.clone(),
+        );
+        registry.register(
+            "ca_not_after_timestamp_seconds",
+            "The active signing CA's notAfter, Unix seconds",
+            m.ca_not_after.clone(),
+        );
+        registry.register(
+            "ca_reload_errors",
+            "New CA material refused (the old CA stays)",
+            m.ca_reload_errors.clone(),
+        );
+        registry.register(
+            "ca_certificate_not_after_timestamp_seconds",
+            "Each published CA's notAfter by role (active, next, retired), Unix seconds",
+            m.ca_role_not_after.clone(),
+        );
+        registry.register(
+            "ca_rotation_phase",
+            "1 for the CA rotation's current phase (Stable, Prepared, Draining), 0 for the others",
+            m.rotation_phase.clone(),
+        );
+        registry.register(
+            "ca_rotation_next_step_timestamp_seconds",
+            "When the CA rotation next has something to do, Unix seconds (0: nothing scheduled)",
+            m.rotation_next_step.clone(),
+        );
+        registry.register(
+            "ca_rotation_transitions",
+            "CA rotation phase changes recorded by the leader, by Event reason",
+            m.rotation_transitions.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease",
+            m.leader.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn signer(name: &str) -> SignerLabels {
+        SignerLabels {
+            signer: name.to_string(),
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exports_named_metrics_with_labels() {
+        let m = Metrics::new();
+        m.issued
+            .get_or_create(&Metrics::signer("example.com/x"))
+            .inc();
+        m.denied
+            .get_or_create(&ReasonLabels {
+                signer: "example.com/x".into(),
+                reason: "InvalidProof".into(),
+            })
+            .inc();
+        m.leader.set(1);
+        let text = m.encode();
+        assert!(
+            text.contains("podcert_issued_total{signer=\"example.com/x\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "podcert_denied_total{signer=\"example.com/x\",reason=\"InvalidProof\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.lines().any(|l| l == "podcert_leader 1"), "{text}");
+    }
+}
