@@ -1,15 +1,22 @@
+//! `podcert-signer`: the command line. Everything it runs lives in the library crates
+//! (podcert-core, podcert-k8s, podcert-runtime); see ARCHITECTURE.md.
+
+#![forbid(unsafe_code)]
+
+mod cli;
+
 use std::process::ExitCode;
 
 use clap::Parser;
-use podcert_signer::cli::{Cli, Command};
+use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => podcert_signer::cli::run::run(*args),
-        Command::Sign(args) => podcert_signer::cli::sign::run(args),
-        Command::Inspect(args) => podcert_signer::cli::inspect::run(args),
-        Command::Ca(cmd) => podcert_signer::cli::ca::run(cmd),
+        Command::Run(args) => cli::run::run(*args),
+        Command::Sign(args) => cli::sign::run(args),
+        Command::Inspect(args) => cli::inspect::run(args),
+        Command::Ca(cmd) => cli::ca::run(cmd),
         Command::Crd => podcert_k8s::crd::crd_yaml()
             .map(|y| print!("{y}"))
             .map_err(Into::into),

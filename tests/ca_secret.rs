@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use podcert_core::rotation::{begin_manual, published_bundle_pem, RotationState, STATE_KEY};
 use podcert_k8s::ca_secret::{self, SecretCa};
-use podcert_runtime::ca_secret_write::{write_state, WriteOutcome};
+use podcert_runtime::ca_backend::secret_write::{write_state, WriteOutcome};
 use podcert_testkit::apiserver::{ServerConfig, TestServer};
 use rotation_common::*;
 

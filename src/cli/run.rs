@@ -3,35 +3,56 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use tokio::sync::watch;
-use tracing::{info, warn};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
 
 use crate::cli::ca::KeyTypeArg;
 use podcert_core::ca::CaKeyType;
 use podcert_core::key_type::KeyType;
 use podcert_core::policy::SignerConfig;
 use podcert_core::rotation::RotationPolicy;
-use podcert_core::spiffe_id::TrustDomain;
-use podcert_k8s::crd::SignerSettings;
-use podcert_k8s::settings::{Bootstrap, CaSpec};
-use podcert_k8s::trust_bundle::TrustBundleConfig;
-use podcert_runtime::discovery;
-use podcert_runtime::http::{self, Health};
-use podcert_runtime::leader::{self, LeaderConfig};
-use podcert_runtime::namespaces;
-use podcert_runtime::signer_manager::{self, Instance, ManagerConfig, Shared};
-use podcert_runtime::telemetry::{self, LogFormat, Metrics};
+use podcert_k8s::crd::convert::{self, duration_text, SignerSpecError};
+use podcert_k8s::crd::{self, PodCertificateSignerSpec, SignerSettings};
+use podcert_k8s::settings::CaSpec;
+use podcert_runtime::app::{self, AppConfig, ObjectSigners};
+use podcert_runtime::leader::LeaderConfig;
+use podcert_runtime::telemetry::{self, LogFormat};
 
+/// `podcert-signer run`: every flag, grouped (each flag keeps its name and `PODCERT_*`
+/// variable; tests, the chart and the benchmarks use them).
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(flatten)]
+    pub signer: SignerArgs,
+    #[command(flatten)]
+    pub objects: ObjectArgs,
+    #[command(flatten)]
+    pub ca: CaArgs,
+    #[command(flatten)]
+    pub trust_bundle: TrustBundleArgs,
+    #[command(flatten)]
+    pub leader: LeaderArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+/// The Kubernetes API.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
     /// kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
     #[arg(long, env = "PODCERT_KUBECONFIG", value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+}
+
+/// The signer configured by flags (the chart's default signer).
+#[derive(Debug, Args)]
+pub struct SignerArgs {
     /// The signer name to serve, e.g. example.com/spiffe (optional with --crd-signers).
     #[arg(
         long,
@@ -43,7 +64,20 @@ pub struct RunArgs {
     /// SPIFFE trust domain of the issued IDs.
     #[arg(long, env = "PODCERT_TRUST_DOMAIN", requires = "signer_name")]
     pub trust_domain: Option<String>,
+    /// Longest certificate lifetime issued (a request's maxExpirationSeconds may lower it).
+    #[arg(long, env = "PODCERT_MAX_LIFETIME", default_value = "24h", value_parser = super::parse_duration)]
+    pub max_lifetime: time::Duration,
+    /// Key types issued for (default: all six the API allows).
+    #[arg(long, env = "PODCERT_KEY_TYPES", value_delimiter = ',')]
+    pub key_types: Vec<KeyType>,
+    /// Requests decided in parallel.
+    #[arg(long, env = "PODCERT_CONCURRENCY", default_value_t = 32)]
+    pub concurrency: u16,
+}
 
+/// Signers declared as PodCertificateSigner objects.
+#[derive(Debug, Args)]
+pub struct ObjectArgs {
     /// Also serve every signer declared as a PodCertificateSigner object (install the CRD
     /// first: `podcert-signer crd | kubectl apply -f -`).
     #[arg(long, env = "PODCERT_CRD_SIGNERS", requires = "signer_domains")]
@@ -60,7 +94,11 @@ pub struct RunArgs {
     /// (default: $POD_NAMESPACE, the service account's namespace, else "default").
     #[arg(long, env = "POD_NAMESPACE")]
     pub namespace: Option<String>,
+}
 
+/// The flag signer's CA: files, a Secret (optionally bootstrapped and rotated) or memory.
+#[derive(Debug, Args)]
+pub struct CaArgs {
     /// CA files mode: the signing certificate (+ intermediates), reloaded when it changes.
     #[arg(
         long,
@@ -114,42 +152,11 @@ pub struct RunArgs {
     /// How often CA files or the CA Secret are checked for new material.
     #[arg(long, env = "PODCERT_CA_RELOAD_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub ca_reload_interval: Duration,
+}
 
-    /// Longest certificate lifetime issued (a request's maxExpirationSeconds may lower it).
-    #[arg(long, env = "PODCERT_MAX_LIFETIME", default_value = "24h", value_parser = super::parse_duration)]
-    pub max_lifetime: time::Duration,
-    /// Key types issued for (default: all six the API allows).
-    #[arg(long, env = "PODCERT_KEY_TYPES", value_delimiter = ',')]
-    pub key_types: Vec<KeyType>,
-
-    /// Lease-based leader election (default: on in-cluster, off elsewhere).
-    #[arg(long, env = "PODCERT_LEADER_ELECTION")]
-    pub leader_election: Option<bool>,
-    /// Namespace of the Lease (default: the pod's namespace, else "default").
-    #[arg(long, env = "PODCERT_LEADER_ELECTION_NAMESPACE")]
-    pub leader_election_namespace: Option<String>,
-    #[arg(
-        long,
-        env = "PODCERT_LEADER_ELECTION_LEASE",
-        default_value = "podcert-signer"
-    )]
-    pub leader_election_lease: String,
-    /// This replica's identity in the Lease (default: $POD_NAME, else hostname-pid).
-    #[arg(long, env = "POD_NAME")]
-    pub identity: Option<String>,
-
-    /// Address of /metrics, /livez and /readyz.
-    #[arg(long, env = "PODCERT_METRICS_ADDR", default_value = "0.0.0.0:8080")]
-    pub metrics_addr: SocketAddr,
-    #[arg(long, env = "PODCERT_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormatArg,
-    /// Requests decided in parallel.
-    #[arg(long, env = "PODCERT_CONCURRENCY", default_value_t = 32)]
-    pub concurrency: u16,
-    /// Record an Event on each request when it is issued or denied.
-    #[arg(long, env = "PODCERT_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
-    pub events: bool,
-
+/// Where the flag signer's trust anchors are published.
+#[derive(Debug, Args)]
+pub struct TrustBundleArgs {
     /// Publish the trust anchors as a ClusterTrustBundle.
     #[arg(long, env = "PODCERT_TRUST_BUNDLE", default_value_t = true, action = clap::ArgAction::Set)]
     pub trust_bundle: bool,
@@ -168,6 +175,39 @@ pub struct RunArgs {
     pub trust_bundle_configmap_namespaces: Vec<String>,
     #[arg(long, default_value = "podcert-trust-bundle")]
     pub trust_bundle_configmap_name: String,
+}
+
+/// Leader election.
+#[derive(Debug, Args)]
+pub struct LeaderArgs {
+    /// Lease-based leader election (default: on in-cluster, off elsewhere).
+    #[arg(long, env = "PODCERT_LEADER_ELECTION")]
+    pub leader_election: Option<bool>,
+    /// Namespace of the Lease (default: the pod's namespace, else "default").
+    #[arg(long, env = "PODCERT_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    #[arg(
+        long,
+        env = "PODCERT_LEADER_ELECTION_LEASE",
+        default_value = "podcert-signer"
+    )]
+    pub leader_election_lease: String,
+    /// This replica's identity in the Lease (default: $POD_NAME, else hostname-pid).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
+/// Metrics, health, logs and Events.
+#[derive(Debug, Args)]
+pub struct TelemetryArgs {
+    /// Address of /metrics, /livez and /readyz.
+    #[arg(long, env = "PODCERT_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    #[arg(long, env = "PODCERT_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormatArg,
+    /// Record an Event on each request when it is issued or denied.
+    #[arg(long, env = "PODCERT_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub events: bool,
 }
 
 /// `--log-format`.
@@ -192,120 +232,135 @@ fn in_cluster() -> bool {
     std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
 }
 
+/// The client `--kubeconfig` names (else inferred); also used by `ca rotate`.
 pub(crate) async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("using kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("finding a kubeconfig or in-cluster configuration")?,
+    podcert_runtime::client::connect(kubeconfig.map(PathBuf::as_path)).await
+}
+
+/// The flag signer's CA: as a PodCertificateSigner's `ca` with the namespace of its Secret
+/// (objects read theirs from the deployment's namespace; `--ca-secret` names its own), or an
+/// in-memory CA, which no object can declare.
+enum FlagCa {
+    Spec(crd::CaSpec, String),
+    Memory(CaSpec),
+}
+
+fn flag_ca(ca: &CaArgs, trust_domain: &str) -> anyhow::Result<FlagCa> {
+    let none = crd::CaSpec {
+        secret: None,
+        files: None,
     };
-    kube::Client::try_from(with_timeouts(config)).context("building the Kubernetes client")
-}
-
-/// A watch may sit silent until the apiserver ends it (kube-runtime asks for 290 s and gives
-/// up itself after 295 s); the read timeout must not cut it short.
-const READ_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Socket timeouts, so a dead connection fails a call instead of hanging it. They are a
-/// backstop: leadership does not depend on them (the election bounds its own calls and ends
-/// leadership on a local timer, see `leader`). TCP keepalive is not set: kube 5 builds its
-/// connector internally and offers no knob for it; the read timeout covers a half-open peer.
-fn with_timeouts(mut config: kube::Config) -> kube::Config {
-    config.connect_timeout = Some(Duration::from_secs(10));
-    config.read_timeout = Some(READ_TIMEOUT);
-    // Count the read timeout from when a request is sent, not from when its pooled connection
-    // went idle.
-    config.reset_reader_on_write = true;
-    config.write_timeout = Some(Duration::from_secs(30));
-    config
-}
-
-fn ca_source(args: &RunArgs, trust_domain: &str) -> anyhow::Result<CaSpec> {
-    let key_type: CaKeyType = args.ca_key_type.into();
-    if let (Some(cert), Some(key)) = (&args.ca_cert, &args.ca_key) {
-        return Ok(CaSpec::Files {
-            cert: cert.clone(),
-            key: key.clone(),
-            trust_anchors: args.trust_anchors.clone(),
-            poll: args.ca_reload_interval,
-        });
+    if let (Some(cert), Some(key)) = (&ca.ca_cert, &ca.ca_key) {
+        let files = crd::CaFilesSpec {
+            cert_file: cert.display().to_string(),
+            key_file: key.display().to_string(),
+            trust_anchors_file: ca.trust_anchors.as_ref().map(|p| p.display().to_string()),
+        };
+        let spec = crd::CaSpec {
+            files: Some(files),
+            ..none
+        };
+        return Ok(FlagCa::Spec(spec, String::new()));
     }
-    if let Some(s) = &args.ca_secret {
+    if let Some(s) = &ca.ca_secret {
         let Some((ns, name)) = s
             .split_once('/')
             .filter(|(n, m)| !n.is_empty() && !m.is_empty())
         else {
             bail!("--ca-secret must be NAMESPACE/NAME, got {s:?}");
         };
-        return Ok(CaSpec::Secret {
-            namespace: ns.into(),
+        let secret = crd::CaSecretSpec {
             name: name.into(),
-            bootstrap: args.ca_bootstrap.then(|| Bootstrap {
-                key_type,
-                trust_domain: trust_domain.to_string(),
-                validity: args.ca_validity,
-            }),
-            poll: args.ca_reload_interval,
-        });
+            bootstrap: ca.ca_bootstrap,
+            key_type: CaKeyType::from(ca.ca_key_type).into(),
+            validity: duration_text(ca.ca_validity),
+            rotate_at_fraction: ca.ca_rotate_at_fraction,
+            propagation_delay: duration_text(ca.ca_propagation_delay),
+        };
+        let spec = crd::CaSpec {
+            secret: Some(secret),
+            ..none
+        };
+        return Ok(FlagCa::Spec(spec, ns.to_string()));
     }
-    if args.ca_memory {
-        return Ok(CaSpec::Memory {
-            key_type,
+    if ca.ca_memory {
+        return Ok(FlagCa::Memory(CaSpec::Memory {
+            key_type: ca.ca_key_type.into(),
             trust_domain: trust_domain.to_string(),
-            validity: args.ca_validity,
-        });
+            validity: ca.ca_validity,
+        }));
     }
     bail!("no CA configured: give --ca-cert and --ca-key, --ca-secret NS/NAME [--ca-bootstrap], or --ca-memory")
 }
 
-/// The signer configured by flags, if any.
-fn flag_signer(args: &RunArgs) -> anyhow::Result<Option<SignerSettings>> {
-    let (Some(name), Some(td)) = (&args.signer_name, &args.trust_domain) else {
+/// The signer configured by flags as the PodCertificateSigner object that would declare it
+/// (its `ca` empty for an in-memory CA). Flags cannot express the object-only fields
+/// (selectors, service-account rules, DNS names): those keep their defaults.
+fn flag_signer_spec(args: &RunArgs) -> anyhow::Result<Option<(PodCertificateSignerSpec, FlagCa)>> {
+    let (Some(name), Some(td)) = (&args.signer.signer_name, &args.signer.trust_domain) else {
         return Ok(None);
     };
-    let mut config = SignerConfig::new(name, TrustDomain::new(td)?)?;
-    config.max_lifetime = args.max_lifetime;
-    if !args.key_types.is_empty() {
-        config.allowed_key_types = args.key_types.iter().copied().collect();
-    }
-    config.validate()?;
-    let ca = ca_source(args, td)?;
-    let rotation = RotationPolicy {
-        ca_validity: args.ca_validity,
-        prepare_at_fraction: args.ca_rotate_at_fraction,
-        propagation_delay: args.ca_propagation_delay,
-        max_leaf_lifetime: config.max_lifetime,
-        min_leaf_lifetime: podcert_core::policy::MIN_LIFETIME,
-        safety_margin: RotationPolicy::DEFAULT_SAFETY_MARGIN,
+    let ca = flag_ca(&args.ca, td)?;
+    let tb = &args.trust_bundle;
+    let spec = PodCertificateSignerSpec {
+        signer_name: name.clone(),
+        trust_domain: td.clone(),
+        spiffe_id: podcert_core::policy::DEFAULT_SPIFFE_PATH.into(),
+        namespace_selector: None,
+        service_accounts: None,
+        dns_names: None,
+        key_types: (!args.signer.key_types.is_empty())
+            .then(|| args.signer.key_types.iter().map(|&k| k.into()).collect()),
+        max_lifetime: duration_text(args.signer.max_lifetime),
+        refresh_fraction: SignerConfig::DEFAULT_REFRESH_FRACTION,
+        backdate: duration_text(SignerConfig::DEFAULT_BACKDATE),
+        ca: match &ca {
+            FlagCa::Spec(spec, _) => spec.clone(),
+            FlagCa::Memory(_) => crd::CaSpec {
+                secret: None,
+                files: None,
+            },
+        },
+        trust_bundle: crd::TrustBundleSpec {
+            enabled: tb.trust_bundle,
+            suffix: tb.trust_bundle_suffix.clone(),
+            labels: labels(&tb.trust_bundle_labels)?,
+            config_map_namespaces: tb.trust_bundle_configmap_namespaces.clone(),
+            config_map_name: tb.trust_bundle_configmap_name.clone(),
+        },
     };
-    // Only a bootstrapped CA is rotated by the signer: its schedule must be safe.
-    if args.ca_bootstrap {
-        rotation.validate().context(
-            "CA rotation schedule (--ca-validity, --ca-rotate-at-fraction, --ca-propagation-delay, --max-lifetime)",
-        )?;
-    }
-    let trust_bundle = if args.trust_bundle {
-        let mut tb = TrustBundleConfig::new(name);
-        tb.suffix = args.trust_bundle_suffix.clone();
-        tb.labels = labels(&args.trust_bundle_labels)?;
-        tb.configmap_namespaces = args.trust_bundle_configmap_namespaces.clone();
-        tb.configmap_name = args.trust_bundle_configmap_name.clone();
-        Some(tb)
-    } else {
-        None
+    Ok(Some((spec, ca)))
+}
+
+/// The flag signer, through the same conversion as PodCertificateSigner objects.
+fn flag_signer(args: &RunArgs) -> anyhow::Result<Option<SignerSettings>> {
+    let Some((spec, ca)) = flag_signer_spec(args)? else {
+        return Ok(None);
     };
-    Ok(Some(SignerSettings {
-        config,
-        ca,
-        trust_bundle,
-        rotation,
-    }))
+    match ca {
+        FlagCa::Spec(_, secret_namespace) => {
+            convert::settings(&spec, &secret_namespace, args.ca.ca_reload_interval)
+        }
+        FlagCa::Memory(ca) => convert::settings_with_ca(&spec, ca),
+    }
+    .map(Some)
+    .map_err(flag_error)
+}
+
+/// A conversion error, named by the flags that set the field.
+fn flag_error(e: SignerSpecError) -> anyhow::Error {
+    let flags = match e.field.as_str() {
+        "signerName" => "--signer-name",
+        "trustDomain" => "--trust-domain",
+        "maxLifetime" => "--max-lifetime",
+        "keyTypes" => "--key-types",
+        "ca.secret" => "CA rotation schedule (--ca-validity, --ca-rotate-at-fraction, --ca-propagation-delay, --max-lifetime)",
+        "ca.secret.validity" => "--ca-validity",
+        "ca.secret.propagationDelay" => "--ca-propagation-delay",
+        f if f.starts_with("trustBundle") => "--trust-bundle-*",
+        _ => return anyhow::anyhow!("{e}"),
+    };
+    anyhow::anyhow!("{flags}: {}", e.message)
 }
 
 fn own_namespace(explicit: Option<&String>) -> String {
@@ -331,26 +386,73 @@ fn labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
         .collect()
 }
 
+/// What `run`'s flags configure, resolved for the runtime.
+pub fn app_config(args: &RunArgs) -> anyhow::Result<AppConfig> {
+    let signer = flag_signer(args)?;
+    let objects = if args.objects.crd_signers {
+        for d in &args.objects.signer_domains {
+            if !podcert_core::policy::valid_signer_name(&format!("{d}/x")) {
+                bail!("--signer-domain {d:?} is not a DNS domain like example.com");
+            }
+        }
+        Some(ObjectSigners {
+            domains: args.objects.signer_domains.clone(),
+            namespace: own_namespace(args.objects.namespace.as_ref()),
+            poll: args.ca.ca_reload_interval,
+        })
+    } else {
+        None
+    };
+    let leader = &args.leader;
+    let leader_election = leader.leader_election.unwrap_or_else(in_cluster).then(|| {
+        let ns = own_namespace(
+            leader
+                .leader_election_namespace
+                .as_ref()
+                .or(args.objects.namespace.as_ref()),
+        );
+        let identity = leader.identity.clone().unwrap_or_else(default_identity);
+        LeaderConfig::new(&ns, &leader.leader_election_lease, &identity)
+    });
+    Ok(AppConfig {
+        kubeconfig: args.client.kubeconfig.clone(),
+        signer,
+        objects,
+        leader_election,
+        identity: leader.identity.clone(),
+        metrics_addr: args.telemetry.metrics_addr,
+        concurrency: args.signer.concurrency,
+        events: args.telemetry.events,
+        trust_bundles: args.trust_bundle.trust_bundle,
+    })
+}
+
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    telemetry::init_logging(args.log_format.into());
-    podcert_runtime::ca_files::allow_insecure_key_permissions(args.allow_insecure_key_permissions);
+    telemetry::init_logging(args.telemetry.log_format.into());
+    podcert_runtime::ca_files::allow_insecure_key_permissions(
+        args.ca.allow_insecure_key_permissions,
+    );
+    let config = app_config(&args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
-        let (shutdown_tx, shutdown) = watch::channel(false);
+        let shutdown = CancellationToken::new();
+        let on_signal = shutdown.clone();
+        // Ends with the runtime when `app::run` returns first (a startup error).
         tokio::spawn(async move {
             wait_for_signal().await;
             info!("shutting down");
-            let _ = shutdown_tx.send(true);
+            on_signal.cancel();
         });
-        serve(args, shutdown).await
+        app::run(config, shutdown).await
     })
 }
 
-/// Parses `run` flags from a list (for running the controller in-process, e.g. the demo).
-pub fn parse_args<I, T>(args: I) -> anyhow::Result<RunArgs>
+/// Parses `run` flags from a list (tests of the flag handling).
+#[cfg(test)]
+fn parse_args<I, T>(args: I) -> anyhow::Result<RunArgs>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -364,156 +466,6 @@ where
         std::iter::once(std::ffi::OsString::from("run")).chain(args.into_iter().map(Into::into)),
     )?;
     Ok(w.run)
-}
-
-/// Runs the controller until `shutdown` becomes true (the caller sets up logging).
-pub async fn serve(args: RunArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let flag = flag_signer(&args)?;
-    if args.crd_signers {
-        for d in &args.signer_domains {
-            if !podcert_core::policy::valid_signer_name(&format!("{d}/x")) {
-                bail!("--signer-domain {d:?} is not a DNS domain like example.com");
-            }
-        }
-    }
-
-    let client = client(args.kubeconfig.as_ref()).await?;
-    let metrics = Arc::new(Metrics::new());
-    let (ca_loaded_tx, ca_loaded) = watch::channel(false);
-    let (synced_tx, synced) = watch::channel(false);
-    let (crd_synced_tx, crd_synced) = watch::channel(false);
-    let mut checks = Vec::new();
-    if flag.is_some() {
-        checks.push(("ca-loaded", ca_loaded));
-        checks.push(("watch-synced", synced));
-    }
-    if args.crd_signers {
-        checks.push(("signers-synced", crd_synced));
-    }
-
-    let (bound, http_task) = http::serve(
-        args.metrics_addr,
-        Health {
-            metrics: metrics.clone(),
-            checks,
-        },
-        shutdown.clone(),
-    )
-    .await
-    .with_context(|| format!("listening on {}", args.metrics_addr))?;
-    info!(addr = %bound, "serving /metrics, /livez and /readyz");
-
-    let pcr = discovery::pod_certificate_requests(&client).await?;
-    info!(version = %pcr.api_version, "PodCertificateRequest version chosen by discovery");
-    let ctb = if args.trust_bundle {
-        Some(discovery::cluster_trust_bundles(&client).await?)
-    } else {
-        None
-    };
-
-    let elect = args.leader_election.unwrap_or_else(in_cluster);
-    let (leader_rx, leader_task) = if elect {
-        let ns = own_namespace(
-            args.leader_election_namespace
-                .as_ref()
-                .or(args.namespace.as_ref()),
-        );
-        let identity = args.identity.clone().unwrap_or_else(default_identity);
-        info!(namespace = %ns, lease = %args.leader_election_lease, %identity, "leader election on");
-        let (rx, task) = leader::spawn(
-            client.clone(),
-            LeaderConfig::new(&ns, &args.leader_election_lease, &identity),
-            shutdown.clone(),
-        );
-        (rx, Some(task))
-    } else {
-        warn!("leader election off: run a single replica");
-        let (tx, rx) = watch::channel(true);
-        std::mem::forget(tx); // leader for the process's lifetime
-        (rx, None)
-    };
-    let leader_gauge = metrics.leader.clone();
-    let mut leader_watch = leader_rx.clone();
-    tokio::spawn(async move {
-        loop {
-            leader_gauge.set(i64::from(*leader_watch.borrow()));
-            if leader_watch.changed().await.is_err() {
-                return;
-            }
-        }
-    });
-
-    let reporter = args.events.then(|| kube::runtime::events::Reporter {
-        controller: "podcert-signer".into(),
-        instance: args.identity.clone(),
-    });
-    let shared = Shared {
-        client: client.clone(),
-        metrics,
-        leader: leader_rx,
-        reporter,
-        pcr,
-        ctb,
-        namespaces: args
-            .crd_signers
-            .then(|| namespaces::spawn(client.clone(), shutdown.clone())),
-        concurrency: args.concurrency,
-    };
-
-    let flag_claims = flag
-        .as_ref()
-        .map(signer_manager::conflict::Claims::of_settings);
-    let flag_instance = match flag {
-        Some(settings) => {
-            let i = Instance::start(&shared, settings)
-                .await
-                .context("loading the CA")?;
-            forward_readiness(&i, ca_loaded_tx, synced_tx);
-            Some(i)
-        }
-        None => None,
-    };
-
-    if args.crd_signers {
-        let cfg = ManagerConfig {
-            domains: args.signer_domains.clone(),
-            own_namespace: own_namespace(args.namespace.as_ref()),
-            poll: args.ca_reload_interval,
-            flag: flag_claims.map(|claims| signer_manager::FlagSigner {
-                claims,
-                ca: flag_instance.as_ref().map(|i| i.ca().clone()),
-            }),
-        };
-        signer_manager::run(shared, cfg, crd_synced_tx, shutdown.clone()).await;
-    } else {
-        let mut s = shutdown.clone();
-        let _ = s.wait_for(|v| *v).await;
-    }
-    if let Some(i) = flag_instance {
-        i.stop().await;
-    }
-
-    if let Some(t) = leader_task {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
-    Ok(())
-}
-
-/// Drives the flag signer's readiness checks from its instance.
-fn forward_readiness(i: &Instance, ca_loaded: watch::Sender<bool>, synced: watch::Sender<bool>) {
-    let mut ca_version = i.ca().subscribe();
-    tokio::spawn(async move {
-        if ca_version.wait_for(|v| *v > 0).await.is_ok() {
-            let _ = ca_loaded.send(true);
-        }
-    });
-    let mut s = i.synced();
-    tokio::spawn(async move {
-        if s.wait_for(|v| *v).await.is_ok() {
-            let _ = synced.send(true);
-        }
-    });
 }
 
 fn default_identity() -> String {
@@ -547,5 +499,129 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(flags: &[&str]) -> anyhow::Result<SignerSettings> {
+        let mut all = vec![
+            "--signer-name",
+            "example.com/spiffe",
+            "--trust-domain",
+            "td.test",
+        ];
+        all.extend_from_slice(flags);
+        Ok(flag_signer(&parse_args(all)?)?.expect("a flag signer"))
+    }
+
+    #[test]
+    fn a_flag_signer_converts_like_the_object_that_declares_it() {
+        let flags = settings(&[
+            "--ca-secret",
+            "ops/root-ca",
+            "--ca-bootstrap",
+            "--ca-key-type",
+            "ed25519",
+            "--ca-validity",
+            "30d",
+            "--ca-rotate-at-fraction",
+            "0.6",
+            "--ca-propagation-delay",
+            "90m",
+            "--max-lifetime",
+            "12h",
+            "--key-types",
+            "ED25519,ECDSAP256",
+            "--trust-bundle-suffix",
+            "edge",
+            "--trust-bundle-label",
+            "team=a",
+        ])
+        .unwrap();
+        let spec: PodCertificateSignerSpec = serde_json::from_value(serde_json::json!({
+            "signerName": "example.com/spiffe",
+            "trustDomain": "td.test",
+            "keyTypes": ["ED25519", "ECDSAP256"],
+            "maxLifetime": "12h",
+            "ca": {"secret": {"name": "root-ca", "bootstrap": true, "keyType": "ED25519",
+                   "validity": "30d", "rotateAtFraction": 0.6, "propagationDelay": "90m"}},
+            "trustBundle": {"suffix": "edge", "labels": {"team": "a"}},
+        }))
+        .unwrap();
+        let object = convert::settings(&spec, "ops", Duration::from_secs(5)).unwrap();
+        assert_eq!(flags.ca, object.ca);
+        assert_eq!(flags.rotation, object.rotation);
+        assert_eq!(flags.trust_bundle, object.trust_bundle);
+        // SignerConfig has no PartialEq (its templates and selectors compare by meaning).
+        assert_eq!(
+            format!("{:?}", flags.config),
+            format!("{:?}", object.config)
+        );
+        let CaSpec::Secret {
+            namespace,
+            bootstrap: Some(b),
+            ..
+        } = &flags.ca
+        else {
+            panic!("a bootstrapped Secret CA: {:?}", flags.ca)
+        };
+        assert_eq!(namespace, "ops");
+        assert_eq!(b.validity, time::Duration::days(30));
+        assert_eq!(flags.rotation.prepare_at_fraction, 0.6);
+        assert_eq!(
+            flags.rotation.propagation_delay,
+            time::Duration::minutes(90)
+        );
+    }
+
+    #[test]
+    fn files_and_memory_flags_name_their_ca() {
+        let files = settings(&["--ca-cert", "/ca/tls.crt", "--ca-key", "/ca/tls.key"]).unwrap();
+        assert!(
+            matches!(&files.ca, CaSpec::Files { cert, trust_anchors: None, .. } if cert == std::path::Path::new("/ca/tls.crt")),
+            "{:?}",
+            files.ca
+        );
+        let memory = settings(&["--ca-memory", "--ca-validity", "2d"]).unwrap();
+        assert_eq!(
+            memory.ca,
+            CaSpec::Memory {
+                key_type: CaKeyType::EcdsaP256,
+                trust_domain: "td.test".into(),
+                validity: time::Duration::days(2),
+            }
+        );
+        // The defaults an object gets are the flag signer's too.
+        assert_eq!(memory.config.backdate, SignerConfig::DEFAULT_BACKDATE);
+        assert!(memory.trust_bundle.is_some());
+    }
+
+    #[test]
+    fn a_refused_flag_signer_names_the_flags() {
+        let e = settings(&[
+            "--ca-secret",
+            "ops/ca",
+            "--ca-bootstrap",
+            "--ca-validity",
+            "2d",
+            "--max-lifetime",
+            "24h",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("CA rotation schedule (--ca-validity"), "{e}");
+        let e = settings(&["--ca-memory", "--max-lifetime", "10m"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--max-lifetime: "), "{e}");
+        let e = settings(&["--ca-secret", "no-slash"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("NAMESPACE/NAME"), "{e}");
+        let e = settings(&[]).unwrap_err().to_string();
+        assert!(e.starts_with("no CA configured"), "{e}");
     }
 }

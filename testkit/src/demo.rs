@@ -10,7 +10,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
-use tokio::sync::watch;
+use podcert_k8s::crd::{convert, PodCertificateSignerSpec};
+use podcert_runtime::app::AppConfig;
+use tokio_util::sync::CancellationToken;
 
 use crate::apiserver::{KubeVersion, ServerConfig, TestServer};
 use crate::kubelet::{self, KeySource, KeyType, Kubelet, KubeletConfig, KubeletVersion, Phase};
@@ -99,22 +101,27 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         &kubeconfig,
         &UserInfo::service_account(SIGNER_NS, "podcert-signer"),
     )?;
-    let run_args = podcert_signer::cli::run::parse_args([
-        "--kubeconfig",
-        &kubeconfig.display().to_string(),
-        "--signer-name",
-        SIGNER,
-        "--trust-domain",
-        "cluster.local",
-        "--ca-secret",
-        "podcert-system/podcert-signer-ca",
-        "--ca-bootstrap",
-        "--leader-election=false",
-        "--metrics-addr",
-        "127.0.0.1:0",
-    ])?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let signer = tokio::spawn(podcert_signer::cli::run::serve(run_args, stop_rx));
+    // The chart's default signer, declared as a PodCertificateSigner object would declare it
+    // and run by the runtime's composition root in this process.
+    let spec: PodCertificateSignerSpec = serde_json::from_value(serde_json::json!({
+        "signerName": SIGNER,
+        "trustDomain": "cluster.local",
+        "ca": {"secret": {"name": "podcert-signer-ca", "bootstrap": true}},
+    }))?;
+    let settings = convert::settings(&spec, SIGNER_NS, Duration::from_secs(5))?;
+    let config = AppConfig {
+        kubeconfig: Some(kubeconfig.clone()),
+        signer: Some(settings),
+        objects: None,
+        leader_election: None,
+        identity: None,
+        metrics_addr: "127.0.0.1:0".parse()?,
+        concurrency: 32,
+        events: true,
+        trust_bundles: true,
+    };
+    let stop = CancellationToken::new();
+    let signer = tokio::spawn(podcert_runtime::app::run(config, stop.clone()));
     println!(
         "  signer    {SIGNER}, trust domain cluster.local, running with the Helm chart's RBAC"
     );
@@ -214,8 +221,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let exchange = mtls(&dir, &trust_path, server_pod, client_pod).await?;
     println!("  mtls      {exchange}");
 
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), signer).await;
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), signer).await;
     fleet.shutdown().await;
     server.shutdown().await;
     println!(

@@ -14,19 +14,22 @@ use futures::StreamExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event, EventType, Reporter};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{self, reflector, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use time::OffsetDateTime;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::ca_source::CaHandle;
+use crate::ca_backend::CaHandle;
+use crate::context::AppContext;
 use crate::namespaces::NamespaceLabels;
 use crate::request_cache::{self, is_terminal};
 use crate::request_events::EventPublisher;
+use crate::tasks::Tasks;
 use crate::telemetry::{ErrorLabels, Metrics, ReasonLabels, SignerLabels};
 use podcert_core::pipeline::{self, Facts, NotDecided};
 use podcert_core::policy::SignerConfig;
@@ -51,26 +54,22 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(
-        client: kube::Client,
-        resource: ApiResource,
-        config: SignerConfig,
-        ca: Arc<CaHandle>,
-        metrics: Arc<Metrics>,
-        leader: watch::Receiver<bool>,
-        events: Option<Reporter>,
-    ) -> Self {
+    /// One signer's context in the process's `app`; its Event writers run in `tasks`.
+    pub fn new(app: &AppContext, config: SignerConfig, ca: Arc<CaHandle>, tasks: &Tasks) -> Self {
         let labels = Metrics::signer(&config.signer_name);
-        let events = events.map(|r| EventPublisher::spawn(client.clone(), r));
+        let events = app
+            .reporter
+            .clone()
+            .map(|r| EventPublisher::spawn(app.client.clone(), r, tasks));
         Context {
-            client,
-            resource,
+            client: app.client.clone(),
+            resource: app.pcr.clone(),
             signer_name: config.signer_name.clone(),
             config: RwLock::new(Arc::new(config)),
             ca,
-            namespaces: None,
-            metrics,
-            leader,
+            namespaces: app.namespaces.clone(),
+            metrics: app.metrics.clone(),
+            leader: app.leader.clone(),
             events,
             backoff: Mutex::new(HashMap::new()),
             labels,
@@ -309,8 +308,8 @@ pub struct RunOptions {
     pub synced: watch::Sender<bool>,
 }
 
-/// Runs the controller until `shutdown` fires.
-pub async fn run(ctx: Arc<Context>, opts: RunOptions, mut shutdown: watch::Receiver<bool>) {
+/// Runs the controller until `shutdown` is cancelled.
+pub async fn run(ctx: Arc<Context>, opts: RunOptions, shutdown: CancellationToken) {
     let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &ctx.resource);
     let wc = watcher::Config::default().fields(&format!("spec.signerName={}", ctx.signer_name));
     info!(
@@ -338,7 +337,9 @@ pub async fn run(ctx: Arc<Context>, opts: RunOptions, mut shutdown: watch::Recei
 
     let synced = opts.synced;
     let sync_store = store.clone();
-    let sync_task = tokio::spawn(async move {
+    // Run beside the controller, in this task (nothing spawned): the cache-synced signal and
+    // the pending-request gauges.
+    let sync = async move {
         // Re-poll: kube-runtime's ready signal wakes only its first waiter (the controller),
         // later polls see the memoized value.
         loop {
@@ -348,18 +349,16 @@ pub async fn run(ctx: Arc<Context>, opts: RunOptions, mut shutdown: watch::Recei
             {
                 let _ = synced.send(true);
                 info!("request cache synced");
-                return;
+                break;
             }
         }
-    });
-    let gauges = tokio::spawn(pending_gauges(store, ctx.clone()));
+        std::future::pending::<()>().await
+    };
+    let gauges = pending_gauges(store, ctx.clone());
 
-    let mut shutdown2 = shutdown.clone();
     let run = controller
         .reconcile_all_on(became_leader)
-        .graceful_shutdown_on(async move {
-            let _ = shutdown2.wait_for(|s| *s).await;
-        })
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|res| async move {
             // Reconcile errors are reported by error_policy; what reaches here is the watch.
@@ -369,10 +368,10 @@ pub async fn run(ctx: Arc<Context>, opts: RunOptions, mut shutdown: watch::Recei
         });
     tokio::select! {
         _ = run => {}
-        _ = shutdown.wait_for(|s| *s) => {}
+        _ = shutdown.cancelled() => {}
+        _ = sync => {}
+        _ = gauges => {}
     }
-    sync_task.abort();
-    gauges.abort();
 }
 
 /// Pending requests and the oldest one's age, from the watch cache, every few seconds.

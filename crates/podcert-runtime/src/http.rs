@@ -10,6 +10,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
 
+use crate::tasks::Tasks;
 use crate::telemetry::Metrics;
 
 /// Readiness inputs; each must be true for `/readyz` to answer 200.
@@ -59,21 +60,17 @@ pub fn router(health: Health) -> Router {
         .with_state(health)
 }
 
-/// Serves until `shutdown` fires. Returns the bound address through `bound`.
-pub async fn serve(
-    addr: SocketAddr,
-    health: Health,
-    mut shutdown: watch::Receiver<bool>,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+/// Binds `addr` and serves in `tasks` until it is cancelled (then drains). Returns the bound
+/// address.
+pub async fn serve(addr: SocketAddr, health: Health, tasks: &Tasks) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let app = router(health);
-    let handle = tokio::spawn(async move {
+    let shutdown = tasks.token();
+    tasks.spawn_graceful(async move {
         let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            })
+            .with_graceful_shutdown(shutdown.cancelled_owned())
             .await;
     });
-    Ok((bound, handle))
+    Ok(bound)
 }

@@ -21,7 +21,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+use crate::tasks::Tasks;
 
 /// Timings. Defaults give a failover under 10 s after a leader dies without releasing.
 #[derive(Debug, Clone)]
@@ -86,14 +89,14 @@ impl Lead<'_> {
     async fn drive<T>(
         &mut self,
         fut: impl Future<Output = T>,
-        shutdown: &mut watch::Receiver<bool>,
+        shutdown: &CancellationToken,
     ) -> Option<T> {
         tokio::pin!(fut);
         loop {
             let until = self.until;
             tokio::select! {
                 biased;
-                _ = shutdown.changed() => return None,
+                _ = shutdown.cancelled() => return None,
                 _ = tokio::time::sleep_until(until.unwrap_or_else(Instant::now)), if until.is_some() => {
                     warn!(identity = %self.cfg.identity, "no lease renewal within the renew deadline");
                     self.set(false);
@@ -104,15 +107,12 @@ impl Lead<'_> {
     }
 }
 
-/// Runs the election until `shutdown` fires; publishes leadership on the returned channel.
-/// On shutdown a leader releases the lease so a standby takes over at once.
-pub fn spawn(
-    client: kube::Client,
-    cfg: LeaderConfig,
-    mut shutdown: watch::Receiver<bool>,
-) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+/// Runs the election in `tasks` until it is cancelled; publishes leadership on the returned
+/// channel. On shutdown a leader releases the lease so a standby takes over at once.
+pub fn spawn(client: kube::Client, cfg: LeaderConfig, tasks: &Tasks) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
-    let handle = tokio::spawn(async move {
+    let shutdown = tasks.token();
+    tasks.spawn_graceful(async move {
         let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
         let mut observed: Option<Observed> = None;
         let mut lead = Lead {
@@ -128,7 +128,7 @@ pub fn spawn(
                 cfg.call_timeout,
                 try_acquire_or_renew(&api, &cfg, &mut observed),
             );
-            let Some(result) = lead.drive(round, &mut shutdown).await else {
+            let Some(result) = lead.drive(round, &shutdown).await else {
                 break;
             };
             match result {
@@ -147,7 +147,7 @@ pub fn spawn(
             let leading = lead.until.is_some_and(|t| Instant::now() < t);
             lead.set(leading);
             if lead
-                .drive(tokio::time::sleep(cfg.retry_period), &mut shutdown)
+                .drive(tokio::time::sleep(cfg.retry_period), &shutdown)
                 .await
                 .is_none()
             {
@@ -159,7 +159,7 @@ pub fn spawn(
             let _ = tokio::time::timeout(cfg.call_timeout, release(&api, &cfg)).await;
         }
     });
-    (rx, handle)
+    rx
 }
 
 /// Runs the write `write` only while `leader` says this replica leads, and abandons it the

@@ -10,8 +10,9 @@ use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use tokio::sync::watch;
 use tracing::warn;
+
+use crate::tasks::Tasks;
 
 /// Read access to the cached namespace labels.
 #[derive(Clone)]
@@ -28,8 +29,8 @@ impl NamespaceLabels {
     }
 }
 
-/// Starts the watch; it runs until `shutdown`.
-pub fn spawn(client: kube::Client, mut shutdown: watch::Receiver<bool>) -> NamespaceLabels {
+/// Starts the watch in `tasks`.
+pub fn spawn(client: kube::Client, tasks: &Tasks) -> NamespaceLabels {
     // An Api over PartialObjectMeta makes metadata-only requests.
     let api: Api<PartialObjectMeta<Namespace>> = Api::all(client);
     let (reader, writer) = reflector::store();
@@ -45,16 +46,11 @@ pub fn spawn(client: kube::Client, mut shutdown: watch::Receiver<bool>) -> Names
                 ns.metadata.finalizers = None;
             }),
     );
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut stream = std::pin::pin!(stream);
-        loop {
-            tokio::select! {
-                ev = stream.next() => match ev {
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => warn!(error = %e, "watching namespaces failed; retrying"),
-                    None => return,
-                },
-                _ = shutdown.wait_for(|s| *s) => return,
+        while let Some(ev) = stream.next().await {
+            if let Err(e) = ev {
+                warn!(error = %e, "watching namespaces failed; retrying");
             }
         }
     });

@@ -15,6 +15,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, Mutex};
 use tracing::debug;
 
+use crate::tasks::Tasks;
+
 /// Events waiting to be written; beyond this they are dropped.
 const QUEUE: usize = 1024;
 /// Concurrent event writes.
@@ -28,13 +30,13 @@ pub struct EventPublisher {
 }
 
 impl EventPublisher {
-    /// Starts the writers (call within the Tokio runtime).
-    pub fn spawn(client: kube::Client, reporter: Reporter) -> Self {
+    /// Starts the writers in `tasks` (they end with it, or when every publisher is dropped).
+    pub fn spawn(client: kube::Client, reporter: Reporter, tasks: &Tasks) -> Self {
         let (tx, rx) = mpsc::channel::<K8sEvent>(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..WORKERS {
             let (client, rx) = (client.clone(), rx.clone());
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 loop {
                     let Some(event) = rx.lock().await.recv().await else {
                         return;

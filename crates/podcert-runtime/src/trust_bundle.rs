@@ -11,20 +11,21 @@ use kube::api::{Api, DynamicObject, ObjectMeta, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::json;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use podcert_k8s::trust_bundle::TrustBundleConfig;
 
-use crate::ca_source::{BundleContent, CaHandle};
+use crate::ca_backend::{BundleContent, CaHandle};
 
-/// Runs until `shutdown`.
+/// Runs until `shutdown` is cancelled.
 pub async fn run(
     client: kube::Client,
     resource: ApiResource,
     cfg: TrustBundleConfig,
     ca: Arc<CaHandle>,
     mut leader: watch::Receiver<bool>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     let mut ca_changes = ca.subscribe();
     let mut failures = 0u32;
@@ -54,7 +55,7 @@ pub async fn run(
             _ = tokio::time::sleep(wait) => {}
             _ = ca_changes.changed() => {}
             _ = leader.changed() => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.cancelled() => return,
         }
     }
 }

@@ -58,6 +58,39 @@ impl From<CaKeyTypeName> for CaKeyType {
     }
 }
 
+impl From<KeyType> for KeyTypeName {
+    fn from(k: KeyType) -> Self {
+        match k {
+            KeyType::Ed25519 => KeyTypeName::Ed25519,
+            KeyType::EcdsaP256 => KeyTypeName::EcdsaP256,
+            KeyType::EcdsaP384 => KeyTypeName::EcdsaP384,
+            KeyType::EcdsaP521 => KeyTypeName::EcdsaP521,
+            KeyType::Rsa3072 => KeyTypeName::Rsa3072,
+            KeyType::Rsa4096 => KeyTypeName::Rsa4096,
+        }
+    }
+}
+
+impl From<CaKeyType> for CaKeyTypeName {
+    fn from(k: CaKeyType) -> Self {
+        match k {
+            CaKeyType::EcdsaP256 => CaKeyTypeName::EcdsaP256,
+            CaKeyType::EcdsaP384 => CaKeyTypeName::EcdsaP384,
+            CaKeyType::Ed25519 => CaKeyTypeName::Ed25519,
+            CaKeyType::Rsa3072 => CaKeyTypeName::Rsa3072,
+        }
+    }
+}
+
+/// A duration as a spec writes it (`90s`, `1500ms`): what [`duration`] reads back exactly.
+pub fn duration_text(d: time::Duration) -> String {
+    if d.subsec_nanoseconds() == 0 {
+        format!("{}s", d.whole_seconds())
+    } else {
+        format!("{}ms", d.whole_milliseconds())
+    }
+}
+
 fn duration(field: &str, text: &str) -> Result<time::Duration, SignerSpecError> {
     podcert_core::duration::parse_duration(text).map_err(|m| err(field, m))
 }
@@ -166,7 +199,28 @@ pub fn settings(
     poll: StdDuration,
 ) -> Result<SignerSettings, SignerSpecError> {
     let config = signer_config(spec)?;
-    let ca = match (&spec.ca.secret, &spec.ca.files) {
+    let ca = ca(spec, own_namespace, poll)?;
+    build(spec, config, ca)
+}
+
+/// The whole spec with its CA given instead of read from `spec.ca`: how `run --ca-memory`
+/// converts the flag signer, whose in-memory CA no object can ask for (a trust anchor that
+/// changes on every restart).
+pub fn settings_with_ca(
+    spec: &PodCertificateSignerSpec,
+    ca: CaSpec,
+) -> Result<SignerSettings, SignerSpecError> {
+    let config = signer_config(spec)?;
+    build(spec, config, ca)
+}
+
+/// Where a spec's CA comes from.
+fn ca(
+    spec: &PodCertificateSignerSpec,
+    own_namespace: &str,
+    poll: StdDuration,
+) -> Result<CaSpec, SignerSpecError> {
+    Ok(match (&spec.ca.secret, &spec.ca.files) {
         (Some(s), None) => CaSpec::Secret {
             namespace: own_namespace.to_string(),
             name: s.name.clone(),
@@ -189,7 +243,15 @@ pub fn settings(
             poll,
         },
         _ => return Err(err("ca", "give exactly one of secret or files")),
-    };
+    })
+}
+
+/// The rotation schedule and trust bundle around a converted policy and CA.
+fn build(
+    spec: &PodCertificateSignerSpec,
+    config: SignerConfig,
+    ca: CaSpec,
+) -> Result<SignerSettings, SignerSpecError> {
     let mut rotation = RotationPolicy {
         ca_validity: time::Duration::days(365),
         prepare_at_fraction: RotationPolicy::DEFAULT_PREPARE_AT_FRACTION,
@@ -227,4 +289,24 @@ pub fn settings(
         trust_bundle,
         rotation,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_text_reads_back_exactly() {
+        for d in [
+            time::Duration::ZERO,
+            time::Duration::seconds(1),
+            time::Duration::hours(24),
+            time::Duration::days(365),
+            time::Duration::milliseconds(1500),
+        ] {
+            let text = duration_text(d);
+            assert_eq!(duration("f", &text).unwrap(), d, "{text}");
+        }
+        assert_eq!(duration_text(time::Duration::minutes(90)), "5400s");
+    }
 }

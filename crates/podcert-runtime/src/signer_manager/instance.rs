@@ -1,61 +1,42 @@
-//! One running signer: its CA source, trust-bundle publisher and request controller, with a
-//! stop switch of its own. The signer configured by flags and each PodCertificateSigner run as
+//! One running signer: its CA backend, trust-bundle publisher and request controller, in a
+//! task scope of its own (a child of the process's). The signer configured by flags and each PodCertificateSigner run as
 //! one of these.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::discovery::ApiResource;
-use kube::runtime::events::Reporter;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tracing::info;
 
-use crate::ca_rotation::RotationOptions;
-use crate::ca_source::{self, CaHandle, SourceError};
+use crate::ca_backend::rotation::RotationOptions;
+use crate::ca_backend::{self, CaHandle, SourceError};
+use crate::context::AppContext;
 use crate::controller::{self, RunOptions};
-use crate::namespaces::NamespaceLabels;
+use crate::tasks::Tasks;
 use crate::telemetry::Metrics;
 use crate::trust_bundle;
 use podcert_core::policy::SignerConfig;
 use podcert_k8s::crd::SignerSettings;
 
-/// What every signer of the process shares.
-#[derive(Clone)]
-pub struct Shared {
-    pub client: kube::Client,
-    pub metrics: Arc<Metrics>,
-    pub leader: watch::Receiver<bool>,
-    pub reporter: Option<Reporter>,
-    /// The PodCertificateRequest version discovery chose.
-    pub pcr: ApiResource,
-    /// The ClusterTrustBundle version (None: not served, bundles are not published).
-    pub ctb: Option<ApiResource>,
-    pub namespaces: Option<NamespaceLabels>,
-    pub concurrency: u16,
-}
-
 /// A running signer.
 pub struct Instance {
-    shared: Shared,
+    shared: AppContext,
     settings: SignerSettings,
     ctx: Arc<controller::Context>,
     ca: Arc<CaHandle>,
     synced: watch::Receiver<bool>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    /// The request controller and the bundle publisher, while admitted.
-    serving: Option<Serving>,
+    /// The CA backend and everything below.
+    scope: Tasks,
+    /// The request controller and the bundle publisher, while admitted (a child of `scope`).
+    serving: Option<Tasks>,
 }
 
-struct Serving {
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-}
+/// How long a stopping signer's tasks get to end.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 impl Instance {
     /// Loads the CA (an error here is returned: nothing is started) and starts the rest.
-    pub async fn start(shared: &Shared, settings: SignerSettings) -> Result<Self, SourceError> {
+    pub async fn start(shared: &AppContext, settings: SignerSettings) -> Result<Self, SourceError> {
         let mut i = Self::start_withheld(shared, settings).await?;
         i.admit();
         Ok(i)
@@ -66,10 +47,10 @@ impl Instance {
     ///
     /// [`admit`]: Instance::admit
     pub async fn start_withheld(
-        shared: &Shared,
+        shared: &AppContext,
         settings: SignerSettings,
     ) -> Result<Self, SourceError> {
-        let (stop, stop_rx) = watch::channel(false);
+        let scope = shared.tasks.child();
         let signer = settings.config.signer_name.clone();
         let ca = CaHandle::new();
         let reload_errors = shared
@@ -88,28 +69,24 @@ impl Instance {
                 .as_ref()
                 .filter(|_| shared.ctb.is_some())
                 .map(|tb| tb.bundle_name()),
+            tasks: scope.clone(),
         };
-        let ca_task = ca_source::start_with(
+        let loaded = ca_backend::start(
             settings.ca.clone(),
             Some(shared.client.clone()),
             ca.clone(),
             rotation,
-            move || {
+            Arc::new(move || {
                 reload_errors.inc();
-            },
-            stop_rx,
+            }),
+            &scope,
         )
-        .await?;
-        let mut ctx = controller::Context::new(
-            shared.client.clone(),
-            shared.pcr.clone(),
-            settings.config.clone(),
-            ca.clone(),
-            shared.metrics.clone(),
-            shared.leader.clone(),
-            shared.reporter.clone(),
-        );
-        ctx.namespaces = shared.namespaces.clone();
+        .await;
+        if let Err(e) = loaded {
+            scope.stop(STOP_GRACE).await;
+            return Err(e);
+        }
+        let ctx = controller::Context::new(shared, settings.config.clone(), ca.clone(), &scope);
         let (_, synced) = watch::channel(false);
         Ok(Instance {
             shared: shared.clone(),
@@ -117,8 +94,7 @@ impl Instance {
             ctx: Arc::new(ctx),
             ca,
             synced,
-            stop,
-            tasks: vec![ca_task],
+            scope,
             serving: None,
         })
     }
@@ -135,38 +111,32 @@ impl Instance {
         }
         let shared = &self.shared;
         let signer = &self.settings.config.signer_name;
-        let (stop, stop_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let serving = self.scope.child();
         if let (Some(tb), Some(ctb)) = (&self.settings.trust_bundle, &shared.ctb) {
             info!(%signer, bundle = %tb.bundle_name(), version = %ctb.api_version, "publishing trust anchors");
-            tasks.push(tokio::spawn(trust_bundle::run(
+            serving.spawn_graceful(trust_bundle::run(
                 shared.client.clone(),
                 ctb.clone(),
                 tb.clone(),
                 self.ca.clone(),
                 shared.leader.clone(),
-                stop_rx.clone(),
-            )));
+                serving.token(),
+            ));
         }
         let (synced_tx, synced) = watch::channel(false);
         let opts = RunOptions {
             concurrency: shared.concurrency,
             synced: synced_tx,
         };
-        tasks.push(tokio::spawn(controller::run(
-            self.ctx.clone(),
-            opts,
-            stop_rx,
-        )));
+        serving.spawn_graceful(controller::run(self.ctx.clone(), opts, serving.token()));
         self.synced = synced;
-        self.serving = Some(Serving { stop, tasks });
+        self.serving = Some(serving);
     }
 
     /// Stops issuing and publishing; the CA stays loaded (and watched).
     pub async fn withhold(&mut self) {
         if let Some(s) = self.serving.take() {
-            let _ = s.stop.send(true);
-            join(s.tasks).await;
+            s.stop(STOP_GRACE).await;
         }
     }
 
@@ -176,6 +146,11 @@ impl Instance {
 
     pub fn ca(&self) -> &Arc<CaHandle> {
         &self.ca
+    }
+
+    /// Spawns `fut` in this signer's scope: it ends when the signer stops.
+    pub fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.scope.spawn(fut);
     }
 
     /// True once the request watch has listed everything.
@@ -201,18 +176,6 @@ impl Instance {
     /// Stops every task and waits (briefly) for them.
     pub async fn stop(mut self) {
         self.withhold().await;
-        let _ = self.stop.send(true);
-        join(self.tasks).await;
-    }
-}
-
-async fn join(tasks: Vec<JoinHandle<()>>) {
-    for mut t in tasks {
-        if tokio::time::timeout(Duration::from_secs(5), &mut t)
-            .await
-            .is_err()
-        {
-            t.abort();
-        }
+        self.scope.stop(STOP_GRACE).await;
     }
 }

@@ -30,9 +30,10 @@ use tracing::{debug, info, warn};
 
 use podcert_k8s::settings::CaSpec;
 
-use crate::ca_source::CaHandle;
+use crate::ca_backend::CaHandle;
+use crate::context::AppContext;
 use conflict::{Age, Claims, Holder};
-pub use instance::{Instance, Shared};
+pub use instance::Instance;
 use podcert_core::rotation::{
     ROTATE_ANNOTATION, ROTATE_FINGERPRINT_ANNOTATION, ROTATE_MODE_ANNOTATION,
 };
@@ -78,7 +79,7 @@ const RESYNC: Duration = Duration::from_secs(10);
 const PERMISSION_TTL: Duration = Duration::from_secs(60);
 
 struct Manager {
-    shared: Shared,
+    shared: AppContext,
     cfg: ManagerConfig,
     api: Api<PodCertificateSigner>,
     running: HashMap<String, Instance>,
@@ -87,13 +88,10 @@ struct Manager {
     permissions: HashMap<(String, bool), (Instant, Option<&'static str>)>,
 }
 
-/// Runs until `shutdown`; `synced` turns true once the objects have been listed.
-pub async fn run(
-    shared: Shared,
-    cfg: ManagerConfig,
-    synced: watch::Sender<bool>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Runs until the process's scope (`shared.tasks`) is cancelled, then stops every signer it
+/// started; `synced` turns true once the objects have been listed.
+pub async fn run(shared: AppContext, cfg: ManagerConfig, synced: watch::Sender<bool>) {
+    let tasks = shared.tasks.child();
     let api: Api<PodCertificateSigner> = Api::all(shared.client.clone());
     let (reader, writer) = reflector::store();
     let notify = Arc::new(Notify::new());
@@ -102,7 +100,7 @@ pub async fn run(
         writer,
         watcher(api.clone(), watcher::Config::default()).default_backoff(),
     );
-    let watch_task = tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(ev) = stream.next().await {
             match ev {
@@ -117,7 +115,7 @@ pub async fn run(
     // A flag CA that loads (or changes) late may now clash with an object's.
     if let Some(ca) = cfg.flag.as_ref().and_then(|f| f.ca.clone()) {
         let notify = notify.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut changes = ca.subscribe();
             while changes.changed().await.is_ok() {
                 notify.notify_one();
@@ -138,7 +136,7 @@ pub async fn run(
             _ = notify.notified() => {}
             _ = tokio::time::sleep(RESYNC) => {}
             _ = leader.changed() => {}
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = tasks.cancelled() => break,
         }
         if !ready(&reader).await {
             continue;
@@ -149,10 +147,10 @@ pub async fn run(
         }
         m.sync(&reader).await;
     }
-    watch_task.abort();
     for (_, i) in m.running.drain() {
         i.stop().await;
     }
+    tasks.stop(Duration::from_secs(5)).await;
 }
 
 async fn ready(store: &Store<PodCertificateSigner>) -> bool {
@@ -432,7 +430,7 @@ impl Manager {
                 // Report the new CA in the status as soon as it loads, not at the next resync.
                 let mut ca_changes = i.ca().subscribe();
                 let notify = self.notify.clone();
-                tokio::spawn(async move {
+                i.spawn(async move {
                     while ca_changes.changed().await.is_ok() {
                         notify.notify_one();
                     }
@@ -518,7 +516,7 @@ impl Manager {
             action: "Serve".into(),
             secondary: None,
         };
-        tokio::spawn(async move {
+        self.shared.tasks.spawn(async move {
             if let Err(e) = recorder.publish(&event, &reference).await {
                 debug!(error = %e, "could not record an event");
             }

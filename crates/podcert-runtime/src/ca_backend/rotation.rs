@@ -1,7 +1,7 @@
 //! Runs the rotation state machine ([`podcert_core::rotation`]) for one signer's CA source: installs
 //! the signing CA and the roots to publish into the [`CaHandle`], keeps external material's
 //! earlier roots published until their leaves expire, and reports every phase change (log,
-//! Event on the CA Secret, metrics). The Secret-specific loop lives in [`crate::ca_source`].
+//! Event on the CA Secret, metrics). The backends that feed it are its siblings ([`super::files`], [`super::secret`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +17,8 @@ use tracing::{debug, info, warn};
 use podcert_core::ca::Material;
 use podcert_core::ca::{CaError, GeneratedCa};
 
-use crate::ca_source::{BundleContent, CaHandle};
+use super::handle::{BundleContent, CaHandle};
+use crate::tasks::Tasks;
 use crate::telemetry::{CaLabels, Metrics, PhaseLabels, ReasonLabels};
 use podcert_core::rotation::{
     encode_retained, handle_trigger, next_step_at, observe_external, parse_handled, parse_retained,
@@ -42,6 +43,8 @@ pub struct RotationOptions {
     /// their recorded end ([`podcert_core::rotation::RETAINED_ROOTS_ANNOTATION`]); in files mode a
     /// rotation request is read from its annotations.
     pub bundle_name: Option<String>,
+    /// Where Event writes run (the signer's scope).
+    pub tasks: Tasks,
 }
 
 impl RotationOptions {
@@ -54,24 +57,9 @@ impl RotationOptions {
             metrics: None,
             events: None,
             bundle_name: None,
+            tasks: Tasks::new(),
         }
     }
-}
-
-/// Forwards leadership from `from` to `to` until either side is gone (lets the CA source
-/// start before leader election does).
-pub fn forward_leadership(
-    mut from: watch::Receiver<bool>,
-    to: watch::Sender<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let leading = *from.borrow_and_update();
-            if to.send(leading).is_err() || from.changed().await.is_err() {
-                return;
-            }
-        }
-    })
 }
 
 /// Installs states into the handle and reports their changes.
@@ -220,7 +208,7 @@ impl Rotator {
             action: "RotateCA".into(),
             secondary: None,
         };
-        tokio::spawn(async move {
+        self.opts.tasks.spawn(async move {
             if let Err(e) = recorder.publish(&event, &reference).await {
                 debug!(error = %e, "could not record a CA rotation event");
             }

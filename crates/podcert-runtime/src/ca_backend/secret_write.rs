@@ -6,7 +6,7 @@ use kube::api::{Api, PostParams};
 use podcert_core::rotation::RotationState;
 use podcert_k8s::ca_secret::data_for;
 
-use crate::ca_source::SourceError;
+use super::SourceError;
 
 /// The result of a guarded write.
 #[derive(Debug)]

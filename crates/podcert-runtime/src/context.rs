@@ -1,0 +1,29 @@
+//! The one context of a running process: what every signer shares (the client, metrics,
+//! leadership, discovery's choices, the task scope). Built once by [`crate::app`].
+
+use std::sync::Arc;
+
+use kube::discovery::ApiResource;
+use kube::runtime::events::Reporter;
+use tokio::sync::watch;
+
+use crate::namespaces::NamespaceLabels;
+use crate::tasks::Tasks;
+use crate::telemetry::Metrics;
+
+/// What every signer of the process shares.
+#[derive(Clone)]
+pub struct AppContext {
+    pub client: kube::Client,
+    pub metrics: Arc<Metrics>,
+    pub leader: watch::Receiver<bool>,
+    pub reporter: Option<Reporter>,
+    /// The PodCertificateRequest version discovery chose.
+    pub pcr: ApiResource,
+    /// The ClusterTrustBundle version (None: not served, bundles are not published).
+    pub ctb: Option<ApiResource>,
+    pub namespaces: Option<NamespaceLabels>,
+    pub concurrency: u16,
+    /// The process's task scope: each signer runs in a child of it.
+    pub tasks: Tasks,
+}
