@@ -232,11 +232,6 @@ fn in_cluster() -> bool {
     std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
 }
 
-/// The client `--kubeconfig` names (else inferred); also used by `ca rotate`.
-pub(crate) async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
-    podcert_runtime::client::connect(kubeconfig.map(PathBuf::as_path)).await
-}
-
 /// The flag signer's CA: as a PodCertificateSigner's `ca` with the namespace of its Secret
 /// (objects read theirs from the deployment's namespace; `--ca-secret` names its own), or an
 /// in-memory CA, which no object can declare.
@@ -439,14 +434,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     rt.block_on(async move {
         let shutdown = CancellationToken::new();
-        let on_signal = shutdown.clone();
-        // Ends with the runtime when `app::run` returns first (a startup error).
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            info!("shutting down");
-            on_signal.cancel();
-        });
-        app::run(config, shutdown).await
+        let app = app::run(config, shutdown.clone());
+        tokio::pin!(app);
+        tokio::select! {
+            // A startup error ends it before any signal.
+            result = &mut app => return result,
+            _ = wait_for_signal() => {}
+        }
+        info!("shutting down");
+        shutdown.cancel();
+        app.await
     })
 }
 

@@ -1,6 +1,6 @@
 //! ClusterTrustBundle rules: naming, trust bundle content, immutability, the attest check.
 
-use podcert_testkit::apiserver::status::FieldError;
+use podcert_testkit::api_status::FieldError;
 use podcert_testkit::rules::{ctb, Attributes, UserInfo};
 use rcgen::{CertificateParams, IsCa, KeyPair};
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! PodCertificateRequest create/update rules (ValidatePodCertificateRequestCreate/Update,
 //! Strategy.PrepareForCreate/PrepareForUpdate), the cleaner and field selectors.
 
-use podcert_testkit::apiserver::status::{ApiError, FieldError, FieldErrorKind};
+use podcert_testkit::api_status::{ApiError, FieldError, FieldErrorKind};
 use podcert_testkit::rules::pcr;
 use serde_json::{json, Value};
 use time::OffsetDateTime;

@@ -1,7 +1,7 @@
 //! The PodCertificateRequest status strategy (ValidatePodCertificateRequestStatusUpdate and the
 //! `sign` check), with real leaves made by a test CA for the vectors' request keys.
 
-use podcert_testkit::apiserver::status::{FieldError, FieldErrorKind};
+use podcert_testkit::api_status::{FieldError, FieldErrorKind};
 use podcert_testkit::rules::{pcr, Attributes, UserInfo};
 use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use serde_json::{json, Value};

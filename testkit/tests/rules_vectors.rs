@@ -46,7 +46,7 @@ fn every_vector_is_accepted_or_refused_as_expected() {
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
-fn refusal(name: &str) -> Vec<podcert_testkit::apiserver::status::FieldError> {
+fn refusal(name: &str) -> Vec<podcert_testkit::api_status::FieldError> {
     let v = vectors().into_iter().find(|v| v["name"] == name).unwrap();
     let mut obj = pcr::to_internal(submitted(&v), &version(&v));
     pcr::validate_create(&mut obj).unwrap_err()

@@ -28,7 +28,7 @@ pub(super) async fn rotate(args: RotateArgs) -> anyhow::Result<String> {
     else {
         bail!("--secret must be NAMESPACE/NAME, got {secret_arg:?}");
     };
-    let client = crate::cli::run::client(args.kubeconfig.as_ref()).await?;
+    let client = podcert_runtime::client::connect(args.kubeconfig.as_deref()).await?;
     let api: Api<Secret> = Api::namespaced(client, ns);
     let secret = api
         .get(name)
@@ -160,7 +160,7 @@ async fn rotate_bundle(args: &RotateArgs, bundle: &str) -> anyhow::Result<String
     use kube::api::DynamicObject;
     use podcert_core::rotation::{parse_retained, RETAINED_ROOTS_ANNOTATION};
     let origin = format!("ClusterTrustBundle {bundle}");
-    let client = crate::cli::run::client(args.kubeconfig.as_ref()).await?;
+    let client = podcert_runtime::client::connect(args.kubeconfig.as_deref()).await?;
     let resource = podcert_runtime::discovery::cluster_trust_bundles(&client)
         .await
         .context("finding the ClusterTrustBundle API")?;

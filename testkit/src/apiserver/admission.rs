@@ -5,7 +5,7 @@ use super::crd;
 use super::meta::name_of;
 use super::registry::{Conversion, ResourceDef};
 use super::store::State;
-use crate::apiserver::status::{ApiError, FieldError};
+use crate::api_status::{ApiError, FieldError};
 use crate::rules::{self, Attributes, UserInfo};
 use serde_json::Value;
 use time::OffsetDateTime;

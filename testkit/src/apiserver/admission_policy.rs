@@ -12,10 +12,10 @@
 //! and `auditAnnotations` are refused when a policy is written, so a test cannot silently
 //! rely on something the emulator would ignore.
 
-use super::ops::to_external;
+use super::convert::to_external;
 use super::registry::ResourceDef;
 use super::store::State;
-use crate::apiserver::status::{ApiError, FieldError};
+use crate::api_status::{ApiError, FieldError};
 use crate::rules::UserInfo;
 use kube_cel::cel::{self, Context, Program};
 use kube_cel::KubeCelExt;

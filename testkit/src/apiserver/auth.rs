@@ -2,7 +2,7 @@
 
 use super::admission::require;
 use super::store::State;
-use crate::apiserver::status::ApiError;
+use crate::api_status::ApiError;
 use crate::rules::{Attributes, UserInfo};
 use axum::http::HeaderMap;
 use rand::Rng;

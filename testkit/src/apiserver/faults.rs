@@ -2,7 +2,7 @@
 //! generator so a run with the same seed and request order injects the same faults.
 
 use super::config::Faults;
-use crate::apiserver::status::ApiError;
+use crate::api_status::ApiError;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::sync::Mutex;

@@ -13,7 +13,7 @@ use super::store::lock;
 use super::table;
 use super::watch::{self, WatchParams};
 use super::Shared;
-use crate::apiserver::status::{ApiError, FieldError};
+use crate::api_status::{ApiError, FieldError};
 use crate::rules::{Attributes, UserInfo};
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{Query, Request, State};
@@ -347,7 +347,7 @@ async fn resource_request(
         user: &user,
         now: ctx_now,
     };
-    let out = |obj: &Value| ops::to_external(&def, obj, &version);
+    let out = |obj: &Value| super::convert::to_external(&def, obj, &version);
     match verb {
         "watch" => {
             let opts = list_opts(&q)?;

@@ -1,6 +1,6 @@
 //! Object metadata helpers: names, timestamps, generateName, generation.
 
-use crate::apiserver::status::FieldError;
+use crate::api_status::FieldError;
 use rand::Rng;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;

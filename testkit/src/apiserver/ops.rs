@@ -2,13 +2,14 @@
 //! create, update, patch, delete, list, with the per-resource strategies and admission hooks.
 
 use super::admission;
+use super::convert::to_external;
 use super::crd;
 use super::meta::{self, meta_mut, name_of, rv_of, spec_part, timestamp};
 use super::patch::{self, PatchType};
 use super::registry::{Conversion, ResourceDef};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{State, WriteRecord};
-use crate::apiserver::status::{ApiError, FieldError};
+use crate::api_status::{ApiError, FieldError};
 use crate::rules::{self, UserInfo};
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -77,25 +78,6 @@ pub fn decode(def: &ResourceDef, body: Value, version: &str) -> Result<Value, Ap
         _ => body,
     };
     Ok(to_internal(def, body, version))
-}
-
-/// A stored object as `version` serves it.
-pub fn to_external(def: &ResourceDef, obj: &Value, version: &str) -> Value {
-    match def.conversion {
-        Conversion::Pcr { kube_minor } => rules::pcr::from_internal_at(obj, version, kube_minor),
-        Conversion::Ctb => rules::ctb::from_internal(obj, version),
-        Conversion::None => {
-            let mut o = obj.clone();
-            if let Some(m) = o.as_object_mut() {
-                m.insert("apiVersion".into(), json!(def.group_version(version)));
-                m.insert("kind".into(), json!(def.kind));
-            }
-            if def.custom {
-                crd::default_stored(def, version, &mut o);
-            }
-            o
-        }
-    }
 }
 
 fn log(st: &mut State, ctx: &Ctx, verb: &str, def: &ResourceDef, sub: Sub, obj: &Value) {

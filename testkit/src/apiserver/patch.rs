@@ -2,7 +2,7 @@
 //! strategic merge patch kubectl sends, and server-side apply (simplified to a merge of the
 //! applied configuration; managedFields and conflicts between managers are not tracked).
 
-use crate::apiserver::status::ApiError;
+use crate::api_status::ApiError;
 use serde_json::{Map, Value};
 
 /// The patch types of the `Content-Type` header.

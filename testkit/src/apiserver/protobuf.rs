@@ -7,7 +7,7 @@
 //! `raw` is the object; field numbers are those of k8s.io/api's generated.proto. A field this
 //! decoder does not model is refused (415) rather than silently dropped.
 
-use crate::apiserver::status::ApiError;
+use crate::api_status::ApiError;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 

@@ -1,6 +1,6 @@
 //! Label selectors (k8s.io/apimachinery/pkg/labels) and field selectors (pkg/fields).
 
-use crate::apiserver::status::ApiError;
+use crate::api_status::ApiError;
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq)]

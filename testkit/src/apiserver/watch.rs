@@ -6,7 +6,7 @@ use super::registry::ResourceDef;
 use super::store::{lock, EventType, StoredEvent};
 use super::table;
 use super::Shared;
-use crate::apiserver::status::{ApiError, FieldError};
+use crate::api_status::{ApiError, FieldError};
 use axum::body::{Body, Bytes};
 use axum::response::Response;
 use serde_json::{json, Value};
@@ -37,7 +37,7 @@ struct Scope {
 
 impl Scope {
     fn object(&self, sh: &Shared, obj: &Value) -> Value {
-        let ext = ops::to_external(&self.def, obj, &self.version);
+        let ext = super::convert::to_external(&self.def, obj, &self.version);
         match &self.table {
             Some(inc) => table::table(
                 &self.def,

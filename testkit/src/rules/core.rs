@@ -2,7 +2,7 @@
 //! Events: the decoder's type checks (400), the v1→internal conversion and defaulting of
 //! Secrets, and pkg/apis/core/validation (422).
 
-use crate::apiserver::status::{ApiError, FieldError};
+use crate::api_status::{ApiError, FieldError};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 

@@ -4,7 +4,7 @@
 //! ClusterTrustBundleAttest admission plugin (plugin/pkg/admission/certificates/ctbattest).
 
 use super::{names, pem_go, signers, Attributes, UserInfo};
-use crate::apiserver::status::{ApiError, FieldError};
+use crate::api_status::{ApiError, FieldError};
 use serde_json::{json, Map, Value};
 
 /// certificates.MaxTrustBundleSize.

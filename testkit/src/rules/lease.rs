@@ -4,7 +4,7 @@
 //! parser requires every digit of a `.000000` layout), a 400 otherwise; and
 //! pkg/apis/coordination/validation: leaseDurationSeconds > 0, leaseTransitions >= 0.
 
-use crate::apiserver::status::{ApiError, FieldError};
+use crate::api_status::{ApiError, FieldError};
 use serde_json::Value;
 
 /// Go's RFC3339Micro layout, for messages.

@@ -5,7 +5,7 @@
 //! ValidateClusterTrustBundleName). Messages are the Go ones, character for character.
 
 use super::gofmt;
-use crate::apiserver::status::FieldError;
+use crate::api_status::FieldError;
 use serde_json::{json, Value};
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";

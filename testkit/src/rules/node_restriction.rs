@@ -8,7 +8,7 @@
 //! does not mount (such requests are refused here).
 
 use super::{ctb::admission_name, Lookup, UserInfo};
-use crate::apiserver::status::ApiError;
+use crate::api_status::ApiError;
 use serde_json::{json, Value};
 
 const GROUP: &str = "certificates.k8s.io";

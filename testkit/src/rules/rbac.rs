@@ -4,7 +4,7 @@
 //! staging/src/k8s.io/apiserver/pkg/endpoints/handlers/responsewriters/errors.go.
 
 use super::{Attributes, Lookup, UserInfo};
-use crate::apiserver::status::{group_resource, ApiError};
+use crate::api_status::{group_resource, ApiError};
 use serde_json::{json, Value};
 
 const GROUP: &str = "rbac.authorization.k8s.io";

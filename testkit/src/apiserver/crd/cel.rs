@@ -1,7 +1,7 @@
 //! `x-kubernetes-validations`: CEL rules evaluated with kube-cel (the evaluator behind
 //! kube::core::cel), reported as apiextensions-apiserver's CEL validator reports them.
 
-use crate::apiserver::status::{FieldError, FieldErrorKind};
+use crate::api_status::{FieldError, FieldErrorKind};
 use kube_cel::{CompiledSchema, ErrorKind};
 use serde_json::{json, Value};
 use std::collections::HashMap;

@@ -9,7 +9,7 @@ mod prune;
 mod schema;
 
 use super::registry::{version_priority, Conversion, ResourceDef};
-use crate::apiserver::status::FieldError;
+use crate::api_status::FieldError;
 use serde_json::{json, Value};
 
 fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {

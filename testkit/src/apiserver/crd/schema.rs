@@ -3,7 +3,7 @@
 //! (kubeOpenAPIResultToFieldErrors): same checks, messages and field paths.
 
 use super::{formats, gofmt};
-use crate::apiserver::status::{FieldError, FieldErrorKind};
+use crate::api_status::{FieldError, FieldErrorKind};
 use regex::Regex;
 use serde_json::{json, Value};
 use std::collections::HashMap;

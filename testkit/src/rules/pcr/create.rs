@@ -2,7 +2,7 @@
 //! (pkg/apis/certificates/validation/validation.go), with the 1.36+ stubPKCS10Request carrier.
 
 use super::{decode_bytes, spec_str, DEFAULT_MAX_EXPIRATION_SECONDS};
-use crate::apiserver::status::FieldError;
+use crate::api_status::FieldError;
 use crate::rules::keys::{self, PublicKey};
 use crate::rules::{gofmt, names};
 use serde_json::{json, Value};
@@ -239,7 +239,7 @@ fn check_key_type(key: &PublicKey, path: &str, der: &[u8]) -> Option<FieldError>
 pub fn validate_user_annotations(ann: &Value, field: &str) -> Vec<FieldError> {
     let Some(map) = ann.as_object() else {
         return vec![FieldError::new(
-            crate::apiserver::status::FieldErrorKind::TypeInvalid,
+            crate::api_status::FieldErrorKind::TypeInvalid,
             field,
             Some(ann.clone()),
             "must be a map of strings",

@@ -8,7 +8,7 @@ mod create;
 mod status_update;
 
 use super::{signers, Attributes, UserInfo};
-use crate::apiserver::status::{ApiError, FieldError};
+use crate::api_status::{ApiError, FieldError};
 use base64::Engine as _;
 use serde_json::Value;
 use time::OffsetDateTime;

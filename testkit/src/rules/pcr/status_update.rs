@@ -3,7 +3,7 @@
 
 use super::create::{PKIX_PATH, STUB_PATH};
 use super::decode_bytes;
-use crate::apiserver::status::{FieldError, FieldErrorKind};
+use crate::api_status::{FieldError, FieldErrorKind};
 use crate::rules::keys::{self, PublicKey};
 use crate::rules::{gofmt, names, pem_go};
 use serde_json::{json, Value};
