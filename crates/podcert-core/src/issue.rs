@@ -1,5 +1,5 @@
-//! Building and signing the leaf: the SPIFFE X509-SVID profile of DESIGN.md, with the status
-//! times the PodCertificate contract requires.
+//! Building and signing the leaf: the SPIFFE X509-SVID profile (README, "What is checked, and
+//! what is issued"), with the status times the PodCertificate contract requires.
 
 use crate::ca::Ca;
 use crate::key_type::KeyType;

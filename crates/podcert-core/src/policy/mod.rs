@@ -111,13 +111,14 @@ pub enum ConfigError {
 }
 
 impl SignerConfig {
-    /// The defaults of DESIGN.md: 24 h lifetime cap, 60 s backdate, refresh at half-life, every
-    /// key type the API allows, no user annotations recognised.
     /// How far notBefore is set in the past unless configured (clock skew).
     pub const DEFAULT_BACKDATE: Duration = Duration::seconds(60);
     /// Where in the lifetime the kubelet refreshes unless configured.
     pub const DEFAULT_REFRESH_FRACTION: f64 = 0.5;
 
+    /// The defaults (README, "What is checked, and what is issued"): 24 h lifetime cap, 60 s
+    /// backdate, refresh at half-life, every key type the API allows, no user annotations
+    /// recognised.
     pub fn new(signer_name: &str, trust_domain: TrustDomain) -> Result<Self, ConfigError> {
         let cfg = SignerConfig {
             signer_name: signer_name.to_string(),

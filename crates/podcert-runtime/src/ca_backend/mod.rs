@@ -143,14 +143,18 @@ pub async fn start(
 }
 
 /// The one driver: load, then refresh on the backend's schedule until `tasks` is cancelled.
+/// Cancellation is seen between rounds, never inside one: a round that has started (say, a
+/// guarded write of the rotation state) finishes.
 async fn drive<B: CaBackend>(mut backend: B, tasks: &Tasks) -> Result<(), SourceError> {
     let mut next = backend.load().await?;
-    tasks.spawn(async move {
+    let cancel = tasks.token();
+    tasks.spawn_graceful(async move {
         loop {
             let Next::After(wait) = next else { return };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = backend.wake() => {}
+                _ = cancel.cancelled() => return,
             }
             next = backend.refresh().await;
         }
@@ -167,5 +171,128 @@ fn refused(origin: &str, source: CaError) -> SourceError {
     SourceError::Refused {
         origin: origin.to_string(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tokio::sync::Notify;
+
+    /// Counts rounds; a round takes `round_time`; `wake` fires on `poke`.
+    struct Fake {
+        first: Result<Next, ()>,
+        every: Next,
+        rounds: Arc<AtomicU32>,
+        finished: Arc<AtomicU32>,
+        round_time: Duration,
+        poke: Arc<Notify>,
+    }
+
+    impl CaBackend for Fake {
+        async fn load(&mut self) -> Result<Next, SourceError> {
+            self.first
+                .map_err(|()| SourceError::Unguarded("fake".into()))
+        }
+        async fn refresh(&mut self) -> Next {
+            self.rounds.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.round_time).await;
+            self.finished.fetch_add(1, Ordering::SeqCst);
+            self.every
+        }
+        async fn wake(&mut self) {
+            self.poke.notified().await
+        }
+    }
+
+    fn fake(
+        first: Result<Next, ()>,
+        every: Next,
+        round_time: Duration,
+    ) -> (Fake, Arc<AtomicU32>, Arc<AtomicU32>, Arc<Notify>) {
+        let (rounds, finished, poke) = (Arc::default(), Arc::default(), Arc::new(Notify::new()));
+        let f = Fake {
+            first,
+            every,
+            rounds: Arc::clone(&rounds),
+            finished: Arc::clone(&finished),
+            round_time,
+            poke: Arc::clone(&poke),
+        };
+        (f, rounds, finished, poke)
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+    /// Long enough for a spawned task to run its next step on a loaded machine.
+    const SETTLE: Duration = Duration::from_millis(300);
+
+    #[tokio::test]
+    async fn a_load_error_is_returned_and_nothing_runs() {
+        let tasks = Tasks::new();
+        let (f, rounds, _, _) = fake(Err(()), Next::After(Duration::ZERO), Duration::ZERO);
+        assert!(drive(f, &tasks).await.is_err());
+        tokio::time::sleep(SETTLE).await;
+        assert!(tasks.stop(Duration::from_secs(5)).await);
+        assert_eq!(rounds.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn rounds_follow_the_schedule_and_wake_runs_one_early() {
+        let tasks = Tasks::new();
+        let (f, rounds, _, poke) = fake(
+            Ok(Next::After(Duration::ZERO)),
+            Next::After(HOUR),
+            Duration::ZERO,
+        );
+        drive(f, &tasks).await.unwrap();
+        tokio::time::sleep(SETTLE).await;
+        assert_eq!(
+            rounds.load(Ordering::SeqCst),
+            1,
+            "the first round runs at once"
+        );
+        tokio::time::sleep(SETTLE).await;
+        assert_eq!(rounds.load(Ordering::SeqCst), 1, "the next waits its hour");
+        poke.notify_one();
+        tokio::time::sleep(SETTLE).await;
+        assert_eq!(rounds.load(Ordering::SeqCst), 2, "wake runs it early");
+        assert!(tasks.stop(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test]
+    async fn never_means_no_task() {
+        let tasks = Tasks::new();
+        let (f, rounds, _, poke) =
+            fake(Ok(Next::Never), Next::After(Duration::ZERO), Duration::ZERO);
+        drive(f, &tasks).await.unwrap();
+        poke.notify_one();
+        tokio::time::sleep(SETTLE).await;
+        assert_eq!(rounds.load(Ordering::SeqCst), 0);
+        assert!(tasks.stop(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test]
+    async fn cancellation_lets_a_started_round_finish_and_starts_no_other() {
+        let tasks = Tasks::new();
+        let (f, rounds, finished, _) = fake(
+            Ok(Next::After(Duration::ZERO)),
+            Next::After(Duration::ZERO),
+            Duration::from_secs(1),
+        );
+        drive(f, &tasks).await.unwrap();
+        tokio::time::sleep(SETTLE).await;
+        assert_eq!(rounds.load(Ordering::SeqCst), 1);
+        assert!(tasks.stop(Duration::from_secs(10)).await);
+        assert_eq!(
+            rounds.load(Ordering::SeqCst),
+            1,
+            "no round after cancellation"
+        );
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            1,
+            "the round in progress completed"
+        );
     }
 }
