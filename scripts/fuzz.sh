@@ -3,8 +3,8 @@
 # coverage instrumentation cargo-fuzz uses (no sanitizer, so no nightly needed), then runs each
 # target for SECONDS (default 600) starting from the committed seeds in fuzz/corpus/<target>.
 # New corpus entries go to a scratch directory; a crash leaves fuzz/artifacts/<target>/crash-*
-# and fails the script: copy it into fuzz/regressions/<target>/ and `cargo test --test
-# fuzz_replay` replays it from then on.
+# and fails the script: copy it into fuzz/regressions/<target>/ and `cargo test --test fuzz
+# replay::` replays it from then on.
 #
 #   scripts/fuzz.sh [SECONDS]          all four targets
 #   TARGETS=stub_csr scripts/fuzz.sh 60

@@ -1,6 +1,6 @@
 #![no_main]
 
-#[path = "../../tests/fuzz_support/targets.rs"]
+#[path = "../../tests/fuzz/targets.rs"]
 mod targets;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -1,0 +1,15 @@
+//! `podcert-signer run` end to end: the real binary against the API emulator (`podcert-testkit`),
+//! plus the CA Secret format against the emulator and `podcert-testkit bench`/`chaos` with small
+//! N. The harness that starts the signer is `tests/fixtures/e2e.rs`.
+
+#[path = "../fixtures/mod.rs"]
+mod fixtures;
+
+mod bench_chaos;
+mod ca;
+mod ca_secret;
+mod crd;
+mod e2e;
+mod ha;
+mod leader_stall;
+mod rotation;
