@@ -24,7 +24,7 @@
 //! `{namespace}-{serviceAccount}` gives `a-b-c` for namespace `a-b`, account `c` and for
 //! namespace `a`, account `b-c`: Kubernetes names may contain `-` and `.`.) A per-namespace
 //! template likewise names exactly one namespace. Other signers cannot mint IDs in this
-//! trust domain: one trust domain is served by one signer and one CA (src/signers/conflict.rs).
+//! trust domain: one trust domain is served by one signer and one CA (podcert-runtime signer_manager/conflict.rs).
 
 use crate::request::Request;
 use crate::spiffe_id::{self, SpiffeIdError, TrustDomain};
