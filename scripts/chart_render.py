@@ -65,6 +65,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"}],
     },
     "single-replica": {"replicas": 1, "leaderElection": {"enabled": False}, "trustBundle": {"enabled": False}},
+    "leader-mode": {"leaderElection": {"haMode": "leader"}},
     "crd-only": CRD_RBAC_VALUES,
     "crd-and-flag": {
         "crdSigners": {

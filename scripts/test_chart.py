@@ -509,6 +509,7 @@ class Rbac(unittest.TestCase):
         self.assertEqual(sorted(self.rules(docs, "Role")), sorted([
             ("podcert-system", "coordination.k8s.io/leases", ("get", "update"), ("podcert-signer",)),
             ("podcert-system", "coordination.k8s.io/leases", ("create",), ()),
+            ("podcert-system", "coordination.k8s.io/leases", ("get", "list", "update", "delete"), ()),
             ("podcert-system", "/secrets", ("get", "update"), ("podcert-signer-ca",)),
             ("podcert-system", "/secrets", ("create",), ()),
         ]))
@@ -573,6 +574,7 @@ class Rbac(unittest.TestCase):
         self.assertEqual(sorted(self.rules(docs, "Role")), sorted([
             ("podcert-system", "coordination.k8s.io/leases", ("get", "update"), ("podcert-signer",)),
             ("podcert-system", "coordination.k8s.io/leases", ("create",), ()),
+            ("podcert-system", "coordination.k8s.io/leases", ("get", "list", "update", "delete"), ()),
             ("podcert-system", "/secrets", ("get", "update"), ("team-ca", "web-ca", "other-ca")),
             ("podcert-system", "/secrets", ("create",), ()),
             ("team-a", "/configmaps", ("get", "update"), ("podcert-trust-bundle",)),
@@ -686,6 +688,17 @@ class Rbac(unittest.TestCase):
 
     def test_leases_only_with_leader_election(self) -> None:
         self.assertFalse([r for r in self.rules(self.renders["single-replica"], "Role") if "leases" in r[1]])
+
+    def test_member_leases_only_in_active_active_mode(self) -> None:
+        unnamed = [r for r in self.rules(self.renders["leader-mode"], "Role")
+                   if r[1] == "coordination.k8s.io/leases" and not r[3] and r[2] != ("create",)]
+        self.assertEqual(unnamed, [])
+        args = one(self.renders["leader-mode"], "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        self.assertIn("--ha-mode=leader", args)
+        self.assertFalse([a for a in args if a.startswith("--hedge-delay")])
+        default = one(self.renders["default"], "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        self.assertIn("--ha-mode=active-active", default)
+        self.assertIn("--hedge-delay=2s", default)
 
     def test_bindings_grant_the_roles_to_the_service_account_only(self) -> None:
         for name, docs in self.renders.items():

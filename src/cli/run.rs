@@ -18,7 +18,7 @@ use podcert_core::rotation::RotationPolicy;
 use podcert_k8s::crd::convert::{self, duration_text, SignerSpecError};
 use podcert_k8s::crd::{self, PodCertificateSignerSpec, SignerSettings};
 use podcert_k8s::settings::CaSpec;
-use podcert_runtime::app::{self, AppConfig, ObjectSigners};
+use podcert_runtime::app::{self, AppConfig, HaMode, ObjectSigners};
 use podcert_runtime::leader::LeaderConfig;
 use podcert_runtime::telemetry::{self, LogFormat};
 
@@ -195,6 +195,19 @@ pub struct LeaderArgs {
     /// This replica's identity in the Lease (default: $POD_NAME, else hostname-pid).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// With leader election, who decides requests: every replica (each its own share at
+    /// once, another's after --hedge-delay) or only the leader.
+    #[arg(
+        long,
+        env = "PODCERT_HA_MODE",
+        value_enum,
+        default_value = "active-active"
+    )]
+    pub ha_mode: HaModeArg,
+    /// Active-active: how long a request waits for its live owner before another replica
+    /// decides it.
+    #[arg(long, env = "PODCERT_HEDGE_DELAY", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub hedge_delay: Duration,
 }
 
 /// Metrics, health, logs and Events.
@@ -208,6 +221,13 @@ pub struct TelemetryArgs {
     /// Record an Event on each request when it is issued or denied.
     #[arg(long, env = "PODCERT_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub events: bool,
+}
+
+/// `--ha-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HaModeArg {
+    ActiveActive,
+    Leader,
 }
 
 /// `--log-format`.
@@ -414,6 +434,12 @@ pub fn app_config(args: &RunArgs) -> anyhow::Result<AppConfig> {
         signer,
         objects,
         leader_election,
+        ha_mode: match leader.ha_mode {
+            HaModeArg::ActiveActive => HaMode::ActiveActive {
+                hedge: leader.hedge_delay,
+            },
+            HaModeArg::Leader => HaMode::Leader,
+        },
         identity: leader.identity.clone(),
         metrics_addr: args.telemetry.metrics_addr,
         concurrency: args.signer.concurrency,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use clap::Args;
 use podcert_core::ca::CaKeyType;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::apiserver::store::WriteRecord;
@@ -50,6 +51,19 @@ pub struct ChaosArgs {
     /// Give up waiting after this many seconds (what is undecided then counts as pending).
     #[arg(long, default_value_t = 600)]
     pub timeout_seconds: u64,
+    /// Which replica kill-every SIGKILLs: any (a random one) or the leader (the Lease holder).
+    #[arg(long, value_enum, default_value = "any")]
+    pub kill: KillTarget,
+    /// The signers' --ha-mode.
+    #[arg(long, default_value = "active-active")]
+    pub ha_mode: String,
+}
+
+/// `--kill`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KillTarget {
+    Any,
+    Leader,
 }
 
 /// Parsed `--faults`.
@@ -188,6 +202,16 @@ pub struct ChaosReport {
     /// Kills after which no other replica took over before the run ended.
     pub failovers_unfinished: usize,
     pub status_writes: usize,
+    /// Create acknowledged -> Issued seen, over every issuance.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Decisions whose status write lost the race (refused for a stale resourceVersion), as
+    /// a fraction of requests: signatures made for nothing.
+    pub duplicate_work: f64,
+    pub kills: usize,
+    pub kill: String,
+    pub ha_mode: String,
     pub replicas: usize,
     pub wall_s: f64,
     pub faults: String,
@@ -208,6 +232,16 @@ fn status_writes(log: &[WriteRecord]) -> usize {
     log.iter()
         .filter(|w| w.resource == "podcertificaterequests" && w.subresource == "status")
         .count()
+}
+
+/// The `q` quantile (nearest rank) of `d`, in milliseconds to 0.1 (0 when empty).
+fn percentile_ms(d: &mut [Duration], q: f64) -> f64 {
+    if d.is_empty() {
+        return 0.0;
+    }
+    d.sort_unstable();
+    let rank = ((q * d.len() as f64).ceil() as usize).clamp(1, d.len());
+    (d[rank - 1].as_secs_f64() * 10_000.0).round() / 10.0
 }
 
 /// A kill and when (if) another replica took the Lease.
@@ -247,7 +281,12 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
     eprintln!("chaos: creating {} pods", args.requests);
     let fleet = kubelet.prepare().await?;
 
-    let flags = ["--leader-election=true".to_string()];
+    let flags = [
+        "--leader-election=true".to_string(),
+        format!("--ha-mode={}", args.ha_mode),
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(args.faults.api.seed);
+    let mut kill_count = 0usize;
     let mut generation = 0usize;
     let mut spawn = |cluster: &Cluster, slot: usize| -> anyhow::Result<SignerProcess> {
         generation += 1;
@@ -296,14 +335,27 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
         if let (Some(t), Some(h)) = (next_kill, holder) {
             // No kills once everything is decided: the run is winding down.
             if Instant::now() >= t && previous_done && !settled {
-                if let Some(slot) = replicas.iter().position(|r| r.identity == h) {
-                    eprintln!("chaos: killing leader {h}");
+                let slot = match args.kill {
+                    KillTarget::Leader => replicas.iter().position(|r| r.identity == h),
+                    KillTarget::Any => Some(rng.gen_range(0..replicas.len())),
+                };
+                if let Some(slot) = slot {
+                    let victim = replicas[slot].identity.clone();
+                    let leader = victim == h;
+                    eprintln!(
+                        "chaos: killing {}{victim}",
+                        if leader { "leader " } else { "" }
+                    );
                     replicas[slot].kill();
-                    kills.push(Kill {
-                        victim: h,
-                        at: Instant::now(),
-                        taken_over: None,
-                    });
+                    kill_count += 1;
+                    // Failover is measured for the Lease holder only.
+                    if leader {
+                        kills.push(Kill {
+                            victim,
+                            at: Instant::now(),
+                            taken_over: None,
+                        });
+                    }
                     // The replacement pod (a new name, as a Deployment would give it).
                     replicas[slot] = spawn(&cluster, slot)?;
                 }
@@ -326,8 +378,13 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
     for r in &mut replicas {
         r.kill();
     }
+    let mut latencies = handle.latencies();
     handle.shutdown().await;
     let log = cluster.server.store().writes();
+    let stale = cluster
+        .server
+        .store()
+        .stale_writes("podcertificaterequests", "status");
     cluster.shutdown().await;
 
     let finished: Vec<Duration> = kills.iter().filter_map(|k| k.taken_over).collect();
@@ -345,6 +402,13 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
             .fold(0.0, f64::max),
         failovers_unfinished: kills.len() - finished.len(),
         status_writes: status_writes(&log),
+        p50_ms: percentile_ms(&mut latencies, 0.50),
+        p99_ms: percentile_ms(&mut latencies, 0.99),
+        max_ms: percentile_ms(&mut latencies, 1.0),
+        duplicate_work: ((stale as f64 / args.requests as f64) * 10_000.0).round() / 10_000.0,
+        kills: kill_count,
+        kill: format!("{:?}", args.kill).to_lowercase(),
+        ha_mode: args.ha_mode.clone(),
         replicas: args.replicas,
         wall_s: (wall.as_secs_f64() * 1000.0).round() / 1000.0,
         faults: faults_text,

@@ -114,6 +114,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         signer: Some(settings),
         objects: None,
         leader_election: None,
+        ha_mode: podcert_runtime::app::HaMode::Leader,
         identity: None,
         metrics_addr: "127.0.0.1:0".parse()?,
         concurrency: 32,

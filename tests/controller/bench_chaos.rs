@@ -176,6 +176,8 @@ async fn chaos_kills_the_leader_and_a_standby_takes_over() {
         "2",
         "--faults",
         "kill-every=1s",
+        "--kill",
+        "leader",
     ]);
     let r = chaos::run(args).await.unwrap();
     assert_eq!((r.issued, r.pending, r.failed), (15, 0, 0), "{r:?}");
@@ -192,7 +194,40 @@ async fn chaos_kills_the_leader_and_a_standby_takes_over() {
         "double_issued",
         "failovers",
         "max_failover_s",
+        "p50_ms",
+        "p99_ms",
+        "max_ms",
+        "duplicate_work",
     ] {
         assert!(!json[f].is_null(), "field {f} missing in {json}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_kills_any_replica_and_active_active_decides_everything_once() {
+    // Three active-active replicas, a random one SIGKILLed every second while requests arrive.
+    let args = chaos_args(&[
+        "--requests",
+        "15",
+        "--rate",
+        "5",
+        "--replicas",
+        "3",
+        "--faults",
+        "kill-every=1s",
+    ]);
+    let r = chaos::run(args).await.unwrap();
+    assert_eq!((r.issued, r.pending, r.failed), (15, 0, 0), "{r:?}");
+    assert_eq!(r.double_issued, 0, "{r:?}");
+    assert_eq!(r.status_writes, 15, "{r:?}");
+    assert!(r.kills >= 1, "{r:?}");
+    assert_eq!(
+        (r.kill.as_str(), r.ha_mode.as_str()),
+        ("any", "active-active")
+    );
+    assert!(
+        r.p50_ms > 0.0 && r.p50_ms <= r.p99_ms && r.p99_ms <= r.max_ms,
+        "{r:?}"
+    );
+    assert!((0.0..=1.0).contains(&r.duplicate_work), "{r:?}");
 }

@@ -1,5 +1,7 @@
-//! Two replicas with Lease-based leader election: only the leader writes, and a killed leader
-//! is replaced without losing or double-writing a request.
+//! Replicas with Lease-based leader election. Leader mode: only the leader writes, and a
+//! killed leader is replaced without losing or double-writing a request. Active-active (the
+//! default): every replica decides its own share, a dead replica's share is taken over, and
+//! still every request's status is written once.
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +42,8 @@ async fn a_killed_leader_is_replaced_and_nothing_is_written_twice() {
         "--leader-election=true",
         "--leader-election-namespace",
         SIGNER_NS,
+        "--ha-mode",
+        "leader",
     ];
     let mut replicas = vec![
         spawn_signer(&server, dir.path(), "replica-0", &args),
@@ -91,6 +95,134 @@ async fn a_killed_leader_is_replaced_and_nothing_is_written_twice() {
         }
     }
     assert_eq!(per_object.len(), 15);
+    assert!(per_object.values().all(|n| *n == 1), "{per_object:?}");
+    drop(fresh);
+    server.shutdown().await;
+}
+
+/// The counter's value summed over its series (0 when absent).
+fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn status_writes(server: &TestServer) -> std::collections::HashMap<(String, String), usize> {
+    let mut per_object = std::collections::HashMap::new();
+    for w in server.store().writes() {
+        if w.resource == "podcertificaterequests" && w.subresource == "status" {
+            *per_object
+                .entry((w.namespace.clone(), w.name.clone()))
+                .or_insert(0) += 1;
+        }
+    }
+    per_object
+}
+
+async fn member_leases(server: &TestServer) -> Vec<String> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let api: kube::Api<Lease> = kube::Api::namespaced(server.admin_client(), SIGNER_NS);
+    let lp = kube::api::ListParams::default().labels("podcert.dev/member-of=podcert-signer");
+    let mut holders: Vec<String> = api
+        .list(&lp)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|l| l.spec?.holder_identity)
+        .collect();
+    holders.sort();
+    holders
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_active_replicas_share_the_work_and_take_over_a_dead_ones() {
+    let server = TestServer::start(ServerConfig::default()).await.unwrap();
+    prepare(&server, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    ca_init(&dir.path().join("ca"));
+    let cert = dir.path().join("ca/ca.crt").display().to_string();
+    let key = dir.path().join("ca/ca.key").display().to_string();
+    // Active-active is the default: no --ha-mode.
+    let args = [
+        "--ca-cert",
+        &cert,
+        "--ca-key",
+        &key,
+        "--leader-election=true",
+        "--leader-election-namespace",
+        SIGNER_NS,
+    ];
+    let mut replicas = vec![
+        spawn_signer(&server, dir.path(), "replica-0", &args),
+        spawn_signer(&server, dir.path(), "replica-1", &args),
+    ];
+    for r in &replicas {
+        r.wait_ready(WAIT).await;
+    }
+    // Both announce themselves, and each sees both.
+    let start = Instant::now();
+    loop {
+        let mut all = true;
+        for r in &replicas {
+            let (_, m) = r.get("/metrics").await;
+            all &= m.lines().any(|l| l == "podcert_members 2");
+        }
+        if all && member_leases(&server).await == ["replica-0", "replica-1"] {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "the replicas never saw each other");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // 24 requests: each replica decides its own share (rendezvous hashing of the UID; the
+    // chance that one of them owns none is 2^-23).
+    let fleet = kubelets(&server, KubeletVersion::V1_37, 24, "a", |_| {}).await;
+    assert_eq!(fleet.wait_settled(WAIT).await.unwrap().issued, 24);
+    for r in &replicas {
+        let (_, m) = r.get("/metrics").await;
+        assert!(
+            counter(&m, "podcert_issued_total") >= 1.0,
+            "{}: {m}",
+            r.log.display()
+        );
+    }
+
+    // SIGKILL one (its member Lease stays until it expires): the survivor decides the dead
+    // one's share after the hedge delay, then alone once the Lease has expired.
+    replicas[0].kill();
+    let more = kubelets(&server, KubeletVersion::V1_37, 16, "b", |_| {}).await;
+    assert_eq!(more.wait_settled(WAIT).await.unwrap().issued, 16);
+    let (_, m) = replicas[1].get("/metrics").await;
+    assert!(
+        counter(&m, "podcert_hedged_takeovers_total") >= 1.0,
+        "the survivor should have taken over the dead replica's requests: {m}"
+    );
+
+    // A graceful stop deletes the member Lease at once.
+    let fresh = spawn_signer(&server, dir.path(), "replica-2", &args);
+    fresh.wait_ready(WAIT).await;
+    let has = |leases: &[String], who: &str| leases.iter().any(|l| l == who);
+    let start = Instant::now();
+    while !has(&member_leases(&server).await, "replica-2") {
+        assert!(start.elapsed() < WAIT, "{:?}", member_leases(&server).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(has(&member_leases(&server).await, "replica-1"));
+    replicas[1].terminate();
+    let start = Instant::now();
+    while has(&member_leases(&server).await, "replica-1") {
+        assert!(start.elapsed() < WAIT, "{:?}", member_leases(&server).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let last = kubelets(&server, KubeletVersion::V1_37, 4, "c", |_| {}).await;
+    assert_eq!(last.wait_settled(WAIT).await.unwrap().issued, 4);
+
+    // Racing replicas end in one write and a refused one: every status written once.
+    let per_object = status_writes(&server);
+    assert_eq!(per_object.len(), 44);
     assert!(per_object.values().all(|n| *n == 1), "{per_object:?}");
     drop(fresh);
     server.shutdown().await;

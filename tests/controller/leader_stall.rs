@@ -176,6 +176,9 @@ async fn a_leader_whose_lease_requests_stall_steps_down_before_another_can_lead(
         "--leader-election=true",
         "--leader-election-namespace",
         SIGNER_NS,
+        // What is tested is the leader's own step-down: only the leader decides.
+        "--ha-mode",
+        "leader",
     ];
 
     // Replica A goes through the proxy and leads first; replica B talks to the emulator directly.

@@ -14,10 +14,11 @@ use tracing::{info, warn};
 
 use podcert_k8s::settings::SignerSettings;
 
-use crate::context::AppContext;
+use crate::context::{AppContext, Issuance};
 use crate::discovery;
 use crate::http::{self, Health};
 use crate::leader::{self, LeaderConfig};
+use crate::membership::{self, MembershipConfig};
 use crate::namespaces;
 use crate::signer_manager::{self, Instance, ManagerConfig};
 use crate::tasks::Tasks;
@@ -34,6 +35,9 @@ pub struct AppConfig {
     pub objects: Option<ObjectSigners>,
     /// Lease-based leader election; None: this replica always leads (run one replica).
     pub leader_election: Option<LeaderConfig>,
+    /// With leader election: who decides requests. The leader always keeps CA rotation,
+    /// bundle publication and PodCertificateSigner status.
+    pub ha_mode: HaMode,
     /// This replica's name in Events (the Lease identity).
     pub identity: Option<String>,
     /// Address of /metrics, /livez and /readyz.
@@ -44,6 +48,16 @@ pub struct AppConfig {
     pub events: bool,
     /// Discover the ClusterTrustBundle API (every signer with a bundle publishes to it).
     pub trust_bundles: bool,
+}
+
+/// Who decides requests when several replicas run (`--ha-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HaMode {
+    /// Every replica: its own requests (rendezvous hashing over member Leases) at once, a live
+    /// owner's after `hedge`, a gone owner's at once.
+    ActiveActive { hedge: Duration },
+    /// The elected leader only; standbys wait for the Lease.
+    Leader,
 }
 
 /// How PodCertificateSigner objects are served.
@@ -123,6 +137,14 @@ async fn serve(
             rx
         }
     };
+    let issuance = match (&config.leader_election, config.ha_mode) {
+        (Some(cfg), HaMode::ActiveActive { hedge }) => {
+            let m = MembershipConfig::new(&cfg.namespace, &cfg.lease_name, &cfg.identity);
+            let members = membership::spawn(client.clone(), m, metrics.clone(), tasks);
+            Issuance::ActiveActive { members, hedge }
+        }
+        _ => Issuance::Leader,
+    };
     let leader_gauge = metrics.leader.clone();
     let mut leader_watch = leader_rx.clone();
     tasks.spawn(async move {
@@ -150,6 +172,7 @@ async fn serve(
             .is_some()
             .then(|| namespaces::spawn(client.clone(), tasks)),
         concurrency: config.concurrency,
+        issuance,
         tasks: tasks.clone(),
     };
 

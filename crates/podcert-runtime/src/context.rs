@@ -2,11 +2,13 @@
 //! leadership, discovery's choices, the task scope). Built once by [`crate::app`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::discovery::ApiResource;
 use kube::runtime::events::Reporter;
 use tokio::sync::watch;
 
+use crate::membership::Members;
 use crate::namespaces::NamespaceLabels;
 use crate::tasks::Tasks;
 use crate::telemetry::Metrics;
@@ -24,6 +26,18 @@ pub struct AppContext {
     pub ctb: Option<ApiResource>,
     pub namespaces: Option<NamespaceLabels>,
     pub concurrency: u16,
+    /// Who decides requests: the leader, or every member by ownership.
+    pub issuance: Issuance,
     /// The process's task scope: each signer runs in a child of it.
     pub tasks: Tasks,
+}
+
+/// Who decides PodCertificateRequests.
+#[derive(Clone)]
+pub enum Issuance {
+    /// Only the elected leader (`--ha-mode leader`, or a single replica).
+    Leader,
+    /// Every replica, each its own requests at once and another's after `hedge` (or at once
+    /// when the owner is gone): `--ha-mode active-active`.
+    ActiveActive { members: Members, hedge: Duration },
 }

@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::ca_backend::CaHandle;
-use crate::context::AppContext;
+use crate::context::{AppContext, Issuance};
+use crate::membership::Members;
 use crate::namespaces::NamespaceLabels;
 use crate::request_cache::{self, is_terminal};
 use crate::request_events::EventPublisher;
@@ -49,6 +50,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub leader: watch::Receiver<bool>,
     pub events: Option<EventPublisher>,
+    pub issuance: Issuance,
+    /// Active-active: tokens for deciding a live owner's requests (see [`HEDGES_PER_SECOND`]).
+    hedges: Mutex<(std::time::Instant, f64)>,
     backoff: Mutex<HashMap<(String, String), u32>>,
     labels: SignerLabels,
 }
@@ -71,6 +75,8 @@ impl Context {
             metrics: app.metrics.clone(),
             leader: app.leader.clone(),
             events,
+            issuance: app.issuance.clone(),
+            hedges: Mutex::new((std::time::Instant::now(), HEDGE_BURST)),
             backoff: Mutex::new(HashMap::new()),
             labels,
         }
@@ -101,6 +107,22 @@ impl Context {
         &self.signer_name
     }
 
+    /// One hedge token, if the bucket has one.
+    fn take_hedge(&self) -> bool {
+        let Ok(mut b) = self.hedges.lock() else {
+            return true;
+        };
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(b.0).as_secs_f64() * HEDGES_PER_SECOND;
+        *b = (now, (b.1 + refill).min(HEDGE_BURST));
+        if b.1 >= 1.0 {
+            b.1 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
     fn error(&self, kind: &str) {
         self.metrics
             .errors
@@ -111,6 +133,12 @@ impl Context {
             .inc();
     }
 }
+
+/// Active-active: requests of live owners this replica decides per second at most (after
+/// the hedge delay), and how many at once. A dead owner's requests are not rationed: they
+/// move to a live member as soon as its Lease expires.
+pub const HEDGES_PER_SECOND: f64 = 10.0;
+const HEDGE_BURST: f64 = 10.0;
 
 /// Why a reconcile is retried.
 #[derive(Debug, thiserror::Error)]
@@ -142,8 +170,26 @@ impl ReconcileError {
 }
 
 async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
-    if is_terminal(&obj) || !*ctx.leader.borrow() {
+    if is_terminal(&obj) {
         return Ok(Action::await_change());
+    }
+    match &ctx.issuance {
+        Issuance::Leader if !*ctx.leader.borrow() => return Ok(Action::await_change()),
+        Issuance::Leader => {}
+        Issuance::ActiveActive { members, hedge } => {
+            if let Some(wait) = not_mine_yet(&obj, members, *hedge, OffsetDateTime::now_utc()) {
+                return Ok(Action::requeue(wait));
+            }
+            if !members.is_mine(obj.uid().as_deref().unwrap_or_default()) {
+                // A live owner that is merely busy would lose every race it is slow on: hedges
+                // are rationed, so a backlog is not decided three times over.
+                if !ctx.take_hedge() {
+                    return Ok(Action::requeue(Duration::from_secs(1)));
+                }
+                ctx.metrics.hedged.get_or_create(&ctx.labels).inc();
+                debug!(namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any(), "deciding for a live owner after the hedge delay");
+            }
+        }
     }
     let namespace = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
@@ -193,14 +239,22 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
     });
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &namespace, &ctx.resource);
-    // Checked right before the write and abandoned when leadership ends, which happens before
-    // another replica can take the lease (see `leader`); becoming leader again reconciles all.
     let params = PatchParams::default();
     let merge = Patch::Merge(&patch);
     let write = api.patch_status(&name, &params, &merge);
-    let Some(written) = crate::leader::while_leading(&ctx.leader, write).await else {
-        debug!(%namespace, %name, "not leading; status not written");
-        return Ok(Action::await_change());
+    let written = match &ctx.issuance {
+        // Checked right before the write and abandoned when leadership ends, which happens
+        // before another replica can take the lease (see `leader`); becoming leader again
+        // reconciles all.
+        Issuance::Leader => match crate::leader::while_leading(&ctx.leader, write).await {
+            Some(w) => w,
+            None => {
+                debug!(%namespace, %name, "not leading; status not written");
+                return Ok(Action::await_change());
+            }
+        },
+        // Every member writes; the resourceVersion lets exactly one win.
+        Issuance::ActiveActive { .. } => write.await,
     };
     match written {
         Ok(_) => {}
@@ -250,6 +304,26 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
     }
     publish_event(&ctx, &obj, st.condition, &st.reason, &st.message);
     Ok(Action::await_change())
+}
+
+/// Active-active: how long to leave `obj` to its live owner (None: decide it now). A request
+/// is this replica's own at once, another's after `hedge` from its creation; a request whose
+/// owner left is re-owned by a live member (the member set changed, everything is
+/// re-checked).
+fn not_mine_yet(
+    obj: &DynamicObject,
+    members: &Members,
+    hedge: Duration,
+    now: OffsetDateTime,
+) -> Option<Duration> {
+    let uid = obj.uid().unwrap_or_default();
+    if members.is_mine(&uid) {
+        return None;
+    }
+    let created = obj.creation_timestamp()?.0.as_millisecond();
+    let age_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64 - created;
+    let left = hedge.as_millis() as i64 - age_ms.max(0);
+    (left > 0).then(|| Duration::from_millis(left as u64))
 }
 
 /// Queues an Event on the request without holding up the next reconcile.
@@ -325,7 +399,8 @@ pub async fn run(ctx: Arc<Context>, opts: RunOptions, shutdown: CancellationToke
     let controller = Controller::for_stream_with(trigger, store.clone(), ctx.resource.clone())
         .with_config(ControllerConfig::default().concurrency(opts.concurrency));
 
-    // Reconcile everything again whenever this replica becomes leader.
+    // Reconcile everything again whenever this replica becomes leader (leader mode) or the
+    // member set changes (active-active: a leaver's requests have a new owner now).
     let became_leader = futures::stream::unfold(ctx.leader.clone(), |mut rx| async move {
         loop {
             rx.changed().await.ok()?;
@@ -334,6 +409,16 @@ pub async fn run(ctx: Arc<Context>, opts: RunOptions, shutdown: CancellationToke
             }
         }
     });
+    let recheck: futures::stream::BoxStream<'static, ()> = match &ctx.issuance {
+        Issuance::Leader => Box::pin(became_leader),
+        Issuance::ActiveActive { members, .. } => Box::pin(futures::stream::unfold(
+            members.subscribe(),
+            |mut rx| async move {
+                rx.changed().await.ok()?;
+                Some(((), rx))
+            },
+        )),
+    };
 
     let synced = opts.synced;
     let sync_store = store.clone();
@@ -357,7 +442,7 @@ pub async fn run(ctx: Arc<Context>, opts: RunOptions, shutdown: CancellationToke
     let gauges = pending_gauges(store, ctx.clone());
 
     let run = controller
-        .reconcile_all_on(became_leader)
+        .reconcile_all_on(recheck)
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|res| async move {
@@ -379,18 +464,29 @@ async fn pending_gauges(store: Store<DynamicObject>, ctx: Arc<Context>) {
     loop {
         let now = OffsetDateTime::now_utc();
         let mut pending = 0i64;
+        let mut owned = 0i64;
         let mut oldest = 0f64;
+        let members = match &ctx.issuance {
+            Issuance::ActiveActive { members, .. } => Some(members),
+            Issuance::Leader => None,
+        };
         for obj in store.state() {
             if is_terminal(&obj) {
                 continue;
             }
             pending += 1;
+            if members.is_some_and(|m| m.is_mine(obj.uid().as_deref().unwrap_or_default())) {
+                owned += 1;
+            }
             if let Some(ts) = obj.meta().creation_timestamp.as_ref() {
                 let age = now.unix_timestamp() as f64 - ts.0.as_second() as f64;
                 oldest = oldest.max(age);
             }
         }
         ctx.metrics.pending.get_or_create(&ctx.labels).set(pending);
+        if members.is_some() {
+            ctx.metrics.owned.get_or_create(&ctx.labels).set(owned);
+        }
         ctx.metrics
             .oldest_pending_seconds
             .get_or_create(&ctx.labels)

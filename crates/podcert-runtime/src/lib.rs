@@ -18,6 +18,7 @@ pub mod controller;
 pub mod discovery;
 pub mod http;
 pub mod leader;
+pub mod membership;
 pub mod namespaces;
 pub mod request_cache;
 pub mod request_events;

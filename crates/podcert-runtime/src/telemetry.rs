@@ -83,6 +83,12 @@ pub struct Metrics {
     pub rotation_next_step: Family<SignerLabels, Gauge>,
     pub rotation_transitions: Family<ReasonLabels, Counter>,
     pub leader: Gauge,
+    /// Active-active: live members as this replica sees them (itself included).
+    pub members: Gauge,
+    /// Active-active: pending requests this replica owns.
+    pub owned: Family<SignerLabels, Gauge>,
+    /// Active-active: requests taken over from a live owner after the hedge delay.
+    pub hedged: Family<SignerLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -111,6 +117,9 @@ impl Metrics {
             rotation_next_step: Family::default(),
             rotation_transitions: Family::default(),
             leader: Gauge::default(),
+            members: Gauge::default(),
+            owned: Family::default(),
+            hedged: Family::default(),
             registry: Registry::default(),
         };
         registry.register("issued", "Certificates issued", m.issued.clone());
@@ -179,6 +188,21 @@ impl Metrics {
             "leader",
             "1 while this replica holds the leader lease",
             m.leader.clone(),
+        );
+        registry.register(
+            "members",
+            "Active-active: live replicas as this one sees them (itself included)",
+            m.members.clone(),
+        );
+        registry.register(
+            "owned_requests",
+            "Active-active: pending requests this replica owns (rendezvous hashing of the UID)",
+            m.owned.clone(),
+        );
+        registry.register(
+            "hedged_takeovers",
+            "Active-active: requests this replica decided for a live owner after the hedge delay",
+            m.hedged.clone(),
         );
         Metrics { registry, ..m }
     }

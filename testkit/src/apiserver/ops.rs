@@ -363,6 +363,9 @@ pub fn update(
             return Err(rv_required(def, name));
         }
     } else if new_rv != rv_of(&old) {
+        *st.stale_writes
+            .entry((def.resource.clone(), sub.as_str().to_string()))
+            .or_default() += 1;
         return Err(ApiError::conflict(
             &def.group,
             &def.resource,

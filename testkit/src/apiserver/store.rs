@@ -67,6 +67,9 @@ pub struct State {
     /// Per resource: events with rv <= this are no longer in its history.
     compacted: HashMap<(String, String), u64>,
     pub log: Vec<WriteRecord>,
+    /// Writes refused for a stale resourceVersion, per (resource, subresource): a replica
+    /// that lost a race (chaos reports them as duplicate work).
+    pub stale_writes: HashMap<(String, String), u64>,
     tx: broadcast::Sender<Arc<StoredEvent>>,
 }
 
@@ -81,6 +84,7 @@ impl State {
             history_cap: history_cap.max(1),
             compacted: HashMap::new(),
             log: Vec::new(),
+            stale_writes: HashMap::new(),
             tx,
         }
     }
@@ -268,6 +272,16 @@ impl StoreView {
     /// Every successful write so far, oldest first.
     pub fn writes(&self) -> Vec<WriteRecord> {
         lock(&self.state).log.clone()
+    }
+
+    /// Writes of `resource`/`subresource` ("" for the main resource) refused because their
+    /// resourceVersion was stale.
+    pub fn stale_writes(&self, resource: &str, subresource: &str) -> u64 {
+        lock(&self.state)
+            .stale_writes
+            .get(&(resource.to_string(), subresource.to_string()))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// How many successful writes match: `subresource` `Some("status")` counts status writes.
