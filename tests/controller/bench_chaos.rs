@@ -34,7 +34,7 @@ fn chaos_args(extra: &[&str]) -> ChaosArgs {
 }
 
 /// The fields the issue asks for, all present in the printed JSON.
-const BENCH_FIELDS: [&str; 15] = [
+const BENCH_FIELDS: [&str; 17] = [
     "requests",
     "issued",
     "wall_s",
@@ -49,6 +49,8 @@ const BENCH_FIELDS: [&str; 15] = [
     "core_vs_raw",
     "proof_per_s",
     "core_vs_raw_bound",
+    "signer_cpu_per_issued_us",
+    "cpu_vs_core",
     "build",
 ];
 
@@ -71,6 +73,13 @@ async fn bench_burst_issues_every_request_and_reports_the_fields() {
         r.core_vs_raw_bound.unwrap(),
     );
     assert!((bound - p / (p + raw)).abs() < 0.002, "{r:?}");
+    // CPU per issued certificate (signer_cpu_s is printed rounded to 10 ms: 417 µs over 12),
+    // and that over the core's own time per request.
+    let per_issued = r.signer_cpu_s * 1e6 / 12.0;
+    assert!((r.signer_cpu_per_issued_us - per_issued).abs() <= 420.0, "{r:?}");
+    let core_us = 1e6 / r.core_per_s.unwrap();
+    let expected = r.signer_cpu_per_issued_us / core_us;
+    assert!((r.cpu_vs_core.unwrap() - expected).abs() <= 0.01 + expected * 0.02, "{r:?}");
     assert_eq!(r.rate, None);
     assert_eq!(
         (r.key_type.as_str(), r.ca_key_type.as_str()),

@@ -76,6 +76,12 @@ pub struct BenchReport {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub signer_cpu_s: f64,
+    /// Signer CPU per issued certificate, microseconds.
+    pub signer_cpu_per_issued_us: f64,
+    /// `signer_cpu_per_issued_us` over the core's own microseconds per request (from
+    /// `core_per_s` of the same run): what the signer costs beyond its cryptography and
+    /// decision, as a multiple.
+    pub cpu_vs_core: Option<f64>,
     pub signer_peak_rss_mib: f64,
     /// Decode, check the proof, decide, issue, encode, per second on one core (in-process).
     pub core_per_s: Option<f64>,
@@ -95,6 +101,10 @@ pub struct BenchReport {
     pub nodes: usize,
     /// `release` or `debug`: figures from a debug build are not representative.
     pub build: String,
+}
+
+fn cpu_per_issued_us(cpu_s: f64, issued: usize) -> f64 {
+    cpu_s * 1e6 / issued.max(1) as f64
 }
 
 fn ms(d: Duration) -> f64 {
@@ -229,6 +239,10 @@ fn report(
         p99_ms: ms(summary.latency.p99),
         max_ms: ms(summary.latency.max),
         signer_cpu_s: round(usage.cpu_s, 2),
+        signer_cpu_per_issued_us: round(cpu_per_issued_us(usage.cpu_s, summary.issued), 1),
+        cpu_vs_core: rates
+            .filter(|_| summary.issued > 0)
+            .map(|r| round(cpu_per_issued_us(usage.cpu_s, summary.issued) * r.core / 1e6, 2)),
         signer_peak_rss_mib: round(usage.peak_rss_mib, 1),
         core_per_s: rates.map(|r| round(r.core, 1)),
         raw_sign_per_s: rates.map(|r| round(r.raw, 1)),
