@@ -9,10 +9,14 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -286,11 +290,12 @@ func TestLeaderFailover(t *testing.T) {
 	E.main = nil
 	sw := watchStatusWrites(t)
 	defer sw.stop()
-	a, err := E.startSigner("replica-0")
+	// Leader mode: what is tested is the Lease handover (TestActiveActive covers the default).
+	a, err := E.startSigner("replica-0", "--ha-mode", "leader")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := E.startSigner("replica-1")
+	b, err := E.startSigner("replica-1", "--ha-mode", "leader")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,6 +350,125 @@ func TestLeaderFailover(t *testing.T) {
 		}
 		if n < 12 {
 			t.Errorf("saw %d decided requests in %s, want 12", n, ns)
+		}
+	})
+}
+
+// issuedTotal sums podcert_issued_total over its series in a signer's /metrics.
+func issuedTotal(t *testing.T, s *signer) float64 {
+	r, err := http.Get("http://" + s.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, l := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(l, "podcert_issued_total{") {
+			if v, err := strconv.ParseFloat(l[strings.LastIndex(l, " ")+1:], 64); err == nil {
+				sum += v
+			}
+		}
+	}
+	return sum
+}
+
+// memberLeases lists the holders of the signers' member Leases (active-active).
+func memberLeases(t *testing.T) []string {
+	l, err := E.kc.CoordinationV1().Leases(signerNS).List(context.Background(),
+		metav1.ListOptions{LabelSelector: "podcert.dev/member-of=podcert-signer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, lease := range l.Items {
+		if lease.Spec.HolderIdentity != nil {
+			out = append(out, *lease.Spec.HolderIdentity)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestActiveActive: two replicas in the default mode against the real apiserver, under the
+// chart's RBAC. Both announce a member Lease and both decide requests; one is SIGKILLed and the
+// other decides its share; every request's status is written once.
+func TestActiveActive(t *testing.T) {
+	const ns = "aa"
+	E.main.stop()
+	E.main = nil
+	sw := watchStatusWrites(t)
+	defer sw.stop()
+	a, err := E.startSigner("aa-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := E.startSigner("aa-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*signer{a, b} {
+		if err := s.waitReady(wait); err != nil {
+			t.Fatal(err)
+		}
+	}
+	E.main = b
+	has := func(list []string, who string) bool {
+		for _, l := range list {
+			if l == who {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(wait); ; time.Sleep(200 * time.Millisecond) {
+		m := memberLeases(t)
+		if has(m, "aa-0") && has(m, "aa-1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("member leases %v", m)
+		}
+	}
+	// 16 requests: the chance that one replica owns none is 2^-15.
+	before := burst(t, ns, "before", 16)
+	for _, p := range before {
+		if v := waitVolume(t, ns, p, "cert-0", wait); v.State != "issued" {
+			t.Fatalf("%s: %+v", p, v)
+		}
+	}
+	for _, s := range []*signer{a, b} {
+		if n := issuedTotal(t, s); n < 1 {
+			t.Errorf("%s issued %v certificates, want some of the 16", s.name, n)
+		}
+	}
+	t.Run("replica-killed", func(t *testing.T) {
+		a.kill()
+		after := burst(t, ns, "after", 8)
+		for _, p := range after {
+			if v := waitVolume(t, ns, p, "cert-0", wait); v.State != "issued" {
+				t.Fatalf("%s: %+v", p, v)
+			}
+		}
+	})
+	t.Run("nothing-written-twice", func(t *testing.T) {
+		time.Sleep(2 * time.Second) // let the watch catch up
+		sw.mu.Lock()
+		defer sw.mu.Unlock()
+		n := 0
+		for k, c := range sw.writes {
+			if strings.HasPrefix(k, ns+"/") {
+				n++
+				if c != 1 {
+					t.Errorf("%s: %d status writes, want 1", k, c)
+				}
+			}
+		}
+		if n < 24 {
+			t.Errorf("saw %d decided requests in %s, want 24", n, ns)
 		}
 	})
 }
