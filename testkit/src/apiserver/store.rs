@@ -68,6 +68,8 @@ pub struct State {
     compacted: HashMap<(String, String), u64>,
     pub log: Vec<WriteRecord>,
     tx: broadcast::Sender<Arc<StoredEvent>>,
+    /// The `ClusterTrustBundleProjection` feature gate (`ServerConfig`).
+    pub cluster_trust_bundle_projection: bool,
 }
 
 impl State {
@@ -82,6 +84,7 @@ impl State {
             compacted: HashMap::new(),
             log: Vec::new(),
             tx,
+            cluster_trust_bundle_projection: true,
         }
     }
 
