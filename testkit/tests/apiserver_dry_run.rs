@@ -54,7 +54,10 @@ async fn dry_run_create_returns_the_object_and_stores_nothing() {
     // A name clash is still reported.
     api.create(&PostParams::default(), &cm).await.unwrap();
     let err = api.create(&dry_run(), &cm).await.unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref e) if e.code == 409), "{err}");
+    assert!(
+        matches!(err, kube::Error::Api(ref e) if e.code == 409),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -72,7 +75,10 @@ async fn dry_run_values_other_than_all_are_refused() {
     .await;
     assert_eq!(r.code, 422, "{}", r.body);
     let message = r.json()["message"].as_str().unwrap_or("").to_string();
-    assert!(srv.store().get("", "configmaps", Some("default"), "a").is_none());
+    assert!(srv
+        .store()
+        .get("", "configmaps", Some("default"), "a")
+        .is_none());
     assert!(
         message.contains("CreateOptions") && message.contains("dryRun"),
         "{message}"
@@ -86,7 +92,10 @@ async fn cluster_trust_bundle_source_kept_with_the_gate_on() {
     let out = api.create(&dry_run(), &bundle_pod()).await.unwrap();
     let v = serde_json::to_value(out).unwrap();
     let src = &v["spec"]["volumes"][0]["projected"]["sources"][0];
-    assert_eq!(src["clusterTrustBundle"]["signerName"], "podcert.dev/spiffe");
+    assert_eq!(
+        src["clusterTrustBundle"]["signerName"],
+        "podcert.dev/spiffe"
+    );
 }
 
 #[tokio::test]

@@ -345,7 +345,9 @@ async fn resource_request(
             return Err(ApiError {
                 code: 501,
                 reason: "NotImplemented".into(),
-                message: format!("the API server emulator serves dryRun on create only, not on {verb}"),
+                message: format!(
+                    "the API server emulator serves dryRun on create only, not on {verb}"
+                ),
                 details: None,
                 retry_after_seconds: None,
             })
@@ -361,7 +363,11 @@ async fn resource_request(
                 "meta.k8s.io",
                 kind,
                 "",
-                &[FieldError::not_supported("dryRun", json!([other]), &["All"])],
+                &[FieldError::not_supported(
+                    "dryRun",
+                    json!([other]),
+                    &["All"],
+                )],
             ));
         }
     };

@@ -436,7 +436,10 @@ mod tests {
         // An update of a pod that already used one keeps it.
         let old = pod();
         let mut p = pod();
-        assert!(!drop_disabled_cluster_trust_bundle_projection(&mut p, Some(&old)));
+        assert!(!drop_disabled_cluster_trust_bundle_projection(
+            &mut p,
+            Some(&old)
+        ));
         assert_eq!(p, pod());
     }
 }
