@@ -941,7 +941,7 @@ mod tests {
         assert_eq!(p.status, Status::Fail);
         assert!(
             p.message
-                .starts_with("2 request(s) pending, the oldest for 5m (over 120s)"),
+                .starts_with("2 request(s) pending, the oldest for 5m (over 2m)"),
             "{}",
             p.message
         );
