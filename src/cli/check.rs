@@ -524,26 +524,35 @@ async fn permissions(
                 break;
             }
         }
-        let mut what = format!("{} {}", need.verb, need.resource);
-        if !need.sub.is_empty() {
-            what = format!("{what}/{}", need.sub);
-        }
-        if !need.group.is_empty() {
-            what = what.replacen(
-                need.resource,
-                &format!("{}.{}", need.resource, need.group),
-                1,
-            );
-        }
+        let resource = if need.group.is_empty() {
+            need.resource.to_string()
+        } else {
+            format!("{}.{}", need.resource, need.group)
+        };
+        let mut what = format!("{} {resource}", need.verb);
+        let mut can_i = format!("kubectl auth can-i {} {resource}", need.verb);
         if !need.name.is_empty() {
             what = format!("{what} {}", need.name);
+            can_i = format!("{can_i}/{}", need.name);
         }
-        if !need.namespace.is_empty() {
+        if !need.sub.is_empty() {
+            what = format!("{what} (/{})", need.sub);
+            can_i = format!("{can_i} --subresource {}", need.sub);
+        }
+        if need.namespace.is_empty() {
+            // Namespaced resources needed in every namespace; the others are cluster-scoped.
+            if matches!(need.resource, "podcertificaterequests" | "events") {
+                can_i.push_str(" --all-namespaces");
+            }
+        } else {
             what = format!("{what} in {}", need.namespace);
+            can_i = format!("{can_i} -n {}", need.namespace);
         }
+        can_i = format!("{can_i} --as {user}");
         out.push(Permission {
             what,
             why: need.why,
+            can_i,
             allowed,
         });
     }

@@ -153,6 +153,8 @@ pub struct Permission {
     pub what: String,
     /// Why the signer needs it.
     pub why: &'static str,
+    /// The `kubectl auth can-i` command line that asks the same.
+    pub can_i: String,
     pub allowed: Result<bool, String>,
 }
 
@@ -362,8 +364,8 @@ fn permission_checks(o: &Observed) -> Vec<Check> {
             Ok(true) => Check::new(RBAC, "rbac", Status::Ok, format!("can {} ({})", p.what, p.why)),
             Ok(false) => Check::new(RBAC, "rbac", Status::Fail, format!("cannot {} ({})", p.what, p.why))
                 .hint(format!(
-                    "grant it to the signer's service account (the chart's ClusterRole and Role do); verify with kubectl auth can-i {} --as system:serviceaccount:{}:<service account>",
-                    p.what.replace(" in ", " -n "), o.namespace
+                    "grant it to the signer's service account (the chart's ClusterRole and Role do); verify with {}",
+                    p.can_i
                 )),
             Err(e) => Check::new(RBAC, "rbac", Status::Warn, format!("cannot review {}: {e}", p.what))
                 .hint("the check asks SubjectAccessReviews: it needs `create subjectaccessreviews.authorization.k8s.io`"),
@@ -805,6 +807,7 @@ mod tests {
             permissions: vec![Permission {
                 what: "sign signers x.dev/y".into(),
                 why: "decide requests",
+                can_i: "kubectl auth can-i sign signers.certificates.k8s.io/x.dev/y --as u".into(),
                 allowed: Ok(true),
             }],
             metrics: Some(parse_metrics(&metrics)),
@@ -1004,5 +1007,8 @@ mod tests {
         assert_eq!(r.status, Status::Fail);
         assert_eq!(r.message, "cannot sign signers x.dev/y (decide requests)");
         assert_eq!(r.anchor(), "README.md#check-rbac");
+        assert!(r.hint.as_deref().unwrap().ends_with(
+            "verify with kubectl auth can-i sign signers.certificates.k8s.io/x.dev/y --as u"
+        ));
     }
 }
