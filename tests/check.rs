@@ -256,6 +256,7 @@ async fn a_healthy_set_up_passes_every_check() {
         &url,
     ];
     let (code, report) = check(&server, dir.path(), &args);
+    println!("{report}");
     assert_eq!(code, 0, "{report}");
     assert!(
         !report.contains("\n× ") && !report.contains("\n‼ "),
@@ -438,6 +439,7 @@ async fn no_signer_running_fails_with_its_hints() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://127.0.0.1:{}/metrics", free_port());
     let (code, report) = check(&server, dir.path(), &["--metrics-url", &url]);
+    println!("{report}");
     assert_eq!(code, 1, "{report}");
     let (line, hint) = failure(&report, "no leader");
     assert_eq!(
@@ -568,6 +570,9 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
         ],
     );
     signer.wait_ready().await;
+    signer
+        .wait_metric("podcert_ca_not_after_timestamp_seconds{")
+        .await;
     let (code, exposition) = http_get(&signer.addr, "/metrics").await;
     assert_eq!(code, 200);
     let exported = exported_metrics(&exposition);
