@@ -122,9 +122,8 @@ pub struct ServerConfig {
     pub bookmark_interval: Duration,
     /// kube-apiserver's `ClusterTrustBundleProjection` feature gate. Off, a pod's
     /// `clusterTrustBundle` projected sources are dropped on create, as kube-apiserver does
-    /// (pkg/api/pod/util.go dropDisabledClusterTrustBundleProjection). Default on: the
-    /// emulated cluster is one set up for PodCertificates (real clusters have it off by
-    /// default while it is beta).
+    /// (pkg/api/pod/util.go dropDisabledClusterTrustBundleProjection). Default on, as on
+    /// 1.37 (GA); on 1.35 it is beta and off unless `--feature-gates` turns it on.
     pub cluster_trust_bundle_projection: bool,
 }
 
