@@ -123,7 +123,7 @@ impl Instance {
                 shared
                     .metrics
                     .trust_bundle_errors
-                    .get_or_create(&Metrics::signer(&signer))
+                    .get_or_create(&Metrics::signer(signer))
                     .clone(),
                 serving.token(),
             ));
