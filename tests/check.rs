@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, DynamicObject, PostParams};
+use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
-use podcert_testkit::apiserver::{ServerConfig, TestServer};
+use podcert_testkit::apiserver::{Faults, ServerConfig, TestServer};
 use podcert_testkit::rules::UserInfo;
 use serde_json::{json, Value};
 
@@ -79,7 +79,11 @@ impl Signer {
     async fn wait_metric(&self, needle: &str) {
         let start = Instant::now();
         while !http_get(&self.addr, "/metrics").await.1.contains(needle) {
-            assert!(start.elapsed() < WAIT, "{needle} never exported");
+            assert!(
+                start.elapsed() < WAIT,
+                "{needle} never exported; log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -396,44 +400,10 @@ async fn no_signer_running_fails_with_its_hints() {
     let server = TestServer::start(ServerConfig::default()).await.unwrap();
     prepare(&server, &shipped_rbac());
     // A request created 5 minutes ago (the server's clock set back while it is created).
-    let vectors: Vec<Value> = serde_json::from_str(
-        &std::fs::read_to_string(repo("testdata/kubelet-vectors/vectors.json")).unwrap(),
-    )
-    .unwrap();
-    let mut obj = vectors
-        .iter()
-        .find(|v| v["name"] == "ED25519-stub-v1")
-        .expect("vector ED25519-stub-v1")["object"]
-        .clone();
-    let ns = obj["metadata"]["namespace"].as_str().unwrap().to_string();
-    server
-        .load_yaml(&format!(
-            "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"
-        ))
-        .unwrap();
-    obj["spec"]["signerName"] = json!(SIGNER);
-    obj["metadata"] = json!({"name": "waiting", "namespace": ns});
-    let version = obj["apiVersion"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap();
-    let pcr = ApiResource {
-        group: "certificates.k8s.io".into(),
-        version: version.into(),
-        api_version: format!("certificates.k8s.io/{version}"),
-        kind: "PodCertificateRequest".into(),
-        plural: "podcertificaterequests".into(),
-    };
-    let api: Api<DynamicObject> = Api::namespaced_with(server.admin_client(), &ns, &pcr);
     server.set_clock_offset(time::Duration::minutes(-5));
-    api.create(
-        &PostParams::default(),
-        &serde_json::from_value(obj).unwrap(),
-    )
-    .await
-    .unwrap();
+    server
+        .load_yaml(&vector_request("waiting", "ED25519-stub-v1"))
+        .unwrap();
     server.set_clock_offset(time::Duration::ZERO);
 
     let dir = tempfile::tempdir().unwrap();
@@ -542,6 +512,27 @@ fn exported_metrics(exposition: &str) -> BTreeSet<String> {
     out
 }
 
+/// A kubelet vector's request, named `name` and addressed to the signer, as YAML for
+/// `load_yaml` (which writes to the store directly, past any injected fault).
+fn vector_request(name: &str, vector: &str) -> String {
+    let vectors: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(repo("testdata/kubelet-vectors/vectors.json")).unwrap(),
+    )
+    .unwrap();
+    let mut obj = vectors
+        .iter()
+        .find(|v| v["name"] == vector)
+        .unwrap_or_else(|| panic!("vector {vector}"))["object"]
+        .clone();
+    let ns = obj["metadata"]["namespace"].as_str().unwrap().to_string();
+    obj["spec"]["signerName"] = json!(SIGNER);
+    obj["metadata"] = json!({"name": name, "namespace": ns});
+    format!(
+        "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n---\n{}\n",
+        serde_json::to_string(&obj).unwrap()
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
     let dashboard =
@@ -554,6 +545,9 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
         .collect();
     assert!(used.len() >= 10, "{used:?}");
 
+    // A family appears in /metrics with its first series, so the signer is driven through
+    // what creates each one: an issuance, a denial, a 409 and a 500 on its status writes, a
+    // CA rotation. Leader election is off: the injected faults must not end leadership.
     let server = TestServer::start(ServerConfig::default()).await.unwrap();
     prepare(&server, &shipped_rbac());
     let dir = tempfile::tempdir().unwrap();
@@ -564,15 +558,61 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
             "--ca-secret",
             "podcert-system/podcert-signer-ca",
             "--ca-bootstrap",
-            "--leader-election=true",
-            "--leader-election-namespace",
-            NS,
+            "--leader-election=false",
         ],
     );
     signer.wait_ready().await;
     signer
         .wait_metric("podcert_ca_not_after_timestamp_seconds{")
         .await;
+    server
+        .load_yaml(&vector_request("issued", "ED25519-stub-v1"))
+        .unwrap();
+    server
+        .load_yaml(&vector_request("denied", "unknown-user-annotation"))
+        .unwrap();
+    signer.wait_metric("podcert_issued_total{").await;
+    signer.wait_metric("podcert_denied_total{").await;
+    server.set_faults(Faults {
+        conflict_rate: 1.0,
+        ..Faults::default()
+    });
+    server
+        .load_yaml(&vector_request("conflicted", "ECDSAP256-stub-v1"))
+        .unwrap();
+    signer.wait_metric("podcert_status_conflicts_total{").await;
+    server.set_faults(Faults {
+        error_rate: 1.0,
+        error_code: 500,
+        ..Faults::default()
+    });
+    signer.wait_metric("podcert_errors_total{").await;
+    server.set_faults(Faults::default());
+    let kubeconfig = dir.path().join("admin.kubeconfig");
+    server
+        .write_kubeconfig(&kubeconfig, &UserInfo::admin())
+        .unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "ca",
+            "rotate",
+            "--secret",
+            "podcert-system/podcert-signer-ca",
+        ])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    signer
+        .wait_metric("podcert_ca_rotation_transitions_total{")
+        .await;
+
     let (code, exposition) = http_get(&signer.addr, "/metrics").await;
     assert_eq!(code, 200);
     let exported = exported_metrics(&exposition);

@@ -57,8 +57,6 @@ impl Context {
     /// One signer's context in the process's `app`; its Event writers run in `tasks`.
     pub fn new(app: &AppContext, config: SignerConfig, ca: Arc<CaHandle>, tasks: &Tasks) -> Self {
         let labels = Metrics::signer(&config.signer_name);
-        app.metrics
-            .init_signer(&config.signer_name, &ReconcileError::KINDS);
         let events = app
             .reporter
             .clone()
@@ -130,18 +128,6 @@ pub enum ReconcileError {
 }
 
 impl ReconcileError {
-    /// Every value of [`ReconcileError::kind`] (plus "decode", counted outside reconcile).
-    const KINDS: [&'static str; 8] = [
-        "ca_not_loaded",
-        "namespace_unknown",
-        "issue",
-        "api_throttled",
-        "api_server_error",
-        "api_write",
-        "encode",
-        "decode",
-    ];
-
     fn kind(&self) -> &'static str {
         match self {
             ReconcileError::CaNotLoaded => "ca_not_loaded",

@@ -190,44 +190,6 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// Creates a signer's counters and histogram at zero, one series per known reason and
-    /// kind: a series that appears only at its first increment hides that increment from
-    /// `rate()` and `increase()` (and from the alerts built on them).
-    pub fn init_signer(&self, signer: &str, error_kinds: &[&str]) {
-        let labels = Self::signer(signer);
-        let _ = self.issued.get_or_create(&labels);
-        let _ = self.failed.get_or_create(&labels);
-        let _ = self.conflicts.get_or_create(&labels);
-        let _ = self.issue_latency.get_or_create(&labels);
-        let _ = self.pending.get_or_create(&labels);
-        let _ = self.oldest_pending_seconds.get_or_create(&labels);
-        let reasons = |f: &Family<ReasonLabels, Counter>,
-                       reasons: &mut dyn Iterator<Item = &str>| {
-            for reason in reasons {
-                let _ = f.get_or_create(&ReasonLabels {
-                    signer: signer.to_string(),
-                    reason: reason.to_string(),
-                });
-            }
-        };
-        reasons(
-            &self.denied,
-            &mut podcert_core::policy::DenyReason::ALL
-                .iter()
-                .map(|r| r.as_str()),
-        );
-        reasons(
-            &self.rotation_transitions,
-            &mut podcert_core::rotation::Transition::REASONS.into_iter(),
-        );
-        for kind in error_kinds {
-            let _ = self.errors.get_or_create(&ErrorLabels {
-                signer: signer.to_string(),
-                kind: kind.to_string(),
-            });
-        }
-    }
-
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -277,22 +239,5 @@ mod tests {
             "{text}"
         );
         assert!(text.lines().any(|l| l == "podcert_leader 1"), "{text}");
-    }
-
-    #[test]
-    fn a_signer_starts_with_every_counter_at_zero() {
-        let m = Metrics::new();
-        m.init_signer("example.com/x", &["issue"]);
-        let text = m.encode();
-        for series in [
-            "podcert_issued_total{signer=\"example.com/x\"} 0",
-            "podcert_failed_total{signer=\"example.com/x\"} 0",
-            "podcert_denied_total{signer=\"example.com/x\",reason=\"InvalidProof\"} 0",
-            "podcert_errors_total{signer=\"example.com/x\",kind=\"issue\"} 0",
-            "podcert_ca_rotation_transitions_total{signer=\"example.com/x\",reason=\"CAPrepared\"} 0",
-            "podcert_issue_latency_seconds_count{signer=\"example.com/x\"} 0",
-        ] {
-            assert!(text.lines().any(|l| l == series), "{series} missing:\n{text}");
-        }
     }
 }

@@ -57,19 +57,6 @@ pub enum DenyReason {
 }
 
 impl DenyReason {
-    /// Every reason (metrics start each at zero, so the first denial shows in a rate).
-    pub const ALL: [DenyReason; 9] = [
-        DenyReason::UnsupportedKeyType,
-        DenyReason::InvalidProof,
-        DenyReason::MalformedKey,
-        DenyReason::UnknownUserAnnotation,
-        DenyReason::SignerNameMismatch,
-        DenyReason::InvalidIdentity,
-        DenyReason::NamespaceNotAllowed,
-        DenyReason::ServiceAccountNotAllowed,
-        DenyReason::DnsNameNotAllowed,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             DenyReason::UnsupportedKeyType => "UnsupportedKeyType",

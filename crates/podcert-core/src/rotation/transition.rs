@@ -66,16 +66,6 @@ pub enum Transition {
 }
 
 impl Transition {
-    /// Every value of [`Transition::reason`].
-    pub const REASONS: [&'static str; 6] = [
-        "CAPrepared",
-        "CAPrepareFailed",
-        "CAActivated",
-        "CADropped",
-        "CAEmergencyDropped",
-        "CAExternalChange",
-    ];
-
     /// A Kubernetes Event reason (CamelCase, matches the API's reason pattern).
     pub fn reason(&self) -> &'static str {
         match self {
