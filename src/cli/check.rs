@@ -109,7 +109,11 @@ async fn observe(args: &CheckArgs) -> anyhow::Result<Vec<Check>> {
         .and_then(|v| v.minor.trim_end_matches('+').parse().ok());
     let pcr_versions = served(&client, "podcertificaterequests").await;
     let ctb_versions = served(&client, "clustertrustbundles").await;
-    let projection = projection(&client, args).await;
+    let projection = if args.trust_bundle {
+        projection(&client, args).await
+    } else {
+        Projection::Unknown("not checked".into())
+    };
     let permissions = permissions(&client, args, &bundle_name).await;
     let metrics = match &args.metrics_url {
         None => None,

@@ -348,6 +348,15 @@ fn api_checks(o: &Observed) -> Vec<Check> {
 }
 
 fn projection_check(o: &Observed) -> Check {
+    if !o.trust_bundle {
+        return Check::new(
+            GATES,
+            "ctb-projection",
+            Status::Skip,
+            "ClusterTrustBundle projection not checked: the signer publishes no ClusterTrustBundle"
+                .into(),
+        );
+    }
     match &o.projection {
         Projection::Kept => Check::new(GATES, "ctb-projection", Status::Ok, "ClusterTrustBundle projection enabled (a dry-run pod kept its clusterTrustBundle source)".into()),
         Projection::Dropped => Check::new(GATES, "ctb-projection", Status::Fail, "ClusterTrustBundle projection is off: a dry-run pod's clusterTrustBundle source came back dropped, so pods get no trust bundle".into())
@@ -988,6 +997,21 @@ mod tests {
         );
         assert_eq!(minor_of("1.34"), Some(34));
         assert_eq!(minor_of("v2.0.0"), None);
+    }
+
+    #[test]
+    fn without_a_trust_bundle_its_checks_are_skipped() {
+        let mut o = healthy();
+        o.trust_bundle = false;
+        o.projection = Projection::Dropped;
+        o.bundle = Bundle::Off;
+        let c = evaluate(&o, &limits());
+        assert!(
+            c.iter().all(|c| c.id != "ctb-api" && c.id != "bundle"),
+            "{c:#?}"
+        );
+        assert_eq!(by_id(&c, "ctb-projection").status, Status::Skip);
+        assert!(c.iter().all(|c| c.status != Status::Fail), "{c:#?}");
     }
 
     #[test]
