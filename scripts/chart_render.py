@@ -40,6 +40,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ca-existing-secret": {"ca": {"mode": "existingSecret", "existingSecret": {"name": "my-ca"}}},
     "ca-files": {"ca": {"mode": "files", "files": {"secretName": "my-ca-files", "trustAnchors": True}}},
     "servicemonitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
+    "monitoring": {
+        "metrics": {
+            "serviceMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True, "labels": {"release": "prom"},
+                               "runbookUrl": "https://example.com/podcert/runbook.md"},
+            "grafanaDashboard": {"enabled": True, "namespace": "monitoring",
+                                 "annotations": {"grafana_folder": "Security"}},
+        }
+    },
     "networkpolicy": {
         "networkPolicy": {
             "enabled": True,

@@ -25,7 +25,7 @@ import chart_render as cr  # noqa: E402
 # 1.34 and 1.36 are cheap to add and also supported).
 KUBE_VERSIONS = ["1.34.0", "1.35.0", "1.36.0", "1.37.0"]
 # CRD kinds kubernetes-validate has no schema for; their shape is asserted by a test below.
-CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 
 SIGNER = "podcert.dev/spiffe"
 # Command-line flags that configure only the flag signer (absent when signer.enabled is false).
@@ -428,6 +428,33 @@ class Security(unittest.TestCase):
         self.assertEqual(set(ep), {"port", "path", "interval", "scrapeTimeout"})
         self.assertEqual((ep["port"], ep["path"]), ("http-metrics", "/metrics"))
         self.assertEqual(sm["metadata"]["labels"]["release"], "prom")
+
+    def test_prometheus_rule_and_grafana_dashboard(self) -> None:
+        for kind in ("PrometheusRule", "ConfigMap"):
+            self.assertEqual(by_kind(self.renders["default"], kind), [])
+        # PrometheusRule is a CRD kubernetes-validate has no schema for: its shape is checked here.
+        rule = one(self.renders["monitoring"], "PrometheusRule")
+        self.assertEqual(rule["apiVersion"], "monitoring.coreos.com/v1")
+        self.assertEqual(set(rule), {"apiVersion", "kind", "metadata", "spec"})
+        self.assertEqual(set(rule["spec"]), {"groups"})
+        self.assertEqual(rule["metadata"]["namespace"], "podcert-system")
+        self.assertEqual(rule["metadata"]["labels"]["release"], "prom")
+        source = (cr.CHART / "files" / "alerts.rules.yaml").read_text()
+        url = "https://example.com/podcert/runbook.md"
+        self.assertEqual(rule["spec"]["groups"], yaml.safe_load(source.replace("RUNBOOK_URL", url))["groups"])
+        rules = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+        self.assertGreaterEqual(len(rules), 7)
+        for r in rules:
+            self.assertEqual(set(r) - {"for"}, {"alert", "expr", "labels", "annotations"})
+            self.assertEqual(r["annotations"]["runbook_url"], f"{url}#{r['alert'].lower()}")
+            self.assertIn(r["labels"]["severity"], ("critical", "warning"))
+        cm = one(self.renders["monitoring"], "ConfigMap")
+        self.assertEqual(cm["metadata"]["namespace"], "monitoring")
+        self.assertEqual(cm["metadata"]["labels"]["grafana_dashboard"], "1")
+        self.assertEqual(cm["metadata"]["annotations"], {"grafana_folder": "Security"})
+        dashboard = json.loads(cm["data"]["podcert-signer.json"])
+        self.assertEqual(dashboard, json.loads((cr.CHART / "files" / "dashboard.json").read_text()))
+        self.assertEqual(dashboard["uid"], "podcert-signer")
 
     def test_network_policy(self) -> None:
         np = one(self.renders["networkpolicy"], "NetworkPolicy")

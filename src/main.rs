@@ -13,6 +13,12 @@ use cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        // The report is the output; failed checks are not an error line, only exit status 1.
+        Command::Check(args) => match cli::check::run(*args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
         Command::Run(args) => cli::run::run(*args),
         Command::Sign(args) => cli::sign::run(args),
         Command::Inspect(args) => cli::inspect::run(args),

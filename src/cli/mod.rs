@@ -1,6 +1,8 @@
 //! The command line (stable: tests and benchmarks call it).
 
 pub mod ca;
+pub mod check;
+pub mod check_eval;
 pub mod inspect;
 pub mod run;
 pub mod sign;
@@ -32,6 +34,9 @@ pub enum Command {
     Ca(ca::CaCommand),
     /// Print the CustomResourceDefinitions (PodCertificateSigner) as YAML.
     Crd,
+    /// Check a cluster and a running signer (API versions, feature gates, RBAC, CA, trust
+    /// bundle, leader, pending requests, kubelet skew); exits 1 if any check fails.
+    Check(Box<check::CheckArgs>),
 }
 
 pub use podcert_core::duration::parse_duration;

@@ -89,6 +89,10 @@ struct ApiserverArgs {
     /// YAML files loaded as the administrator at start (e.g. RBAC).
     #[arg(long = "load")]
     load: Vec<PathBuf>,
+    /// kube-apiserver's ClusterTrustBundleProjection gate (false: pods' clusterTrustBundle
+    /// projected sources are dropped on create).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    cluster_trust_bundle_projection: bool,
     #[command(flatten)]
     faults: FaultArgs,
 }
@@ -156,6 +160,7 @@ async fn apiserver(a: ApiserverArgs) -> anyhow::Result<()> {
         watch_history: a.watch_history,
         faults: a.faults.faults(),
         listen: a.listen,
+        cluster_trust_bundle_projection: a.cluster_trust_bundle_projection,
         ..ServerConfig::default()
     };
     let server = TestServer::start(cfg).await?;

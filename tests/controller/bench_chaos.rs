@@ -76,10 +76,16 @@ async fn bench_burst_issues_every_request_and_reports_the_fields() {
     // CPU per issued certificate (signer_cpu_s is printed rounded to 10 ms: 417 µs over 12),
     // and that over the core's own time per request.
     let per_issued = r.signer_cpu_s * 1e6 / 12.0;
-    assert!((r.signer_cpu_per_issued_us - per_issued).abs() <= 420.0, "{r:?}");
+    assert!(
+        (r.signer_cpu_per_issued_us - per_issued).abs() <= 420.0,
+        "{r:?}"
+    );
     let core_us = 1e6 / r.core_per_s.unwrap();
     let expected = r.signer_cpu_per_issued_us / core_us;
-    assert!((r.cpu_vs_core.unwrap() - expected).abs() <= 0.01 + expected * 0.02, "{r:?}");
+    assert!(
+        (r.cpu_vs_core.unwrap() - expected).abs() <= 0.01 + expected * 0.02,
+        "{r:?}"
+    );
     assert_eq!(r.rate, None);
     assert_eq!(
         (r.key_type.as_str(), r.ca_key_type.as_str()),

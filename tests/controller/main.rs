@@ -1,5 +1,6 @@
 //! `podcert-signer run` end to end: the real binary against the API emulator (`podcert-testkit`),
-//! plus the CA Secret format against the emulator and `podcert-testkit bench`/`chaos` with small
+//! plus `podcert-signer check` against healthy and broken set-ups, the CA Secret format against
+//! the emulator and `podcert-testkit bench`/`chaos` with small
 //! N. The harness that starts the signer is `tests/fixtures/e2e.rs`.
 
 #[path = "../fixtures/mod.rs"]
@@ -8,6 +9,7 @@ mod fixtures;
 mod bench_chaos;
 mod ca;
 mod ca_secret;
+mod check;
 mod crd;
 mod e2e;
 mod ha;

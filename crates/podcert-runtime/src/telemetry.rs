@@ -82,6 +82,7 @@ pub struct Metrics {
     pub rotation_phase: Family<PhaseLabels, Gauge>,
     pub rotation_next_step: Family<SignerLabels, Gauge>,
     pub rotation_transitions: Family<ReasonLabels, Counter>,
+    pub trust_bundle_errors: Family<SignerLabels, Counter>,
     pub leader: Gauge,
     /// Active-active: live members as this replica sees them (itself included).
     pub members: Gauge,
@@ -116,6 +117,7 @@ impl Metrics {
             rotation_phase: Family::default(),
             rotation_next_step: Family::default(),
             rotation_transitions: Family::default(),
+            trust_bundle_errors: Family::default(),
             leader: Gauge::default(),
             members: Gauge::default(),
             owned: Family::default(),
@@ -183,6 +185,11 @@ impl Metrics {
             "ca_rotation_transitions",
             "CA rotation phase changes recorded by the leader, by Event reason",
             m.rotation_transitions.clone(),
+        );
+        registry.register(
+            "trust_bundle_publish_errors",
+            "Failed attempts to write the ClusterTrustBundle or a trust-bundle ConfigMap (retried)",
+            m.trust_bundle_errors.clone(),
         );
         registry.register(
             "leader",

@@ -9,6 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject, ObjectMeta, PostParams};
 use kube::discovery::ApiResource;
+use prometheus_client::metrics::counter::Counter;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -18,13 +19,14 @@ use podcert_k8s::trust_bundle::TrustBundleConfig;
 
 use crate::ca_backend::{BundleContent, CaHandle};
 
-/// Runs until `shutdown` is cancelled.
+/// Runs until `shutdown` is cancelled; every failed attempt counts in `errors`.
 pub async fn run(
     client: kube::Client,
     resource: ApiResource,
     cfg: TrustBundleConfig,
     ca: Arc<CaHandle>,
     mut leader: watch::Receiver<bool>,
+    errors: Counter,
     shutdown: CancellationToken,
 ) {
     let mut ca_changes = ca.subscribe();
@@ -45,6 +47,7 @@ pub async fn run(
                     }
                     Some(Err(e)) => {
                         failures = failures.saturating_add(1);
+                        errors.inc();
                         wait = Duration::from_millis(500u64 << failures.min(5)).min(cfg.resync);
                         warn!(error = %e, bundle = %cfg.bundle_name(), "publishing the trust bundle failed; retrying");
                     }

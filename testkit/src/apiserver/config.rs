@@ -120,6 +120,11 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// How often watches with `allowWatchBookmarks=true` receive a BOOKMARK.
     pub bookmark_interval: Duration,
+    /// kube-apiserver's `ClusterTrustBundleProjection` feature gate. Off, a pod's
+    /// `clusterTrustBundle` projected sources are dropped on create, as kube-apiserver does
+    /// (pkg/api/pod/util.go dropDisabledClusterTrustBundleProjection). Default on, as on
+    /// 1.37 (GA); on 1.35 it is beta and off unless `--feature-gates` turns it on.
+    pub cluster_trust_bundle_projection: bool,
 }
 
 impl Default for ServerConfig {
@@ -134,6 +139,7 @@ impl Default for ServerConfig {
             faults: Faults::default(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             bookmark_interval: Duration::from_secs(1),
+            cluster_trust_bundle_projection: true,
         }
     }
 }

@@ -336,6 +336,41 @@ async fn resource_request(
     if let Some(e) = d.error {
         return Err(e);
     }
+    // ValidateCreateOptions & co.: dryRun may only be "All". The emulator serves it on create;
+    // the other writes refuse it rather than write for real.
+    let dry_run = match q.get("dryRun").map(String::as_str) {
+        None | Some("") => false,
+        Some("All") if verb == "create" => true,
+        Some("All") if write => {
+            return Err(ApiError {
+                code: 501,
+                reason: "NotImplemented".into(),
+                message: format!(
+                    "the API server emulator serves dryRun on create only, not on {verb}"
+                ),
+                details: None,
+                retry_after_seconds: None,
+            })
+        }
+        Some(other) => {
+            let kind = match verb {
+                "update" => "UpdateOptions",
+                "patch" => "PatchOptions",
+                "delete" | "deletecollection" => "DeleteOptions",
+                _ => "CreateOptions",
+            };
+            return Err(ApiError::invalid(
+                "meta.k8s.io",
+                kind,
+                "",
+                &[FieldError::not_supported(
+                    "dryRun",
+                    json!([other]),
+                    &["All"],
+                )],
+            ));
+        }
+    };
     let version = rp.version.clone();
     let table_inc = table::wants_table(accept).then(|| {
         q.get("includeObject")
@@ -445,7 +480,7 @@ async fn resource_request(
                 ));
             }
             let mut st = lock(&sh.state);
-            let o = ops::create(&mut st, &ctx, &def, &version, &ns, body)?;
+            let o = ops::create_with(&mut st, &ctx, &def, &version, &ns, body, dry_run)?;
             Ok(json_response(201, &out(&o)))
         }
         "update" => {

@@ -11,7 +11,8 @@
 //! graceful termination); core and events.k8s.io Events are stored separately; CRD schemas
 //! prune unknown fields and check `required` but not types or CEL rules; OpenAPI v3 lists
 //! operations but no schemas, and `fieldValidation=Strict` does not detect unknown fields of
-//! built-in kinds; protobuf request bodies (kubectl's typed generators such as `kubectl create
+//! built-in kinds; `dryRun` is served on create only (other writes with it get 501, never a
+//! silent write); protobuf request bodies (kubectl's typed generators such as `kubectl create
 //! configmap` or `kubectl auth can-i`) get 415; `resourceVersionMatch` on lists is ignored.
 
 // Handlers return `ApiError` (the Status body to send) by value; it is built once per refused
@@ -120,10 +121,9 @@ impl TestServer {
         let addr = listener
             .local_addr()
             .context("reading the API server's address")?;
-        let state = Arc::new(Mutex::new(State::new(
-            Registry::new(cfg.version, pcr, ctb),
-            cfg.watch_history,
-        )));
+        let mut state = State::new(Registry::new(cfg.version, pcr, ctb), cfg.watch_history);
+        state.cluster_trust_bundle_projection = cfg.cluster_trust_bundle_projection;
+        let state = Arc::new(Mutex::new(state));
         let (drop_tx, _) = twatch::channel(0u64);
         let shared = Arc::new(Shared {
             state,

@@ -137,9 +137,12 @@ fn qos_class(pod: &Value) -> &'static str {
 }
 
 /// PrepareForCreate of the strategies that reset or default fields.
-fn prepare_for_create(def: &ResourceDef, obj: &mut Value, now: &str) {
+fn prepare_for_create(st: &State, def: &ResourceDef, obj: &mut Value, now: &str) {
     match (def.group.as_str(), def.resource.as_str()) {
         ("", "pods") => {
+            if !st.cluster_trust_bundle_projection {
+                rules::core::drop_disabled_cluster_trust_bundle_projection(obj, None);
+            }
             let qos = qos_class(obj);
             obj["status"] = json!({"phase": "Pending", "qosClass": qos});
         }
@@ -192,6 +195,21 @@ pub fn create(
     version: &str,
     ns: &str,
     body: Value,
+) -> Result<Value, ApiError> {
+    create_with(st, ctx, def, version, ns, body, false)
+}
+
+/// POST with `dryRun=All` (`dry_run`): decoded, defaulted, admitted and checked for a name
+/// clash like a create, then returned unstored, without a resourceVersion
+/// (storage/etcd3's DryRunnableStorage.Create copies the object it would have written).
+pub fn create_with(
+    st: &mut State,
+    ctx: &Ctx,
+    def: &ResourceDef,
+    version: &str,
+    ns: &str,
+    body: Value,
+    dry_run: bool,
 ) -> Result<Value, ApiError> {
     check_type(def, version, &body)?;
     let mut obj = decode(def, body, version)?;
@@ -257,11 +275,14 @@ pub fn create(
         return Err(ApiError::invalid(&def.group, &def.kind, &name, &errs));
     }
     check_namespace(st, def, ns)?;
-    prepare_for_create(def, &mut obj, &now);
+    prepare_for_create(st, def, &mut obj, &now);
     admission::admit_create(st, ctx.user, def, &mut obj)?;
     canonicalize(def, &mut obj);
     if st.get_obj(&def.group, &def.resource, ns, &name).is_some() {
         return Err(ApiError::already_exists(&def.group, &def.resource, &name));
+    }
+    if dry_run {
+        return Ok(obj);
     }
     let rv = st.next_rv();
     meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));

@@ -71,6 +71,8 @@ pub struct State {
     /// that lost a race (chaos reports them as duplicate work).
     pub stale_writes: HashMap<(String, String), u64>,
     tx: broadcast::Sender<Arc<StoredEvent>>,
+    /// The `ClusterTrustBundleProjection` feature gate (`ServerConfig`).
+    pub cluster_trust_bundle_projection: bool,
 }
 
 impl State {
@@ -86,6 +88,7 @@ impl State {
             log: Vec::new(),
             stale_writes: HashMap::new(),
             tx,
+            cluster_trust_bundle_projection: true,
         }
     }
 

@@ -240,9 +240,12 @@ fn report(
         max_ms: ms(summary.latency.max),
         signer_cpu_s: round(usage.cpu_s, 2),
         signer_cpu_per_issued_us: round(cpu_per_issued_us(usage.cpu_s, summary.issued), 1),
-        cpu_vs_core: rates
-            .filter(|_| summary.issued > 0)
-            .map(|r| round(cpu_per_issued_us(usage.cpu_s, summary.issued) * r.core / 1e6, 2)),
+        cpu_vs_core: rates.filter(|_| summary.issued > 0).map(|r| {
+            round(
+                cpu_per_issued_us(usage.cpu_s, summary.issued) * r.core / 1e6,
+                2,
+            )
+        }),
         signer_peak_rss_mib: round(usage.peak_rss_mib, 1),
         core_per_s: rates.map(|r| round(r.core, 1)),
         raw_sign_per_s: rates.map(|r| round(r.raw, 1)),

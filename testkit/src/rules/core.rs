@@ -359,6 +359,40 @@ pub fn validate_event_create(obj: &Value) -> Vec<FieldError> {
     errs
 }
 
+/// kube-apiserver's pod strategy with the `ClusterTrustBundleProjection` gate off
+/// (pkg/api/pod/util.go dropDisabledClusterTrustBundleProjection, called by PrepareForCreate):
+/// the `clusterTrustBundle` field of every projected volume source is cleared, leaving an empty
+/// source, unless the old pod (an update) already used one. Returns whether anything was dropped.
+pub fn drop_disabled_cluster_trust_bundle_projection(pod: &mut Value, old: Option<&Value>) -> bool {
+    fn uses(pod: &Value) -> bool {
+        pod.pointer("/spec/volumes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.pointer("/projected/sources").and_then(Value::as_array))
+            .flatten()
+            .any(|s| s.get("clusterTrustBundle").is_some_and(|c| !c.is_null()))
+    }
+    if old.is_some_and(uses) {
+        return false;
+    }
+    let mut dropped = false;
+    let volumes = pod
+        .pointer_mut("/spec/volumes")
+        .and_then(Value::as_array_mut);
+    for v in volumes.into_iter().flatten() {
+        let sources = v
+            .pointer_mut("/projected/sources")
+            .and_then(Value::as_array_mut);
+        for s in sources.into_iter().flatten() {
+            if let Some(m) = s.as_object_mut() {
+                dropped |= m.remove("clusterTrustBundle").is_some();
+            }
+        }
+    }
+    dropped
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,5 +413,33 @@ mod tests {
             vec!["must not be '..'".to_string()]
         );
         assert_eq!(config_key_errors("..x").len(), 1);
+    }
+
+    #[test]
+    fn cluster_trust_bundle_projection_dropped_when_the_gate_is_off() {
+        let pod = || {
+            serde_json::json!({"spec": {"volumes": [
+                {"name": "b", "projected": {"sources": [
+                    {"clusterTrustBundle": {"signerName": "x.dev/y", "path": "ca.crt"}},
+                    {"configMap": {"name": "c"}}
+                ]}},
+                {"name": "e", "emptyDir": {}}
+            ]}})
+        };
+        let mut p = pod();
+        assert!(drop_disabled_cluster_trust_bundle_projection(&mut p, None));
+        // The source stays, emptied, as Go's `Sources[j].ClusterTrustBundle = nil` leaves it.
+        assert_eq!(
+            p["spec"]["volumes"][0]["projected"]["sources"],
+            serde_json::json!([{}, {"configMap": {"name": "c"}}])
+        );
+        // An update of a pod that already used one keeps it.
+        let old = pod();
+        let mut p = pod();
+        assert!(!drop_disabled_cluster_trust_bundle_projection(
+            &mut p,
+            Some(&old)
+        ));
+        assert_eq!(p, pod());
     }
 }

@@ -120,6 +120,11 @@ impl Instance {
                 tb.clone(),
                 self.ca.clone(),
                 shared.leader.clone(),
+                shared
+                    .metrics
+                    .trust_bundle_errors
+                    .get_or_create(&Metrics::signer(signer))
+                    .clone(),
                 serving.token(),
             ));
         }
