@@ -219,7 +219,14 @@ func TestMTLS(t *testing.T) {
 		if err := call("spiffe://cluster.local/ns/mtls-a/sa/server"); err != nil {
 			t.Fatalf("client: %v; server log:\n%s", err, tail(slog))
 		}
-		if !strings.Contains(tail(slog), "exchange ok peer=spiffe://cluster.local/ns/mtls-b/sa/client") {
+		// The server logs after the client has its answer: give the line a moment to land
+		// (a CI run on a busy machine read the log before it did).
+		want := "exchange ok peer=spiffe://cluster.local/ns/mtls-b/sa/client"
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(tail(slog), want) && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if !strings.Contains(tail(slog), want) {
 			t.Errorf("server did not log the exchange:\n%s", tail(slog))
 		}
 	})
