@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::ca::{Ca, CaError, GeneratedCa};
+use crate::ca::{Ca, CaError, GeneratedCa, KeyResolver, PemKeys};
 
 /// The Secret key holding the state, next to the PEM material.
 pub const STATE_KEY: &str = "rotation.json";
@@ -97,7 +97,20 @@ impl CaRecord {
         origin: CaOrigin,
         now: OffsetDateTime,
     ) -> Result<CaRecord, CaError> {
-        let ca = Ca::from_pem(cert_pem, key_pem, trust_anchors_pem, now)?;
+        Self::from_material_with(cert_pem, key_pem, trust_anchors_pem, origin, now, &PemKeys)
+    }
+
+    /// As [`CaRecord::from_material`], the key possibly a reference `resolver` knows (a
+    /// `pkcs11:` URI, kept in the record as the key).
+    pub fn from_material_with(
+        cert_pem: &str,
+        key_pem: &str,
+        trust_anchors_pem: Option<&str>,
+        origin: CaOrigin,
+        now: OffsetDateTime,
+        resolver: &dyn KeyResolver,
+    ) -> Result<CaRecord, CaError> {
+        let ca = Ca::load(cert_pem, key_pem, trust_anchors_pem, now, resolver)?;
         Ok(CaRecord {
             fingerprint_sha256: ca.fingerprint_sha256(),
             origin,
@@ -238,7 +251,26 @@ impl RotationState {
         origin: CaOrigin,
         now: OffsetDateTime,
     ) -> Result<Self, CaError> {
-        let record = CaRecord::from_material(cert_pem, key_pem, trust_anchors_pem, origin, now)?;
+        Self::adopt_with(cert_pem, key_pem, trust_anchors_pem, origin, now, &PemKeys)
+    }
+
+    /// As [`RotationState::adopt`], the key possibly a reference `resolver` knows.
+    pub fn adopt_with(
+        cert_pem: &str,
+        key_pem: &str,
+        trust_anchors_pem: Option<&str>,
+        origin: CaOrigin,
+        now: OffsetDateTime,
+        resolver: &dyn KeyResolver,
+    ) -> Result<Self, CaError> {
+        let record = CaRecord::from_material_with(
+            cert_pem,
+            key_pem,
+            trust_anchors_pem,
+            origin,
+            now,
+            resolver,
+        )?;
         Ok(Self::new(record, now))
     }
 
