@@ -47,10 +47,7 @@ pub fn generate_self_signed(
         &pem::Pem::new("PRIVATE KEY", key_pair.serialize_der()),
         pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
     );
-    Ok(GeneratedCa {
-        cert_pem,
-        key_pem,
-    })
+    Ok(GeneratedCa { cert_pem, key_pem })
 }
 
 /// A self-signed CA certificate, PEM, for a key held elsewhere (a PKCS#11 token: `ca init

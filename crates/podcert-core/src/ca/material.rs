@@ -30,8 +30,18 @@ impl Material {
     }
 
     /// As [`Material::load`], the key possibly a reference `resolver` knows (a `pkcs11:` URI).
-    pub fn load_with(&self, now: OffsetDateTime, resolver: &dyn KeyResolver) -> Result<Ca, CaError> {
-        Ca::load(&self.cert, &self.key, self.anchors.as_deref(), now, resolver)
+    pub fn load_with(
+        &self,
+        now: OffsetDateTime,
+        resolver: &dyn KeyResolver,
+    ) -> Result<Ca, CaError> {
+        Ca::load(
+            &self.cert,
+            &self.key,
+            self.anchors.as_deref(),
+            now,
+            resolver,
+        )
     }
 }
 

@@ -17,8 +17,8 @@ use time::OffsetDateTime;
 
 pub use generate::{generate_self_signed, self_signed_for_key, GeneratedCa};
 pub use material::Material;
-pub use signing_key::{KeyResolver, PemKeys, RemoteKey};
 use signing_key::CaKey;
+pub use signing_key::{KeyResolver, PemKeys, RemoteKey};
 
 /// Key types a CA may have. Loaded RSA CA keys of any size aws-lc-rs accepts (2048 bits and
 /// up) report `Rsa3072`: it stands for "an RSA CA", signing with sha256WithRSAEncryption.
@@ -190,7 +190,13 @@ impl Ca {
             Some(remote) => remote?,
             None => {
                 let (key_pair, key_type) = key::load_key(key_text)?;
-                return Ca::from_parts(chain, CaKey::Local(key_pair), key_type, trust_anchors_pem, now);
+                return Ca::from_parts(
+                    chain,
+                    CaKey::Local(key_pair),
+                    key_type,
+                    trust_anchors_pem,
+                    now,
+                );
             }
         };
         Ca::from_parts_remote(chain, key, trust_anchors_pem, now)
@@ -350,7 +356,9 @@ fn check_issuer_name_round_trips(
     let probe = params
         .signed_by(issuer.key(), issuer)
         .map_err(|e| match issuer.key() {
-            CaKey::Remote(_) => CaError::KeyUnavailable(format!("the probe signature failed ({e})")),
+            CaKey::Remote(_) => {
+                CaError::KeyUnavailable(format!("the probe signature failed ({e})"))
+            }
             CaKey::Local(_) => CaError::BadKey(format!("signing with the CA key failed ({e})")),
         })?;
     let probe = cert::parse(probe.der()).map_err(CaError::BadCertificate)?;

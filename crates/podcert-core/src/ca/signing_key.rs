@@ -66,7 +66,5 @@ pub(crate) fn remote_key_type(key: &dyn SigningKey) -> Result<CaKeyType, CaError
     CaKeyType::ALL
         .into_iter()
         .find(|t| super::key::signature_algorithm(*t) == alg)
-        .ok_or_else(|| {
-            CaError::UnsupportedKey(format!("a remote key signing with {alg:?}"))
-        })
+        .ok_or_else(|| CaError::UnsupportedKey(format!("a remote key signing with {alg:?}")))
 }

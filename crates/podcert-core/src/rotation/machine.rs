@@ -209,7 +209,15 @@ pub fn observe_external(
     trust_anchors_pem: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<(RotationState, Vec<Transition>), CaError> {
-    observe_external_with(state, policy, cert_pem, key_pem, trust_anchors_pem, now, &PemKeys)
+    observe_external_with(
+        state,
+        policy,
+        cert_pem,
+        key_pem,
+        trust_anchors_pem,
+        now,
+        &PemKeys,
+    )
 }
 
 /// As [`observe_external`], the key possibly a reference `resolver` knows (a `pkcs11:` URI).

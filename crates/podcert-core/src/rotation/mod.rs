@@ -23,8 +23,8 @@ mod transition;
 mod trigger;
 
 pub use machine::{
-    begin_manual, emergency_drop, forced_activation_at, next_step_at, observe_external, observe_external_with, prepare_at,
-    step, Generate, RotationError,
+    begin_manual, emergency_drop, forced_activation_at, next_step_at, observe_external,
+    observe_external_with, prepare_at, step, Generate, RotationError,
 };
 pub use retained::{
     encode_retained, parse_handled, parse_retained, retained_roots, RecordProblem, RetainedRoot,
