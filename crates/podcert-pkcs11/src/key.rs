@@ -543,6 +543,9 @@ pub fn generate(
         Attribute::Token(true),
         Attribute::Private(false),
         Attribute::Verify(true),
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
+        Attribute::Derive(false),
         Attribute::Label(label.clone()),
         Attribute::Id(id.clone()),
     ];
@@ -552,6 +555,10 @@ pub fn generate(
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
         Attribute::Sign(true),
+        // Only signing: tokens default some of these to true.
+        Attribute::Decrypt(false),
+        Attribute::Unwrap(false),
+        Attribute::Derive(false),
         Attribute::Label(label),
         Attribute::Id(id),
     ];

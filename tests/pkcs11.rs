@@ -1,0 +1,246 @@
+//! CA keys in a PKCS#11 token (SoftHSM2, a token initialised in a temporary directory through
+//! SOFTHSM2_CONF): `ca init --generate`, `sign` and `run` with `--ca-key pkcs11:...`. Skips,
+//! saying so, when libsofthsm2.so is absent, unless PODCERT_REQUIRE_SOFTHSM=1 (CI).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use podcert_pkcs11::softhsm;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+const BIN: &str = env!("CARGO_BIN_EXE_podcert-signer");
+const SIGNER: &str = "acceptance.podcert.test/spiffe";
+
+/// A SoftHSM2 setup of its own: config, token "podcert", PIN file.
+struct Token {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+    module: PathBuf,
+}
+
+impl Token {
+    fn new() -> Option<Token> {
+        let module = softhsm::module()?;
+        let dir = tempfile::tempdir().unwrap();
+        let conf = softhsm::init_tokens(dir.path(), &["podcert"]).unwrap();
+        Some(Token { dir, conf, module })
+    }
+
+    fn uri(&self, object: &str) -> String {
+        softhsm::uri(&self.module, self.dir.path(), "podcert", object)
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.env("SOFTHSM2_CONF", &self.conf);
+        c
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.path().join("ca")
+    }
+
+    fn ca_init(&self, object: &str, extra: &[&str]) -> Output {
+        self.cmd()
+            .args(["ca", "init", "--out"])
+            .arg(self.out())
+            .args(["--ca-key", &self.uri(object)])
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
+    fn pkcs11_tool(&self, args: &[&str]) -> Output {
+        Command::new("pkcs11-tool")
+            .env("SOFTHSM2_CONF", &self.conf)
+            .arg("--module")
+            .arg(&self.module)
+            .args([
+                "--token-label",
+                "podcert",
+                "--login",
+                "--pin",
+                softhsm::USER_PIN,
+            ])
+            .args(args)
+            .output()
+            .expect("pkcs11-tool (Debian: opensc) runs")
+    }
+
+    fn sign(&self, object: &str, request: &Value) -> Output {
+        let mut child = self
+            .cmd()
+            .arg("sign")
+            .arg("--ca-cert")
+            .arg(self.out().join("ca.crt"))
+            .args(["--ca-key", &self.uri(object)])
+            .args(["--trust-domain", "cluster.local", "--signer-name", SIGNER])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(serde_json::to_string(request).unwrap().as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn vector(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/kubelet-vectors/vectors.json");
+    let all: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    all.into_iter().find(|v| v["name"] == name).unwrap()["object"].clone()
+}
+
+fn ders(pem_text: &str) -> Vec<Vec<u8>> {
+    pem::parse_many(pem_text)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.into_contents())
+        .collect()
+}
+
+/// Verifies `chain_pem` (leaf first) with rustls-webpki against the root `anchor_pem`.
+fn verify_leaf(chain_pem: &str, anchor_pem: &str) {
+    use rustls::pki_types::{CertificateDer, UnixTime};
+    let chain = ders(chain_pem);
+    let anchor_der = ders(anchor_pem).remove(0);
+    let anchor = webpki::anchor_from_trusted_cert(&CertificateDer::from(anchor_der.as_slice()))
+        .unwrap()
+        .to_owned();
+    let leaf = CertificateDer::from(chain[0].as_slice());
+    let ee = webpki::EndEntityCert::try_from(&leaf).unwrap();
+    let inter: Vec<_> = chain[1..]
+        .iter()
+        .map(|c| CertificateDer::from(c.as_slice()))
+        .collect();
+    let now = OffsetDateTime::now_utc().unix_timestamp() as u64;
+    ee.verify_for_usage(
+        webpki::ALL_VERIFICATION_ALGS,
+        &[anchor],
+        &inter,
+        UnixTime::since_unix_epoch(std::time::Duration::from_secs(now)),
+        webpki::KeyUsage::client_auth(),
+        None,
+        None,
+    )
+    .expect("the leaf verifies against the token-signed CA");
+}
+
+#[test]
+fn ca_init_generate_then_sign_issues_leaves_that_verify_for_every_key_type() {
+    for key_type in ["ecdsa-p256", "ecdsa-p384", "ed25519", "rsa3072"] {
+        let Some(t) = Token::new() else { return };
+        let printed = ok(&t.ca_init("ca-2026", &["--generate", "--key-type", key_type]));
+        assert!(printed.contains(key_type), "{printed}");
+        assert!(t.out().join("ca.crt").exists());
+        assert!(
+            !t.out().join("ca.key").exists(),
+            "no key file for a token key"
+        );
+
+        let out = t.sign("ca-2026", &vector("ECDSAP256-stub-v1"));
+        let got: Value = serde_json::from_str(&ok(&out)).unwrap();
+        let chain = got["status"]["certificateChain"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key_type}: no certificate issued: {got}"));
+        let root = std::fs::read_to_string(t.out().join("ca.crt")).unwrap();
+        verify_leaf(chain, &root);
+    }
+}
+
+#[test]
+fn the_generated_key_cannot_be_read_out_of_the_token() {
+    let Some(t) = Token::new() else { return };
+    ok(&t.ca_init("ca-2026", &["--generate"]));
+    let listed = ok(&t.pkcs11_tool(&["--list-objects", "--type", "privkey"]));
+    assert!(listed.contains("label:      ca-2026"), "{listed}");
+    assert!(
+        listed.contains("Access:     sensitive, always sensitive, never extractable"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("Usage:      sign\n"),
+        "the key may only sign: {listed}"
+    );
+    // Reading CKA_VALUE fails. The only in-process use of the module in this file: SoftHSM2
+    // reads SOFTHSM2_CONF once, at C_Initialize; every other test runs the binary.
+    std::env::set_var("SOFTHSM2_CONF", &t.conf);
+    let uri = podcert_pkcs11::Pkcs11Uri::parse(&t.uri("ca-2026")).unwrap();
+    let key = podcert_pkcs11::Pkcs11Key::open(&uri, None, 1).unwrap();
+    assert!(
+        !key.value_is_readable().unwrap(),
+        "CKA_VALUE of the CA key was readable"
+    );
+}
+
+#[test]
+fn ca_init_uses_a_key_made_with_pkcs11_tool_and_refuses_a_second_generate() {
+    let Some(t) = Token::new() else { return };
+    ok(&t.pkcs11_tool(&[
+        "--keypairgen",
+        "--key-type",
+        "EC:secp384r1",
+        "--label",
+        "hsm-made",
+        "--id",
+        "0a",
+    ]));
+    let printed = ok(&t.ca_init("hsm-made", &[]));
+    assert!(printed.contains("ecdsa-p384"), "{printed}");
+    let cert = std::fs::read_to_string(t.out().join("ca.crt")).unwrap();
+    assert!(cert.contains("BEGIN CERTIFICATE"));
+
+    std::fs::remove_dir_all(t.out()).unwrap();
+    let again = t.ca_init("hsm-made", &["--generate"]);
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("exists already"), "{err}");
+}
+
+#[test]
+fn bad_uris_and_missing_keys_are_one_clear_error() {
+    let Some(t) = Token::new() else { return };
+    let cases = [
+        (t.uri("x") + "&pin-value=1234", "pin-value is refused"),
+        ("pkcs11:object=x".to_string(), "module-path is missing"),
+        (t.uri("absent"), "no private key with this label"),
+        (
+            t.uri("x").replace("token=podcert", "token=other"),
+            "no token matches",
+        ),
+    ];
+    for (uri, want) in cases {
+        let out = t
+            .cmd()
+            .args(["ca", "init", "--out"])
+            .arg(t.out())
+            .args(["--ca-key", &uri])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{uri}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            !err.contains(softhsm::USER_PIN) || err.contains("pin-value"),
+            "{err}"
+        );
+    }
+}
