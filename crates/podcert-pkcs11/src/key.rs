@@ -2,7 +2,6 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 
-use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::Mechanism;
@@ -14,6 +13,7 @@ use podcert_core::ca::CaKeyType;
 use rcgen::{PublicKeyData, SignatureAlgorithm, SigningKey};
 use sha2::Digest;
 
+use crate::module::Module;
 use crate::pubkey;
 use crate::uri::Pkcs11Uri;
 
@@ -81,7 +81,7 @@ pub struct Pkcs11Key {
 
 struct Inner {
     uri: Pkcs11Uri,
-    ctx: Pkcs11,
+    module: Arc<Module>,
     pin: Option<Pin>,
     key_type: CaKeyType,
     public: Vec<u8>,
@@ -91,8 +91,25 @@ struct Inner {
     unavailable: Mutex<Option<String>>,
 }
 
+/// A session, the private key's handle in it, and the module generation it was opened in.
+struct Lent {
+    session: Session,
+    key: ObjectHandle,
+    generation: u64,
+}
+
+impl Lent {
+    /// Closes the session if the module still knows it; one from before a re-initialisation
+    /// is gone already and its handle may belong to a newer session.
+    fn discard(self, generation: u64) {
+        if self.generation == generation {
+            let _ = self.session.close();
+        }
+    }
+}
+
 struct Pool {
-    idle: Vec<(Session, ObjectHandle)>,
+    idle: Vec<Lent>,
     /// Sessions open now, idle or lent out.
     open: usize,
     max: usize,
@@ -109,26 +126,38 @@ impl std::fmt::Debug for Pkcs11Key {
 
 /// Errors after which a fresh session may succeed: the session or login is gone, or the token
 /// was removed (and perhaps is back).
-fn session_lost(e: &CkError) -> bool {
-    matches!(
-        e,
-        CkError::Pkcs11(
-            RvError::SessionHandleInvalid
-                | RvError::SessionClosed
-                | RvError::SessionCount
-                | RvError::TokenNotPresent
-                | RvError::TokenNotRecognized
-                | RvError::DeviceRemoved
-                | RvError::DeviceError
-                | RvError::DeviceMemory
-                | RvError::UserNotLoggedIn
-                | RvError::KeyHandleInvalid
-                | RvError::ObjectHandleInvalid
-                | RvError::GeneralError
-                | RvError::FunctionFailed,
-            _
-        )
-    )
+fn session_lost(e: &Pkcs11Error) -> bool {
+    match e {
+        Pkcs11Error::Token(_) => true,
+        Pkcs11Error::Call { source, .. } => matches!(
+            source,
+            CkError::Pkcs11(
+                RvError::SessionHandleInvalid
+                    | RvError::SessionClosed
+                    | RvError::SessionCount
+                    | RvError::TokenNotPresent
+                    | RvError::TokenNotRecognized
+                    | RvError::DeviceRemoved
+                    | RvError::DeviceError
+                    | RvError::DeviceMemory
+                    | RvError::UserNotLoggedIn
+                    | RvError::KeyHandleInvalid
+                    | RvError::ObjectHandleInvalid
+                    | RvError::CryptokiNotInitialized
+                    | RvError::GeneralError
+                    | RvError::FunctionFailed,
+                _
+            )
+        ),
+        _ => false,
+    }
+}
+
+fn pin_for(uri: &Pkcs11Uri, pin: Option<Pin>) -> Result<Option<Pin>, Pkcs11Error> {
+    match &uri.pin_source {
+        Some(p) => Ok(Some(Pin::from_file(p)?)),
+        None => Ok(pin),
+    }
 }
 
 impl Pkcs11Key {
@@ -139,37 +168,16 @@ impl Pkcs11Key {
         pin: Option<Pin>,
         max_sessions: usize,
     ) -> Result<Pkcs11Key, Pkcs11Error> {
-        let pin = match &uri.pin_source {
-            Some(p) => Some(Pin::from_file(p)?),
-            None => pin,
+        let mut inner = Inner::new(uri, pin_for(uri, pin)?, max_sessions)?;
+        let lent = {
+            let generation = inner.module.enter();
+            let lent = inner.open_session(*generation)?;
+            let (key_type, public) = inner.public_key(&lent.session, lent.key)?;
+            inner.key_type = key_type;
+            inner.public = public;
+            lent
         };
-        let ctx = crate::module::load(&uri.module_path)?;
-        let inner = Inner {
-            uri: uri.clone(),
-            ctx,
-            pin,
-            key_type: CaKeyType::EcdsaP256,
-            public: Vec::new(),
-            pool: Mutex::new(Pool {
-                idle: Vec::new(),
-                open: 0,
-                max: max_sessions.max(1),
-            }),
-            returned: Condvar::new(),
-            unavailable: Mutex::new(None),
-        };
-        let (session, handle) = inner.open_session()?;
-        let (key_type, public) = inner.public_key(&session, handle)?;
-        let inner = Inner {
-            key_type,
-            public,
-            ..inner
-        };
-        {
-            let mut pool = inner.pool.lock().unwrap_or_else(|p| p.into_inner());
-            pool.open = 1;
-            pool.idle.push((session, handle));
-        }
+        inner.give_back(lent);
         Ok(Pkcs11Key {
             inner: Arc::new(inner),
         })
@@ -193,17 +201,23 @@ impl Pkcs11Key {
     }
 
     /// Checks that the token still answers: signs a probe message (and so reopens lost
-    /// sessions). Updates [`Pkcs11Key::unavailable`].
+    /// sessions, re-initialising the module if the token is gone from it). Updates
+    /// [`Pkcs11Key::unavailable`].
     pub fn probe(&self) -> Result<(), Pkcs11Error> {
         self.inner
             .sign_retrying(b"podcert-signer probe")
             .map(|_| ())
     }
 
-    /// Whether reading CKA_VALUE of the private key fails, as it must for a sensitive key.
+    /// Whether reading CKA_VALUE of the private key yields bytes (it must not: the key is
+    /// sensitive).
     pub fn value_is_readable(&self) -> Result<bool, Pkcs11Error> {
-        let (session, handle) = self.inner.open_session()?;
-        let r = session.get_attributes(handle, &[AttributeType::Value]);
+        let generation = self.inner.module.enter();
+        let lent = self.inner.open_session(*generation)?;
+        let r = lent
+            .session
+            .get_attributes(lent.key, &[AttributeType::Value]);
+        lent.discard(*generation);
         Ok(
             matches!(r, Ok(attrs) if attrs.iter().any(|a| matches!(a, Attribute::Value(v) if !v.is_empty()))),
         )
@@ -211,15 +225,18 @@ impl Pkcs11Key {
 
     /// The private key's CKA_SENSITIVE and CKA_EXTRACTABLE.
     pub fn sensitive_and_extractable(&self) -> Result<(bool, bool), Pkcs11Error> {
-        let (session, handle) = self.inner.open_session()?;
-        let attrs = session
+        let generation = self.inner.module.enter();
+        let lent = self.inner.open_session(*generation)?;
+        let attrs = lent
+            .session
             .get_attributes(
-                handle,
+                lent.key,
                 &[AttributeType::Sensitive, AttributeType::Extractable],
             )
-            .map_err(|e| self.inner.call("C_GetAttributeValue", e))?;
+            .map_err(|e| self.inner.call("C_GetAttributeValue", e));
+        lent.discard(*generation);
         let (mut s, mut x) = (false, true);
-        for a in attrs {
+        for a in attrs? {
             match a {
                 Attribute::Sensitive(v) => s = v,
                 Attribute::Extractable(v) => x = v,
@@ -232,22 +249,46 @@ impl Pkcs11Key {
     /// Deletes the key pair (private and public objects) from the token.
     pub fn destroy(self) -> Result<(), Pkcs11Error> {
         let inner = &self.inner;
+        inner.drain();
+        let generation = inner.module.enter();
         let session = inner.session()?;
-        for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
-            let handles = session
-                .find_objects(&inner.template(class))
-                .map_err(|e| inner.call("C_FindObjects", e))?;
-            for h in handles {
-                session
-                    .destroy_object(h)
-                    .map_err(|e| inner.call("C_DestroyObject", e))?;
+        let result = (|| {
+            for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+                let handles = session
+                    .find_objects(&inner.template(class))
+                    .map_err(|e| inner.call("C_FindObjects", e))?;
+                for h in handles {
+                    session
+                        .destroy_object(h)
+                        .map_err(|e| inner.call("C_DestroyObject", e))?;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })();
+        let _ = session.close();
+        drop(generation);
+        result
     }
 }
 
 impl Inner {
+    fn new(uri: &Pkcs11Uri, pin: Option<Pin>, max_sessions: usize) -> Result<Inner, Pkcs11Error> {
+        Ok(Inner {
+            uri: uri.clone(),
+            module: crate::module::load(&uri.module_path)?,
+            pin,
+            key_type: CaKeyType::EcdsaP256,
+            public: Vec::new(),
+            pool: Mutex::new(Pool {
+                idle: Vec::new(),
+                open: 0,
+                max: max_sessions.max(1),
+            }),
+            returned: Condvar::new(),
+            unavailable: Mutex::new(None),
+        })
+    }
+
     fn call(&self, op: &'static str, source: CkError) -> Pkcs11Error {
         Pkcs11Error::Call {
             uri: self.uri.to_string(),
@@ -256,11 +297,11 @@ impl Inner {
         }
     }
 
-    /// The one slot whose token matches the URI.
+    /// The one slot whose token matches the URI. Called with the module entered.
     fn slot(&self) -> Result<Slot, Pkcs11Error> {
         let u = &self.uri;
-        let slots = self
-            .ctx
+        let ctx = &self.module.ctx;
+        let slots = ctx
             .get_slots_with_token()
             .map_err(|e| self.call("C_GetSlotList", e))?;
         let mut found = Vec::new();
@@ -268,7 +309,7 @@ impl Inner {
             if u.slot_id.is_some_and(|id| id != slot.id()) {
                 continue;
             }
-            let Ok(info) = self.ctx.get_token_info(slot) else {
+            let Ok(info) = ctx.get_token_info(slot) else {
                 continue;
             };
             let ok = |want: &Option<String>, have: &str| {
@@ -296,18 +337,23 @@ impl Inner {
         }
     }
 
-    /// A logged-in read-write session.
+    /// A logged-in read-write session, closed only explicitly ([`Lent::discard`]). Called
+    /// with the module entered.
     fn session(&self) -> Result<Session, Pkcs11Error> {
         let slot = self.slot()?;
         let session = self
+            .module
             .ctx
-            .open_rw_session(slot)
+            .open_rw_session_no_drop(slot)
             .map_err(|e| self.call("C_OpenSession", e))?;
         if let Some(pin) = &self.pin {
             // Login is per token for the whole application: a second session finds it done.
             match session.login(UserType::User, Some(&pin.0)) {
                 Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-                Err(e) => return Err(self.call("C_Login", e)),
+                Err(e) => {
+                    let _ = session.close();
+                    return Err(self.call("C_Login", e));
+                }
             }
         }
         Ok(session)
@@ -324,19 +370,29 @@ impl Inner {
         t
     }
 
-    /// A session and the private key's handle in it.
-    fn open_session(&self) -> Result<(Session, ObjectHandle), Pkcs11Error> {
+    /// A session and the private key's handle in it. Called with the module entered.
+    fn open_session(&self, generation: u64) -> Result<Lent, Pkcs11Error> {
         let session = self.session()?;
-        let found = session
-            .find_objects(&self.template(ObjectClass::PRIVATE_KEY))
-            .map_err(|e| self.call("C_FindObjects", e))?;
+        let found = session.find_objects(&self.template(ObjectClass::PRIVATE_KEY));
+        let fail = |session: Session, e| {
+            let _ = session.close();
+            Err(e)
+        };
+        let found = match found {
+            Ok(f) => f,
+            Err(e) => return fail(session, self.call("C_FindObjects", e)),
+        };
         match found.as_slice() {
-            [one] => Ok((session, *one)),
-            [] => Err(Pkcs11Error::Key(format!(
+            [one] => Ok(Lent {
+                key: *one,
+                session,
+                generation,
+            }),
+            [] => fail(session, Pkcs11Error::Key(format!(
                 "{}: no private key with this label/id in the token (generate one with `ca init --generate`)",
                 self.uri
             ))),
-            _ => Err(Pkcs11Error::Key(format!(
+            _ => fail(session, Pkcs11Error::Key(format!(
                 "{}: {} private keys match; add id= to the URI",
                 self.uri,
                 found.len()
@@ -363,42 +419,49 @@ impl Inner {
         pubkey::from_attributes(&attrs).map_err(|e| Pkcs11Error::Key(format!("{}: {e}", self.uri)))
     }
 
-    /// Lends an idle session, opens one if fewer than `max` are open, else waits for one.
-    fn lease(&self) -> Result<(Session, ObjectHandle), Pkcs11Error> {
+    /// Takes an idle session (None: open a new one, counted already), waiting while `max`
+    /// are lent out.
+    fn lease(&self) -> Option<Lent> {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(s) = pool.idle.pop() {
-                return Ok(s);
+                return Some(s);
             }
             if pool.open < pool.max {
                 pool.open += 1;
-                drop(pool);
-                return self.open_session().inspect_err(|_| self.forget_one());
+                return None;
             }
             pool = self.returned.wait(pool).unwrap_or_else(|p| p.into_inner());
         }
     }
 
-    fn give_back(&self, s: (Session, ObjectHandle)) {
+    fn give_back(&self, s: Lent) {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        pool.open = pool.open.max(pool.idle.len() + 1);
         pool.idle.push(s);
         self.returned.notify_one();
     }
 
-    /// A lent session was dropped (closed) instead of given back.
+    /// A lent (or to-be-opened) session is gone instead of given back.
     fn forget_one(&self) {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        pool.open -= 1;
+        pool.open = pool.open.saturating_sub(1);
         self.returned.notify_one();
     }
 
-    /// Drops every idle session: after a token removal they are all dead.
+    /// Discards every idle session: after a lost session the others are likely dead too.
     fn drain(&self) {
-        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        let n = pool.idle.len();
-        pool.idle.clear();
-        pool.open -= n;
-        self.returned.notify_all();
+        let idle: Vec<Lent> = {
+            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            let idle = std::mem::take(&mut pool.idle);
+            pool.open = pool.open.saturating_sub(idle.len());
+            self.returned.notify_all();
+            idle
+        };
+        let generation = self.module.enter();
+        for s in idle {
+            s.discard(*generation);
+        }
     }
 
     fn mechanism_and_data(&self, msg: &[u8]) -> (Mechanism<'static>, Vec<u8>) {
@@ -437,32 +500,68 @@ impl Inner {
         }
     }
 
-    fn sign_once(&self, msg: &[u8]) -> Result<Vec<u8>, (Pkcs11Error, bool)> {
+    /// One signature; on failure, the module generation it failed in.
+    fn sign_once(&self, msg: &[u8]) -> Result<Vec<u8>, (Pkcs11Error, u64)> {
         let (mech, data) = self.mechanism_and_data(msg);
-        let (session, key) = self.lease().map_err(|e| (e, false))?;
-        match session.sign(&mech, key, &data) {
+        let leased = self.lease();
+        let generation = self.module.enter();
+        let g = *generation;
+        let lent = match leased {
+            Some(l) if l.generation == g => l,
+            stale => {
+                if let Some(l) = stale {
+                    l.discard(g);
+                }
+                match self.open_session(g) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        self.forget_one();
+                        return Err((e, g));
+                    }
+                }
+            }
+        };
+        match lent.session.sign(&mech, lent.key, &data) {
             Ok(sig) => {
-                self.give_back((session, key));
-                self.encode(sig).map_err(|e| (e, false))
+                drop(generation);
+                self.give_back(lent);
+                self.encode(sig).map_err(|e| (e, g))
             }
             Err(e) => {
-                let lost = session_lost(&e);
-                drop(session);
+                lent.discard(g);
+                drop(generation);
                 self.forget_one();
-                Err((self.call("C_Sign", e), lost))
+                Err((self.call("C_Sign", e), g))
             }
         }
     }
 
-    /// Signs; a lost session or removed token is reopened and the signature retried once.
+    /// Signs. A lost session is reopened and the signature retried; if the token is still
+    /// not reachable the module is re-initialised (a removed token may have come back) and
+    /// the signature tried once more.
     fn sign_retrying(&self, msg: &[u8]) -> Result<Vec<u8>, Pkcs11Error> {
-        let result = match self.sign_once(msg) {
-            Err((_, true)) => {
+        let mut result = self.sign_once(msg);
+        if let Err((e, _)) = &result {
+            if session_lost(e) {
                 self.drain();
-                self.sign_once(msg).map_err(|(e, _)| e)
+                result = self.sign_once(msg);
             }
-            other => other.map_err(|(e, _)| e),
-        };
+        }
+        if let Err((e, generation)) = &result {
+            if session_lost(e) {
+                match self.module.reinitialize(*generation) {
+                    Ok(true) => result = self.sign_once(msg),
+                    Ok(false) => {}
+                    Err(again) => {
+                        result = Err((
+                            Pkcs11Error::Token(format!("{e}; re-initialising the module: {again}")),
+                            *generation,
+                        ))
+                    }
+                }
+            }
+        }
+        let result = result.map_err(|(e, _)| e);
         let mut unavailable = self.unavailable.lock().unwrap_or_else(|p| p.into_inner());
         *unavailable = result.as_ref().err().map(|e| e.to_string());
         result
@@ -502,24 +601,9 @@ pub fn generate(
     key_type: CaKeyType,
     max_sessions: usize,
 ) -> Result<Pkcs11Key, Pkcs11Error> {
-    let pin = match &uri.pin_source {
-        Some(p) => Some(Pin::from_file(p)?),
-        None => pin,
-    };
-    let inner = Inner {
-        uri: uri.clone(),
-        ctx: crate::module::load(&uri.module_path)?,
-        pin: pin.clone(),
-        key_type,
-        public: Vec::new(),
-        pool: Mutex::new(Pool {
-            idle: Vec::new(),
-            open: 0,
-            max: 1,
-        }),
-        returned: Condvar::new(),
-        unavailable: Mutex::new(None),
-    };
+    let pin = pin_for(uri, pin)?;
+    let inner = Inner::new(uri, pin.clone(), 1)?;
+    let generation = inner.module.enter();
     let session = inner.session()?;
     let existing = session
         .find_objects(&inner.template(ObjectClass::PRIVATE_KEY))
@@ -592,7 +676,8 @@ pub fn generate(
             )),
             e => inner.call("C_GenerateKeyPair", e),
         })?;
-    drop(session);
+    let _ = session.close();
+    drop(generation);
     // Opened like any key: the type and public key are read back from the token.
     Pkcs11Key::open(uri, pin, max_sessions)
 }

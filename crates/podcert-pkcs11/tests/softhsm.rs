@@ -8,7 +8,7 @@ use podcert_core::ca::{self_signed_for_key, Ca, CaKeyType, RemoteKey};
 use podcert_pkcs11::{generate, softhsm, Pkcs11Error, Pkcs11Key, Pkcs11Uri};
 use time::OffsetDateTime;
 
-const TOKENS: [&str; 4] = ["gen", "types", "errors", "pool"];
+const TOKENS: [&str; 5] = ["gen", "types", "errors", "pin", "pool"];
 
 /// One SoftHSM2 configuration for this test process: the module reads SOFTHSM2_CONF once, at
 /// C_Initialize, so every test shares it (each with its own token).
@@ -116,7 +116,9 @@ fn missing_keys_tokens_and_wrong_pins_say_what_is_wrong() {
 
     let wrong = dir.join("wrong-pin");
     std::fs::write(&wrong, "0000\n").unwrap();
-    let text = softhsm::uri(module, dir, "errors", "x").replace(
+    // A token of its own: once any session of this process is logged in to a token, C_Login
+    // there answers "already logged in" without checking the PIN.
+    let text = softhsm::uri(module, dir, "pin", "x").replace(
         &dir.join("pin").display().to_string(),
         &wrong.display().to_string(),
     );
