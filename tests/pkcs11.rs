@@ -2,6 +2,8 @@
 //! SOFTHSM2_CONF): `ca init --generate`, `sign` and `run` with `--ca-key pkcs11:...`. Skips,
 //! saying so, when libsofthsm2.so is absent, unless PODCERT_REQUIRE_SOFTHSM=1 (CI).
 
+mod e2e;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -243,4 +245,157 @@ fn bad_uris_and_missing_keys_are_one_clear_error() {
             "{err}"
         );
     }
+}
+
+/// `e2e::spawn_with_kubeconfig` with SOFTHSM2_CONF set for the child alone (copied from
+/// tests/e2e: there the environment is the test process's, shared by parallel tests).
+fn spawn_signer_with_token(
+    server: &podcert_testkit::apiserver::TestServer,
+    t: &Token,
+    args: &[&str],
+) -> e2e::Signer {
+    let dir = t.dir.path();
+    let kubeconfig = dir.join("signer.kubeconfig");
+    server
+        .write_kubeconfig(&kubeconfig, &e2e::signer_identity())
+        .unwrap();
+    let port = e2e::free_port();
+    let log = dir.join("signer.log");
+    let child = Command::new(BIN)
+        .arg("run")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .args(["--identity", "signer-0"])
+        .args([
+            "--signer-name",
+            e2e::SIGNER,
+            "--trust-domain",
+            "cluster.local",
+        ])
+        .args(args)
+        .env("SOFTHSM2_CONF", &t.conf)
+        .env("RUST_LOG", "info,podcert_runtime=debug")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    e2e::Signer {
+        child,
+        metrics: format!("127.0.0.1:{port}"),
+        log,
+    }
+}
+
+fn metric(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_issues_with_a_token_key_and_waits_out_a_removed_token() {
+    use e2e::{condition, create_vector, eventually, prepare, vectors, wait_terminal};
+    use podcert_testkit::apiserver::{KubeVersion, ServerConfig, TestServer};
+    use std::time::Duration;
+    const WAIT: Duration = Duration::from_secs(30);
+
+    let Some(t) = Token::new() else { return };
+    ok(&t.ca_init("ca-2026", &["--generate"]));
+    let root = std::fs::read_to_string(t.out().join("ca.crt")).unwrap();
+
+    let server = TestServer::start(ServerConfig {
+        version: KubeVersion::V1_37,
+        ..ServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let v = vectors()
+        .into_iter()
+        .find(|v| v["name"] == "ECDSAP256-stub-v1")
+        .unwrap();
+    let ns = v["object"]["metadata"]["namespace"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    prepare(&server, &[&ns]);
+    let cert = t.out().join("ca.crt").display().to_string();
+    let uri = t.uri("ca-2026");
+    let signer = spawn_signer_with_token(
+        &server,
+        &t,
+        &[
+            "--ca-cert",
+            &cert,
+            "--ca-key",
+            &uri,
+            "--leader-election=false",
+            "--trust-bundle=false",
+            "--ca-reload-interval",
+            "300ms",
+        ],
+    );
+    signer.wait_ready(WAIT).await;
+
+    // Issued by the token: the leaf verifies against the certificate `ca init` wrote.
+    create_vector(&server, &v, "before").await;
+    let obj = wait_terminal(&server, "v1", &ns, "before", WAIT).await;
+    assert_eq!(condition(&obj).0, "Issued", "{}", signer.logs());
+    verify_leaf(obj["status"]["certificateChain"].as_str().unwrap(), &root);
+
+    // The token goes away (its directory moved: as root, permissions would not stop SoftHSM2).
+    let tokens = t.dir.path().join("tokens");
+    let away = t.dir.path().join("tokens-away");
+    std::fs::rename(&tokens, &away).unwrap();
+    let body = eventually(
+        WAIT,
+        || format!("still ready; logs:\n{}", signer.logs()),
+        || async {
+            match signer.get("/readyz").await {
+                (503, body) if body.contains("ca-key (") => Some(body),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    assert!(
+        body.contains("token=podcert"),
+        "the reason names the key: {body}"
+    );
+
+    // A request meanwhile is retried, not Failed: wait until its issuance has failed twice.
+    create_vector(&server, &v, "while-away").await;
+    let signer_name = format!("signer=\"{}\"", e2e::SIGNER);
+    let issue_errors = eventually(
+        WAIT,
+        || signer.logs(),
+        || async {
+            let (_, m) = signer.get("/metrics").await;
+            let n = metric(&m, "podcert_errors_total", "kind=\"issue\"");
+            (n >= 2.0).then_some(m)
+        },
+    )
+    .await;
+    assert_eq!(
+        metric(&issue_errors, "podcert_failed_total", &signer_name),
+        0.0
+    );
+    let api: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(server.admin_client(), &ns, &e2e::pcr_resource("v1"));
+    let pending = serde_json::to_value(api.get("while-away").await.unwrap()).unwrap();
+    assert!(
+        pending["status"]["conditions"]
+            .as_array()
+            .is_none_or(|c| c.is_empty()),
+        "the request must stay pending while the token is away: {pending}"
+    );
+
+    // The token returns: the module is re-initialised, the waiting request is issued.
+    std::fs::rename(&away, &tokens).unwrap();
+    let obj = wait_terminal(&server, "v1", &ns, "while-away", WAIT).await;
+    assert_eq!(condition(&obj).0, "Issued", "{}", signer.logs());
+    verify_leaf(obj["status"]["certificateChain"].as_str().unwrap(), &root);
+    signer.wait_ready(WAIT).await;
 }

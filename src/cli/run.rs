@@ -107,11 +107,12 @@ pub struct CaArgs {
         requires = "ca_key"
     )]
     pub ca_cert: Option<PathBuf>,
-    /// CA files mode: the signing key (PKCS#8, SEC1 or PKCS#1 PEM).
+    /// CA files mode: the signing key (PKCS#8, SEC1 or PKCS#1 PEM), or a key in a PKCS#11
+    /// token (`pkcs11:token=...;object=...?module-path=...&pin-source=file:...`, RFC 7512).
     #[arg(
         long,
         env = "PODCERT_CA_KEY",
-        value_name = "FILE",
+        value_name = "FILE|PKCS11-URI",
         requires = "ca_cert"
     )]
     pub ca_key: Option<PathBuf>,
@@ -244,15 +245,21 @@ fn flag_ca(ca: &CaArgs, trust_domain: &str) -> anyhow::Result<FlagCa> {
     let none = crd::CaSpec {
         secret: None,
         files: None,
+        pkcs11: None,
     };
     if let (Some(cert), Some(key)) = (&ca.ca_cert, &ca.ca_key) {
+        let uri = super::pkcs11_uri(key);
         let files = crd::CaFilesSpec {
             cert_file: cert.display().to_string(),
-            key_file: key.display().to_string(),
+            key_file: uri.is_none().then(|| key.display().to_string()),
             trust_anchors_file: ca.trust_anchors.as_ref().map(|p| p.display().to_string()),
         };
         let spec = crd::CaSpec {
             files: Some(files),
+            pkcs11: uri.map(|uri| crd::CaPkcs11Spec {
+                uri: uri.to_string(),
+                pin_secret_ref: None,
+            }),
             ..none
         };
         return Ok(FlagCa::Spec(spec, String::new()));
@@ -314,6 +321,7 @@ fn flag_signer_spec(args: &RunArgs) -> anyhow::Result<Option<(PodCertificateSign
             FlagCa::Memory(_) => crd::CaSpec {
                 secret: None,
                 files: None,
+                pkcs11: None,
             },
         },
         trust_bundle: crd::TrustBundleSpec {

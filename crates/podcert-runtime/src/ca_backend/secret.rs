@@ -245,7 +245,7 @@ impl SecretBackend {
             };
             let t = self
                 .ext
-                .observe(m, seed, self.rotator.policy(), now)
+                .observe(m, seed, self.rotator.policy(), now, self.rotator.resolver())
                 .map_err(|e| refused(&self.origin, e))?;
             self.rotator.report(&t, Some(&reference));
         }
