@@ -399,3 +399,144 @@ async fn run_issues_with_a_token_key_and_waits_out_a_removed_token() {
     verify_leaf(obj["status"]["certificateChain"].as_str().unwrap(), &root);
     signer.wait_ready(WAIT).await;
 }
+
+/// The token's private key labels, as pkcs11-tool lists them.
+fn labels(t: &Token) -> Vec<String> {
+    ok(&t.pkcs11_tool(&["--list-objects", "--type", "privkey"]))
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("label:"))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrapped_ca_rotates_with_keys_generated_in_the_token() {
+    use e2e::{condition, create_vector, eventually, prepare, vectors, wait_terminal};
+    use k8s_openapi::api::core::v1::Secret;
+    use podcert_core::rotation::{RotationState, STATE_KEY};
+    use podcert_testkit::apiserver::{KubeVersion, ServerConfig, TestServer};
+    use std::time::Duration;
+    const WAIT: Duration = Duration::from_secs(30);
+
+    let Some(t) = Token::new() else { return };
+    let server = TestServer::start(ServerConfig {
+        version: KubeVersion::V1_37,
+        ..ServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let v = vectors()
+        .into_iter()
+        .find(|v| v["name"] == "ECDSAP256-stub-v1")
+        .unwrap();
+    let ns = v["object"]["metadata"]["namespace"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    prepare(&server, &[&ns]);
+    let uri = t.uri("podcert-ca");
+    let signer = spawn_signer_with_token(
+        &server,
+        &t,
+        &[
+            "--ca-secret",
+            "podcert-system/podcert-signer-ca",
+            "--ca-bootstrap",
+            "--ca-key",
+            &uri,
+            "--ca-reload-interval",
+            "200ms",
+            "--ca-propagation-delay",
+            "1s",
+            "--leader-election=false",
+        ],
+    );
+    signer.wait_ready(WAIT).await;
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(server.admin_client(), "podcert-system");
+    let state = || async {
+        let s = secrets.get_opt("podcert-signer-ca").await.ok().flatten()?;
+        let json = s.data?.get(STATE_KEY)?.0.clone();
+        RotationState::from_json(&String::from_utf8(json).ok()?).ok()
+    };
+    let first = eventually(WAIT, || signer.logs(), state).await.active;
+    // The Secret holds the key's URI, labelled with the CA's fingerprint; the key is in the token.
+    let label = format!("podcert-ca-{}", first.fingerprint_sha256);
+    let key_ref = first.key_pem.as_ref().unwrap().expose().to_string();
+    assert!(
+        key_ref.starts_with("pkcs11:") && key_ref.contains(&label),
+        "{key_ref}"
+    );
+    assert!(!key_ref.contains("PRIVATE KEY"));
+    assert_eq!(labels(&t), vec![label.clone()]);
+
+    create_vector(&server, &v, "first").await;
+    let obj = wait_terminal(&server, "v1", &ns, "first", WAIT).await;
+    assert_eq!(condition(&obj).0, "Issued", "{}", signer.logs());
+    verify_leaf(
+        obj["status"]["certificateChain"].as_str().unwrap(),
+        &first.cert_pem,
+    );
+
+    // A rotation generates the next key in the token; the retired CA keeps its key while its
+    // root is retained.
+    let kubeconfig = t.dir.path().join("admin.kubeconfig");
+    server
+        .write_kubeconfig(&kubeconfig, &podcert_testkit::rules::UserInfo::admin())
+        .unwrap();
+    let rotate = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args([
+                "ca",
+                "rotate",
+                "--secret",
+                "podcert-system/podcert-signer-ca",
+                "--kubeconfig",
+            ])
+            .arg(&kubeconfig)
+            .args(extra)
+            .output()
+            .unwrap();
+        ok(&out)
+    };
+    rotate(&[]);
+    let rotated = eventually(
+        WAIT,
+        || signer.logs(),
+        || async {
+            state()
+                .await
+                .filter(|s| s.active.fingerprint_sha256 != first.fingerprint_sha256)
+        },
+    )
+    .await;
+    assert!(rotated
+        .retired
+        .iter()
+        .any(|r| r.fingerprint_sha256 == first.fingerprint_sha256));
+    let second_label = format!("podcert-ca-{}", rotated.active.fingerprint_sha256);
+    let mut have = labels(&t);
+    have.sort();
+    let mut want = vec![label.clone(), second_label.clone()];
+    want.sort();
+    assert_eq!(
+        have, want,
+        "the retired CA's key stays until its root is dropped"
+    );
+
+    create_vector(&server, &v, "second").await;
+    let obj = wait_terminal(&server, "v1", &ns, "second", WAIT).await;
+    assert_eq!(condition(&obj).0, "Issued", "{}", signer.logs());
+    verify_leaf(
+        obj["status"]["certificateChain"].as_str().unwrap(),
+        &rotated.active.cert_pem,
+    );
+
+    // Dropping the retired root (here at once, by emergency) deletes its key from the token.
+    rotate(&["--emergency", "--fingerprint", &first.fingerprint_sha256]);
+    eventually(
+        WAIT,
+        || format!("labels {:?}; logs:\n{}", labels(&t), signer.logs()),
+        || async { (labels(&t) == vec![second_label.clone()]).then_some(()) },
+    )
+    .await;
+}

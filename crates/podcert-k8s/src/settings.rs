@@ -35,6 +35,9 @@ pub enum CaSpec {
         name: String,
         bootstrap: Option<Bootstrap>,
         poll: Duration,
+        /// The CA keys are in this token: bootstrapped and rotated CAs' keys are generated
+        /// there, and the Secret's tls.key holds the key's URI instead of a key.
+        pkcs11: Option<Pkcs11KeyRef>,
     },
     Memory {
         key_type: CaKeyType,

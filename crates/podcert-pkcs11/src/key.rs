@@ -246,6 +246,31 @@ impl Pkcs11Key {
         Ok((s, x))
     }
 
+    /// Renames the key pair (CKA_LABEL of its private and public objects); returns the URI
+    /// that names it now.
+    pub fn relabel(self, label: &str) -> Result<Pkcs11Uri, Pkcs11Error> {
+        let inner = &self.inner;
+        inner.drain();
+        let generation = inner.module.enter();
+        let session = inner.session()?;
+        let result = (|| {
+            for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+                let handles = session
+                    .find_objects(&inner.template(class))
+                    .map_err(|e| inner.call("C_FindObjects", e))?;
+                for h in handles {
+                    session
+                        .update_attributes(h, &[Attribute::Label(label.as_bytes().to_vec())])
+                        .map_err(|e| inner.call("C_SetAttributeValue", e))?;
+                }
+            }
+            Ok(inner.uri.with_object(label))
+        })();
+        let _ = session.close();
+        drop(generation);
+        result
+    }
+
     /// Deletes the key pair (private and public objects) from the token.
     pub fn destroy(self) -> Result<(), Pkcs11Error> {
         let inner = &self.inner;
@@ -268,6 +293,13 @@ impl Pkcs11Key {
         let _ = session.close();
         drop(generation);
         result
+    }
+}
+
+impl Drop for Inner {
+    /// Sessions are opened "no drop" (closed only explicitly): close the idle ones.
+    fn drop(&mut self) {
+        self.drain();
     }
 }
 

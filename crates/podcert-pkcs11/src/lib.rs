@@ -7,6 +7,7 @@
 //! later. [`Pkcs11Resolver`] plugs this into podcert-core as a [`podcert_core::ca::KeyResolver`]
 //! for `pkcs11:` key references.
 
+pub mod ca;
 mod key;
 mod module;
 mod pubkey;

@@ -39,6 +39,19 @@ impl Pkcs11Resolver {
         Ok(key)
     }
 
+    /// Drops the opened key for `uri` (it was deleted from the token).
+    pub fn forget(&self, uri: &str) {
+        self.opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uri.trim());
+    }
+
+    /// The PIN given for URIs without pin-source.
+    pub fn pin(&self) -> Option<Pin> {
+        self.pin.clone()
+    }
+
     /// Every key opened so far (readiness asks each whether it is reachable).
     pub fn keys(&self) -> Vec<Pkcs11Key> {
         self.opened

@@ -337,6 +337,43 @@ impl Ca {
     }
 }
 
+/// A self-signed CA certificate as checked without its key.
+pub(crate) struct InspectedCa {
+    pub der: Vec<u8>,
+    pub fingerprint_sha256: String,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+/// Checks one self-signed CA certificate (a CA, valid at `now` for an hour more, no URI name
+/// constraints) without its key.
+pub(crate) fn inspect_self_signed(
+    cert_pem: &str,
+    now: OffsetDateTime,
+) -> Result<InspectedCa, CaError> {
+    let chain = cert::parse_pem_certs(cert_pem, "the CA certificate")?;
+    let [der] = chain.as_slice() else {
+        return Err(CaError::Invalid(
+            "a generated CA is one self-signed certificate".into(),
+        ));
+    };
+    let c = cert::parse(der).map_err(CaError::BadCertificate)?;
+    cert::check_is_ca(&c)?;
+    cert::check_validity(&c, now)?;
+    cert::check_no_uri_name_constraints(&c)?;
+    if !cert::is_self_signed(&c) {
+        return Err(CaError::Invalid(
+            "a generated CA certificate must be self-signed".into(),
+        ));
+    }
+    Ok(InspectedCa {
+        fingerprint_sha256: cert::hex(&Sha256::digest(der)),
+        not_before: cert::not_before(&c),
+        not_after: cert::not_after(&c),
+        der: der.clone(),
+    })
+}
+
 /// rcgen re-encodes the issuer name from its parsed form; chain building compares names byte
 /// for byte, so sign one probe certificate and check its issuer equals the CA's subject.
 fn check_issuer_name_round_trips(

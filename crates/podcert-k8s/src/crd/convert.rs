@@ -221,12 +221,6 @@ fn ca(
     poll: StdDuration,
 ) -> Result<CaSpec, SignerSpecError> {
     Ok(match (&spec.ca.secret, &spec.ca.files) {
-        (Some(_), None) if spec.ca.pkcs11.is_some() => {
-            return Err(err(
-                "ca.pkcs11",
-                "a token key with ca.secret is not supported yet; use it with ca.files",
-            ))
-        }
         (Some(s), None) => CaSpec::Secret {
             namespace: own_namespace.to_string(),
             name: s.name.clone(),
@@ -241,6 +235,12 @@ fn ca(
                 })
                 .transpose()?,
             poll,
+            pkcs11: spec
+                .ca
+                .pkcs11
+                .as_ref()
+                .map(|p| pkcs11_key(p, own_namespace))
+                .transpose()?,
         },
         (None, Some(f)) => match (&f.key_file, &spec.ca.pkcs11) {
             (Some(key), None) => CaSpec::Files {

@@ -156,15 +156,24 @@ pub async fn start(
             name,
             bootstrap,
             poll,
+            pkcs11: token_key,
         } => {
             let client = client.ok_or_else(|| {
                 SourceError::Api(kube::Error::Service(
                     "a Secret-backed CA needs a Kubernetes client".into(),
                 ))
             })?;
-            let rotator = Rotator::new(rotation, Some(&client), handle);
+            let mut rotator = Rotator::new(rotation, Some(&client), handle);
+            let token = match token_key {
+                Some(k) => {
+                    let t = pkcs11::TokenCa::open(&k, Some(&client), key_sessions).await?;
+                    rotator = rotator.with_resolver(t.resolver.clone());
+                    Some(t)
+                }
+                None => None,
+            };
             let b = secret::SecretBackend::new(
-                client, &namespace, name, bootstrap, poll, rotator, on_refused,
+                client, &namespace, name, bootstrap, poll, rotator, on_refused, token,
             );
             drive(b, tasks).await
         }

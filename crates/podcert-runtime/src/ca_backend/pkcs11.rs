@@ -14,12 +14,84 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use tracing::{info, warn};
 
+use podcert_core::rotation::RotationState;
 use podcert_k8s::settings::{PinSecret, Pkcs11KeyRef};
-use podcert_pkcs11::{Pin, Pkcs11Resolver};
+use podcert_pkcs11::{Pin, Pkcs11Resolver, Pkcs11Uri};
 
 use super::files::{CaFiles, FilesBackend};
 use super::rotation::{RotationOptions, Rotator};
 use super::{CaBackend, CaHandle, Next, OnRefused, SourceError};
+
+/// A token whose keys a Secret-backed CA uses: bootstrapped and rotated CAs' keys are
+/// generated there ([`podcert_pkcs11::ca`]), and deleted when their CA is dropped.
+pub struct TokenCa {
+    pub base: Pkcs11Uri,
+    pub resolver: Arc<Pkcs11Resolver>,
+}
+
+impl TokenCa {
+    pub(super) async fn open(
+        key: &Pkcs11KeyRef,
+        client: Option<&kube::Client>,
+        sessions: usize,
+    ) -> Result<TokenCa, SourceError> {
+        let base = Pkcs11Uri::parse(&key.uri).map_err(|e| SourceError::Pin(e.to_string()))?;
+        let pin = match &key.pin_secret {
+            Some(s) => Some(read_pin(client, s).await?),
+            None => None,
+        };
+        Ok(TokenCa {
+            base,
+            resolver: Arc::new(Pkcs11Resolver::new(pin, sessions + 1)),
+        })
+    }
+
+    /// A new CA whose key is generated in the token (blocking: a rare event).
+    pub(super) fn generate(
+        &self,
+        key_type: podcert_core::ca::CaKeyType,
+        trust_domain: &str,
+        validity: time::Duration,
+        now: time::OffsetDateTime,
+    ) -> Result<podcert_core::ca::GeneratedCa, podcert_core::ca::CaError> {
+        podcert_pkcs11::ca::generate_ca(
+            &self.base,
+            self.resolver.pin(),
+            key_type,
+            Some(trust_domain),
+            validity,
+            now,
+        )
+        .map_err(|e| podcert_core::ca::CaError::Generate(e.to_string()))
+    }
+
+    /// Deletes the keys of CAs that `before` had and `after` has not: dropped from the
+    /// rotation state, so no leaf they signed is trusted any more.
+    pub(super) fn delete_dropped(&self, before: &RotationState, after: &RotationState) {
+        let kept: Vec<&str> = after
+            .records()
+            .map(|r| r.fingerprint_sha256.as_str())
+            .collect();
+        for r in before.records() {
+            let fp = &r.fingerprint_sha256;
+            if kept.contains(&fp.as_str()) {
+                continue;
+            }
+            let label = podcert_pkcs11::ca::label_for(&self.base, fp);
+            self.resolver
+                .forget(&self.base.with_object(&label).to_string());
+            match podcert_pkcs11::ca::destroy_ca_key(&self.base, self.resolver.pin(), fp) {
+                Ok(true) => {
+                    info!(fingerprint = %fp, label = %label, "deleted the dropped CA's key from the token")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(fingerprint = %fp, error = %e, "could not delete the dropped CA's key from the token")
+                }
+            }
+        }
+    }
+}
 
 pub struct Pkcs11Backend {
     files: FilesBackend,
@@ -86,7 +158,10 @@ impl Pkcs11Backend {
 
 /// The PIN from a Secret in the signer's namespace: the key's bytes, one trailing line end
 /// dropped (`kubectl create secret --from-file` keeps the file's newline).
-async fn read_pin(client: Option<&kube::Client>, s: &PinSecret) -> Result<Pin, SourceError> {
+pub(super) async fn read_pin(
+    client: Option<&kube::Client>,
+    s: &PinSecret,
+) -> Result<Pin, SourceError> {
     let client =
         client.ok_or_else(|| SourceError::Pin("a PIN Secret needs a Kubernetes client".into()))?;
     let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), &s.namespace);
