@@ -254,6 +254,21 @@ fn spawn_signer_with_token(
     t: &Token,
     args: &[&str],
 ) -> e2e::Signer {
+    let mut all = vec![
+        "--signer-name",
+        e2e::SIGNER,
+        "--trust-domain",
+        "cluster.local",
+    ];
+    all.extend_from_slice(args);
+    spawn_run_with_token(server, t, &all)
+}
+
+fn spawn_run_with_token(
+    server: &podcert_testkit::apiserver::TestServer,
+    t: &Token,
+    args: &[&str],
+) -> e2e::Signer {
     let dir = t.dir.path();
     let kubeconfig = dir.join("signer.kubeconfig");
     server
@@ -267,12 +282,6 @@ fn spawn_signer_with_token(
         .arg(&kubeconfig)
         .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
         .args(["--identity", "signer-0"])
-        .args([
-            "--signer-name",
-            e2e::SIGNER,
-            "--trust-domain",
-            "cluster.local",
-        ])
         .args(args)
         .env("SOFTHSM2_CONF", &t.conf)
         .env("RUST_LOG", "info,podcert_runtime=debug")
@@ -539,4 +548,121 @@ async fn a_bootstrapped_ca_rotates_with_keys_generated_in_the_token() {
         || async { (labels(&t) == vec![second_label.clone()]).then_some(()) },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signer_object_with_a_token_key_reports_the_token_in_its_ready_condition() {
+    use e2e::{condition, create_request, eventually, prepare, vectors, wait_terminal};
+    use podcert_k8s::crd::PodCertificateSigner;
+    use podcert_testkit::apiserver::{KubeVersion, ServerConfig, TestServer};
+    use std::time::Duration;
+    const WAIT: Duration = Duration::from_secs(30);
+
+    let Some(t) = Token::new() else { return };
+    ok(&t.ca_init("ca-2026", &["--generate"]));
+    let server = TestServer::start(ServerConfig {
+        version: KubeVersion::V1_37,
+        ..ServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let v = vectors()
+        .into_iter()
+        .find(|v| v["name"] == "ECDSAP256-stub-v1")
+        .unwrap();
+    let ns = v["object"]["metadata"]["namespace"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // team-a: the namespace the rendered CRD-mode RBAC grants ConfigMap writes in.
+    prepare(&server, &[&ns, "team-a"]);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for f in [
+        "crds/podcertificatesigner.yaml",
+        "charts/podcert-signer/rendered/rbac-crd.yaml",
+    ] {
+        server
+            .load_yaml(&std::fs::read_to_string(root.join(f)).unwrap())
+            .unwrap();
+    }
+    // The PIN from a Secret (pinSecretRef), not from the URI. Named other-ca: a Secret the
+    // rendered CRD-mode RBAC lets the signer read.
+    server
+        .load_yaml(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: other-ca, namespace: {}}}\nstringData: {{pin: \"{}\\n\"}}\n",
+            e2e::SIGNER_NS,
+            softhsm::USER_PIN
+        ))
+        .unwrap();
+    let uri = format!(
+        "pkcs11:token=podcert;object=ca-2026?module-path={}",
+        t.module.display()
+    );
+    let cert = t.out().join("ca.crt").display().to_string();
+    let yaml = format!(
+        "apiVersion: podcert.dev/v1alpha1\nkind: PodCertificateSigner\nmetadata: {{name: tok}}\nspec:\n  signerName: podcert.dev/tok\n  trustDomain: cluster.local\n  ca:\n    files: {{certFile: {cert:?}}}\n    pkcs11: {{uri: {uri:?}, pinSecretRef: {{name: other-ca}}}}\n"
+    );
+    let obj: PodCertificateSigner = serde_saphyr::from_str(&yaml).unwrap();
+    let api: kube::Api<PodCertificateSigner> = kube::Api::all(server.admin_client());
+    let signer = spawn_run_with_token(
+        &server,
+        &t,
+        &[
+            "--crd-signers",
+            "--signer-domain",
+            "podcert.dev",
+            "--namespace",
+            e2e::SIGNER_NS,
+            "--leader-election=false",
+            "--ca-reload-interval",
+            "300ms",
+        ],
+    );
+    signer.wait_ready(WAIT).await;
+    api.create(&Default::default(), &obj).await.unwrap();
+    let ready = |status: &'static str, reason: &'static str| {
+        let api = api.clone();
+        let logs = signer.log.clone();
+        async move {
+            eventually(
+                WAIT,
+                || {
+                    format!(
+                        "no Ready={status} {reason}; logs:\n{}",
+                        std::fs::read_to_string(&logs).unwrap_or_default()
+                    )
+                },
+                || async {
+                    let o = api.get_opt("tok").await.ok()??;
+                    let c = o
+                        .status?
+                        .conditions
+                        .into_iter()
+                        .find(|c| c.type_ == "Ready")?;
+                    (c.status == status && c.reason == reason).then_some(c.message)
+                },
+            )
+            .await
+        }
+    };
+    ready("True", "Ready").await;
+
+    let mut req = v["object"].clone();
+    req["spec"]["signerName"] = serde_json::json!("podcert.dev/tok");
+    create_request(&server, req.clone(), &ns, "by-object").await;
+    let issued = wait_terminal(&server, "v1", &ns, "by-object", WAIT).await;
+    assert_eq!(condition(&issued).0, "Issued", "{}", signer.logs());
+    let root_pem = std::fs::read_to_string(t.out().join("ca.crt")).unwrap();
+    verify_leaf(
+        issued["status"]["certificateChain"].as_str().unwrap(),
+        &root_pem,
+    );
+
+    let tokens = t.dir.path().join("tokens");
+    let away = t.dir.path().join("tokens-away");
+    std::fs::rename(&tokens, &away).unwrap();
+    let message = ready("False", "CAKeyUnavailable").await;
+    assert!(message.contains("token=podcert"), "{message}");
+    std::fs::rename(&away, &tokens).unwrap();
+    ready("True", "Ready").await;
 }
