@@ -311,6 +311,11 @@ impl Ca {
         self.key_type
     }
 
+    /// Whether the key is held elsewhere (a token): signing may block on I/O.
+    pub fn has_remote_key(&self) -> bool {
+        matches!(self.issuer.key(), CaKey::Remote(_))
+    }
+
     /// DER of the certificate whose key signs leaves.
     pub fn signing_cert_der(&self) -> &[u8] {
         &self.signing_cert_der
