@@ -637,79 +637,84 @@ pub fn generate(
     let inner = Inner::new(uri, pin.clone(), 1)?;
     let generation = inner.module.enter();
     let session = inner.session()?;
-    let existing = session
-        .find_objects(&inner.template(ObjectClass::PRIVATE_KEY))
-        .map_err(|e| inner.call("C_FindObjects", e))?;
-    if !existing.is_empty() {
-        return Err(Pkcs11Error::Key(format!(
-            "{uri}: a private key with this label/id exists already; refusing to generate another"
-        )));
-    }
-    let id = match &uri.id {
-        Some(id) => id.clone(),
-        None => {
-            use rand::RngCore;
-            let mut id = vec![0u8; 16];
-            rand::thread_rng().fill_bytes(&mut id);
-            id
+    let made = (|| {
+        let existing = session
+            .find_objects(&inner.template(ObjectClass::PRIVATE_KEY))
+            .map_err(|e| inner.call("C_FindObjects", e))?;
+        if !existing.is_empty() {
+            return Err(Pkcs11Error::Key(format!(
+                "{uri}: a private key with this label/id exists already; refusing to generate another"
+            )));
         }
-    };
-    let label = uri.object.clone().unwrap_or_default().into_bytes();
-    let mut public = vec![
-        Attribute::Token(true),
-        Attribute::Private(false),
-        Attribute::Verify(true),
-        Attribute::Encrypt(false),
-        Attribute::Wrap(false),
-        Attribute::Derive(false),
-        Attribute::Label(label.clone()),
-        Attribute::Id(id.clone()),
-    ];
-    let private = vec![
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Sign(true),
-        // Only signing: tokens default some of these to true.
-        Attribute::Decrypt(false),
-        Attribute::Unwrap(false),
-        Attribute::Derive(false),
-        Attribute::Label(label),
-        Attribute::Id(id),
-    ];
-    let mechanism = match key_type {
-        CaKeyType::Rsa3072 => {
-            public.push(Attribute::ModulusBits(3072u64.into()));
-            public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
-            Mechanism::RsaPkcsKeyPairGen
-        }
-        CaKeyType::Ed25519 => {
-            public.push(Attribute::EcParams(
-                pubkey::ec_params(key_type).unwrap_or_default().to_vec(),
-            ));
-            Mechanism::EccEdwardsKeyPairGen
-        }
-        _ => {
-            public.push(Attribute::EcParams(
-                pubkey::ec_params(key_type).unwrap_or_default().to_vec(),
-            ));
-            Mechanism::EccKeyPairGen
-        }
-    };
-    session
-        .generate_key_pair(&mechanism, &public, &private)
-        .map_err(|e| match e {
-            CkError::Pkcs11(RvError::MechanismInvalid, _)
-            | CkError::Pkcs11(RvError::DomainParamsInvalid, _)
-            | CkError::Pkcs11(RvError::CurveNotSupported, _) => Pkcs11Error::Key(format!(
-                "{uri}: the token cannot generate {} keys ({e})",
-                key_type.name()
-            )),
-            e => inner.call("C_GenerateKeyPair", e),
-        })?;
+        let id = match &uri.id {
+            Some(id) => id.clone(),
+            None => {
+                use rand::RngCore;
+                let mut id = vec![0u8; 16];
+                rand::thread_rng().fill_bytes(&mut id);
+                id
+            }
+        };
+        let label = uri.object.clone().unwrap_or_default().into_bytes();
+        let mut public = vec![
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(true),
+            Attribute::Encrypt(false),
+            Attribute::Wrap(false),
+            Attribute::Derive(false),
+            Attribute::Label(label.clone()),
+            Attribute::Id(id.clone()),
+        ];
+        let private = vec![
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            // Only signing: tokens default some of these to true.
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(false),
+            Attribute::Derive(false),
+            Attribute::Label(label),
+            Attribute::Id(id),
+        ];
+        let mechanism = match key_type {
+            CaKeyType::Rsa3072 => {
+                public.push(Attribute::ModulusBits(3072u64.into()));
+                public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
+                Mechanism::RsaPkcsKeyPairGen
+            }
+            CaKeyType::Ed25519 => {
+                public.push(Attribute::EcParams(
+                    pubkey::ec_params(key_type).unwrap_or_default().to_vec(),
+                ));
+                Mechanism::EccEdwardsKeyPairGen
+            }
+            _ => {
+                public.push(Attribute::EcParams(
+                    pubkey::ec_params(key_type).unwrap_or_default().to_vec(),
+                ));
+                Mechanism::EccKeyPairGen
+            }
+        };
+        session
+            .generate_key_pair(&mechanism, &public, &private)
+            .map_err(|e| match e {
+                CkError::Pkcs11(RvError::MechanismInvalid, _)
+                | CkError::Pkcs11(RvError::DomainParamsInvalid, _)
+                | CkError::Pkcs11(RvError::CurveNotSupported, _) => Pkcs11Error::Key(format!(
+                    "{uri}: the token cannot generate {} keys ({e})",
+                    key_type.name()
+                )),
+                e => inner.call("C_GenerateKeyPair", e),
+            })
+            .map(|_| ())
+    })();
+    // Closed on every path: sessions are opened "no drop".
     let _ = session.close();
     drop(generation);
+    made?;
     // Opened like any key: the type and public key are read back from the token.
     Pkcs11Key::open(uri, pin, max_sessions)
 }
