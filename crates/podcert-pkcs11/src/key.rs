@@ -113,6 +113,8 @@ struct Pool {
     /// Sessions open now, idle or lent out.
     open: usize,
     max: usize,
+    /// The most sessions ever open at once.
+    high_water: usize,
 }
 
 impl std::fmt::Debug for Pkcs11Key {
@@ -177,6 +179,12 @@ impl Pkcs11Key {
             inner.public = public;
             lent
         };
+        // The first session, opened outside the pool: count it, then pool it.
+        {
+            let mut pool = inner.pool.lock().unwrap_or_else(|p| p.into_inner());
+            pool.open = 1;
+            pool.high_water = 1;
+        }
         inner.give_back(lent);
         Ok(Pkcs11Key {
             inner: Arc::new(inner),
@@ -189,6 +197,15 @@ impl Pkcs11Key {
 
     pub fn key_type(&self) -> CaKeyType {
         self.inner.key_type
+    }
+
+    /// The most sessions this key ever had open at once (never more than its `max_sessions`).
+    pub fn sessions_high_water(&self) -> usize {
+        self.inner
+            .pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .high_water
     }
 
     /// Why the token could not be used the last time, if it could not (readiness).
@@ -315,6 +332,7 @@ impl Inner {
                 idle: Vec::new(),
                 open: 0,
                 max: max_sessions.max(1),
+                high_water: 0,
             }),
             returned: Condvar::new(),
             unavailable: Mutex::new(None),
@@ -461,6 +479,7 @@ impl Inner {
             }
             if pool.open < pool.max {
                 pool.open += 1;
+                pool.high_water = pool.high_water.max(pool.open);
                 return None;
             }
             pool = self.returned.wait(pool).unwrap_or_else(|p| p.into_inner());
@@ -469,7 +488,6 @@ impl Inner {
 
     fn give_back(&self, s: Lent) {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        pool.open = pool.open.max(pool.idle.len() + 1);
         pool.idle.push(s);
         self.returned.notify_one();
     }

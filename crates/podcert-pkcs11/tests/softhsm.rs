@@ -142,4 +142,9 @@ fn the_pool_serves_more_signers_than_sessions() {
         }
     });
     assert_eq!(key.unavailable(), None);
+    assert_eq!(
+        key.sessions_high_water(),
+        2,
+        "8 signers share the 2 sessions"
+    );
 }
