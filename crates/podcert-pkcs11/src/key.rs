@@ -55,6 +55,12 @@ impl Pin {
             reason,
         };
         let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o007 != 0 {
+            return Err(fail(
+                "others may read it; make it 0600 (or 0440 with the pod's group)".into(),
+            ));
+        }
         if meta.len() > 4096 {
             return Err(fail("larger than 4096 bytes; not a PIN file".into()));
         }

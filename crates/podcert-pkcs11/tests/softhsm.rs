@@ -116,12 +116,17 @@ fn missing_keys_tokens_and_wrong_pins_say_what_is_wrong() {
 
     let wrong = dir.join("wrong-pin");
     std::fs::write(&wrong, "0000\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o644)).unwrap();
     // A token of its own: once any session of this process is logged in to a token, C_Login
     // there answers "already logged in" without checking the PIN.
     let text = softhsm::uri(module, dir, "pin", "x").replace(
         &dir.join("pin").display().to_string(),
         &wrong.display().to_string(),
     );
+    let e = Pkcs11Key::open(&Pkcs11Uri::parse(&text).unwrap(), None, 1).unwrap_err();
+    assert!(e.to_string().contains("others may read it"), "{e}");
+    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
     let e = Pkcs11Key::open(&Pkcs11Uri::parse(&text).unwrap(), None, 1).unwrap_err();
     assert!(matches!(e, Pkcs11Error::Call { op: "C_Login", .. }), "{e}");
 }
