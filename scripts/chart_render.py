@@ -39,6 +39,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "ca-existing-secret": {"ca": {"mode": "existingSecret", "existingSecret": {"name": "my-ca"}}},
     "ca-files": {"ca": {"mode": "files", "files": {"secretName": "my-ca-files", "trustAnchors": True}}},
+    "ca-pkcs11": {"ca": {"mode": "files", "files": {"secretName": "my-ca-cert"}, "pkcs11": {
+        "uri": "pkcs11:token=podcert;object=ca-2026?module-path=/opt/pkcs11/libsofthsm2.so",
+        "module": {"claimName": "pkcs11-module"},
+        "pinSecret": {"name": "hsm-pin"},
+        "data": {"claimName": "softhsm-tokens"},
+        "env": {"SOFTHSM2_CONF": "/var/lib/pkcs11/softhsm2.conf"}}}},
     "servicemonitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
     "monitoring": {
         "metrics": {

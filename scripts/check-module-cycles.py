@@ -12,7 +12,7 @@ import re
 import sys
 
 DEFAULT = ["src", "crates/podcert-core/src", "crates/podcert-k8s/src",
-           "crates/podcert-runtime/src", "testkit/src", "workload/src"]
+           "crates/podcert-runtime/src", "crates/podcert-pkcs11/src", "testkit/src", "workload/src"]
 
 
 def source(path):

@@ -367,6 +367,23 @@ class Security(unittest.TestCase):
         self.assertEqual(pod["volumes"][0]["secret"]["secretName"], "my-ca-files")
         self.assertNotIn("volumes", self.pod())
 
+    def test_ca_pkcs11(self) -> None:
+        pod = self.pod("ca-pkcs11")
+        (c,) = pod["containers"]
+        uri = ("--ca-key=pkcs11:token=podcert;object=ca-2026?module-path=/opt/pkcs11/libsofthsm2.so"
+               "&pin-source=file:/etc/podcert/pkcs11-pin/pin")
+        self.assertIn(uri, c["args"])
+        self.assertIn("--ca-cert=/etc/podcert/ca/tls.crt", c["args"])
+        self.assertNotIn("--ca-key=/etc/podcert/ca/tls.key", c["args"])
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        self.assertEqual(mounts, {"ca": "/etc/podcert/ca", "pkcs11-module": "/opt/pkcs11",
+                                  "pkcs11-pin": "/etc/podcert/pkcs11-pin", "pkcs11-data": "/var/lib/pkcs11"})
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        self.assertEqual(volumes["pkcs11-module"]["persistentVolumeClaim"],
+                         {"claimName": "pkcs11-module", "readOnly": True})
+        self.assertEqual(volumes["pkcs11-pin"]["secret"]["secretName"], "hsm-pin")
+        self.assertIn({"name": "SOFTHSM2_CONF", "value": "/var/lib/pkcs11/softhsm2.conf"}, c["env"])
+
     def args(self, variant: str) -> list[str]:
         (c,) = self.pod(variant)["containers"]
         return c["args"]

@@ -40,3 +40,8 @@ pub enum Command {
 }
 
 pub use podcert_core::duration::parse_duration;
+
+/// `--ca-key` given as a PKCS#11 URI rather than a file.
+pub(crate) fn pkcs11_uri(path: &std::path::Path) -> Option<&str> {
+    path.to_str().filter(|s| podcert_pkcs11::is_pkcs11_uri(s))
+}

@@ -107,13 +107,11 @@ pub struct CaArgs {
         requires = "ca_key"
     )]
     pub ca_cert: Option<PathBuf>,
-    /// CA files mode: the signing key (PKCS#8, SEC1 or PKCS#1 PEM).
-    #[arg(
-        long,
-        env = "PODCERT_CA_KEY",
-        value_name = "FILE",
-        requires = "ca_cert"
-    )]
+    /// CA files mode: the signing key (PKCS#8, SEC1 or PKCS#1 PEM), or a key in a PKCS#11
+    /// token (`pkcs11:token=...;object=...?module-path=...&pin-source=file:...`, RFC 7512).
+    /// With --ca-secret --ca-bootstrap, a pkcs11: URI: generate the CA keys in that token
+    /// (labelled <object>-<fingerprint>); the Secret holds certificates, state and key URIs.
+    #[arg(long, env = "PODCERT_CA_KEY", value_name = "FILE|PKCS11-URI")]
     pub ca_key: Option<PathBuf>,
     /// CA files mode: load --ca-key even if group or others may read it (refused by default).
     #[arg(long, env = "PODCERT_ALLOW_INSECURE_KEY_PERMISSIONS")]
@@ -264,15 +262,26 @@ fn flag_ca(ca: &CaArgs, trust_domain: &str) -> anyhow::Result<FlagCa> {
     let none = crd::CaSpec {
         secret: None,
         files: None,
+        pkcs11: None,
     };
+    if let (None, Some(key)) = (&ca.ca_cert, &ca.ca_key) {
+        if ca.ca_secret.is_none() || super::pkcs11_uri(key).is_none() {
+            bail!("--ca-key needs --ca-cert (files mode), or is a pkcs11: URI with --ca-secret");
+        }
+    }
     if let (Some(cert), Some(key)) = (&ca.ca_cert, &ca.ca_key) {
+        let uri = super::pkcs11_uri(key);
         let files = crd::CaFilesSpec {
             cert_file: cert.display().to_string(),
-            key_file: key.display().to_string(),
+            key_file: uri.is_none().then(|| key.display().to_string()),
             trust_anchors_file: ca.trust_anchors.as_ref().map(|p| p.display().to_string()),
         };
         let spec = crd::CaSpec {
             files: Some(files),
+            pkcs11: uri.map(|uri| crd::CaPkcs11Spec {
+                uri: uri.to_string(),
+                pin_secret_ref: None,
+            }),
             ..none
         };
         return Ok(FlagCa::Spec(spec, String::new()));
@@ -292,10 +301,17 @@ fn flag_ca(ca: &CaArgs, trust_domain: &str) -> anyhow::Result<FlagCa> {
             rotate_at_fraction: ca.ca_rotate_at_fraction,
             propagation_delay: duration_text(ca.ca_propagation_delay),
         };
-        let spec = crd::CaSpec {
-            secret: Some(secret),
-            ..none
-        };
+        let spec =
+            crd::CaSpec {
+                secret: Some(secret),
+                pkcs11: ca.ca_key.as_deref().and_then(super::pkcs11_uri).map(|uri| {
+                    crd::CaPkcs11Spec {
+                        uri: uri.to_string(),
+                        pin_secret_ref: None,
+                    }
+                }),
+                ..none
+            };
         return Ok(FlagCa::Spec(spec, ns.to_string()));
     }
     if ca.ca_memory {
@@ -334,6 +350,7 @@ fn flag_signer_spec(args: &RunArgs) -> anyhow::Result<Option<(PodCertificateSign
             FlagCa::Memory(_) => crd::CaSpec {
                 secret: None,
                 files: None,
+                pkcs11: None,
             },
         },
         trust_bundle: crd::TrustBundleSpec {

@@ -21,8 +21,9 @@ pub struct SignArgs {
     /// The signing certificate, followed by any intermediates (PEM).
     #[arg(long, value_name = "FILE")]
     pub ca_cert: PathBuf,
-    /// The signing key: PKCS#8, SEC1 or PKCS#1 PEM.
-    #[arg(long, value_name = "FILE")]
+    /// The signing key: PKCS#8, SEC1 or PKCS#1 PEM, or a key in a PKCS#11 token
+    /// (`pkcs11:token=...;object=...?module-path=...&pin-source=file:...`, RFC 7512).
+    #[arg(long, value_name = "FILE|PKCS11-URI")]
     pub ca_key: PathBuf,
     /// Root certificate(s) the chain leads to, when the signing CA is an intermediate.
     #[arg(long, value_name = "FILE")]
@@ -123,12 +124,21 @@ fn load_ca(args: &SignArgs, now: OffsetDateTime) -> anyhow::Result<Ca> {
         files::read_ca_file(p, is_key).with_context(|| format!("reading {}", p.display()))
     };
     let cert = read(&args.ca_cert, false)?;
-    let key = read(&args.ca_key, true)?;
     let anchors = args
         .trust_anchors
         .as_ref()
         .map(|p| read(p, false))
         .transpose()?;
+    if let Some(uri) = super::pkcs11_uri(&args.ca_key) {
+        let resolver = podcert_pkcs11::Pkcs11Resolver::new(None, 1);
+        return Ca::load(&cert, uri, anchors.as_deref(), now, &resolver).with_context(|| {
+            format!(
+                "loading the CA from {} and the PKCS#11 key {uri}",
+                args.ca_cert.display()
+            )
+        });
+    }
+    let key = read(&args.ca_key, true)?;
     Ca::from_pem(&cert, &key, anchors.as_deref(), now).with_context(|| {
         format!(
             "loading the CA from {} and {}",

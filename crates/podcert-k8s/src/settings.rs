@@ -35,12 +35,40 @@ pub enum CaSpec {
         name: String,
         bootstrap: Option<Bootstrap>,
         poll: Duration,
+        /// The CA keys are in this token: bootstrapped and rotated CAs' keys are generated
+        /// there, and the Secret's tls.key holds the key's URI instead of a key.
+        pkcs11: Option<Pkcs11KeyRef>,
     },
     Memory {
         key_type: CaKeyType,
         trust_domain: String,
         validity: time::Duration,
     },
+    /// Files mode with the key in a PKCS#11 token: the certificate file is re-read every
+    /// poll, the key never leaves the token.
+    Pkcs11 {
+        cert: PathBuf,
+        key: Pkcs11KeyRef,
+        trust_anchors: Option<PathBuf>,
+        poll: Duration,
+    },
+}
+
+/// A CA key in a PKCS#11 token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pkcs11KeyRef {
+    /// RFC 7512 URI (`pkcs11:token=...;object=...?module-path=...`).
+    pub uri: String,
+    /// Where the PIN is when the URI has no `pin-source`.
+    pub pin_secret: Option<PinSecret>,
+}
+
+/// A key of a Secret holding the token's user PIN.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PinSecret {
+    pub namespace: String,
+    pub name: String,
+    pub key: String,
 }
 
 /// How to create the CA Secret when it does not exist.

@@ -93,10 +93,13 @@ async fn serve(
     let (ca_loaded_tx, ca_loaded) = watch::channel(false);
     let (synced_tx, synced) = watch::channel(false);
     let (objects_synced_tx, objects_synced) = watch::channel(false);
+    let (key_problem_tx, key_problem) = watch::channel(None);
     let mut checks = Vec::new();
+    let mut problems = Vec::new();
     if config.signer.is_some() {
         checks.push(("ca-loaded", ca_loaded));
         checks.push(("watch-synced", synced));
+        problems.push(("ca-key", key_problem));
     }
     if config.objects.is_some() {
         checks.push(("signers-synced", objects_synced));
@@ -107,6 +110,7 @@ async fn serve(
         Health {
             metrics: metrics.clone(),
             checks,
+            problems,
         },
         tasks,
     )
@@ -185,7 +189,7 @@ async fn serve(
             let i = Instance::start(&ctx, settings)
                 .await
                 .context("loading the CA")?;
-            forward_readiness(&i, ca_loaded_tx, synced_tx, tasks);
+            forward_readiness(&i, ca_loaded_tx, synced_tx, key_problem_tx, tasks);
             Some(i)
         }
         None => None,
@@ -217,8 +221,18 @@ fn forward_readiness(
     i: &Instance,
     ca_loaded: watch::Sender<bool>,
     synced: watch::Sender<bool>,
+    key_problem: watch::Sender<Option<String>>,
     tasks: &Tasks,
 ) {
+    let mut problems = i.ca().subscribe_key_problem();
+    tasks.spawn(async move {
+        loop {
+            key_problem.send_replace(problems.borrow_and_update().clone());
+            if problems.changed().await.is_err() {
+                return;
+            }
+        }
+    });
     let mut ca_version = i.ca().subscribe();
     tasks.spawn(async move {
         if ca_version.wait_for(|v| *v > 0).await.is_ok() {

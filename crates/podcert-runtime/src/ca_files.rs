@@ -173,6 +173,22 @@ pub fn write_ca_dir(dir: &Path, ca: &GeneratedCa) -> Result<(PathBuf, PathBuf), 
     Ok((cert_path, key_path))
 }
 
+/// Writes only `dir/ca.crt` (the key stays in a PKCS#11 token): created 0700 like
+/// [`write_ca_dir`], an existing ca.crt kept.
+pub fn write_ca_cert(dir: &Path, cert_pem: &str) -> Result<PathBuf, CaError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| CaError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    let cert_path = dir.join("ca.crt");
+    write_new(&cert_path, cert_pem.as_bytes(), 0o644)?;
+    Ok(cert_path)
+}
+
 /// `create_new` makes the open fail rather than follow or truncate anything already there.
 fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), CaError> {
     let io_err = |source: std::io::Error| {

@@ -221,10 +221,28 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
         (Some(_), Some(ns)) => ns.get(&namespace),
         _ => None,
     };
-    let facts = Facts {
-        namespace_labels: labels.as_deref(),
+    let decided = if ca.has_remote_key() {
+        // The token's C_Sign blocks (a network HSM: a round trip): off the async workers.
+        let (req, ca) = (request.request.clone(), ca.clone());
+        tokio::task::spawn_blocking(move || {
+            let facts = Facts {
+                namespace_labels: labels.as_deref(),
+            };
+            pipeline::process_with(&req, &config, &ca, now, facts)
+        })
+        .await
+        .map_err(|e| {
+            ReconcileError::Issue(podcert_core::issue::IssueError::Signing(format!(
+                "the signing task ended ({e})"
+            )))
+        })?
+    } else {
+        let facts = Facts {
+            namespace_labels: labels.as_deref(),
+        };
+        pipeline::process_with(&request.request, &config, &ca, now, facts)
     };
-    let outcome = match pipeline::process_with(&request.request, &config, &ca, now, facts) {
+    let outcome = match decided {
         Ok(o) => o,
         Err(NotDecided::AlreadyTerminal { .. }) => return Ok(Action::await_change()),
         Err(NotDecided::Issue(e)) => return Err(e.into()),

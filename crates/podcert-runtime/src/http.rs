@@ -19,6 +19,9 @@ pub struct Health {
     pub metrics: Arc<Metrics>,
     /// Named readiness checks (e.g. "ca-loaded", "watch-synced").
     pub checks: Vec<(&'static str, watch::Receiver<bool>)>,
+    /// Named checks that fail with a reason, shown in the answer (e.g. "ca-key": the
+    /// PKCS#11 token is away).
+    pub problems: Vec<(&'static str, watch::Receiver<Option<String>>)>,
 }
 
 async fn metrics(State(h): State<Health>) -> impl IntoResponse {
@@ -36,11 +39,16 @@ async fn livez() -> &'static str {
 }
 
 async fn readyz(State(h): State<Health>) -> (StatusCode, String) {
-    let failing: Vec<&str> = h
+    let failing: Vec<String> = h
         .checks
         .iter()
         .filter(|(_, rx)| !*rx.borrow())
-        .map(|(n, _)| *n)
+        .map(|(n, _)| n.to_string())
+        .chain(
+            h.problems
+                .iter()
+                .filter_map(|(n, rx)| rx.borrow().as_ref().map(|p| format!("{n} ({p})"))),
+        )
         .collect();
     if failing.is_empty() {
         (StatusCode::OK, "ok\n".into())

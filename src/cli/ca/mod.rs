@@ -15,7 +15,8 @@ use podcert_runtime::ca_files as files;
 
 #[derive(Debug, Subcommand)]
 pub enum CaCommand {
-    /// Write a fresh self-signed CA (ca.crt, and ca.key with mode 0600) into a directory.
+    /// Write a fresh self-signed CA (ca.crt, and ca.key with mode 0600) into a directory; with
+    /// --ca-key pkcs11:..., only ca.crt, for a key in the token (made there with --generate).
     Init(InitArgs),
     /// Ask the signer's leader to rotate the CA in a bootstrapped CA Secret now (annotates
     /// the Secret; the leader acts on each request once), or, for an externally managed CA,
@@ -52,8 +53,17 @@ pub struct InitArgs {
     /// kept as it is, with a warning if group or others can access it; existing files are kept).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// The key type generated (ignored for an existing PKCS#11 key: the token's key decides).
     #[arg(long, value_enum, default_value = "ecdsa-p256")]
     pub key_type: KeyTypeArg,
+    /// A key in a PKCS#11 token (`pkcs11:token=...;object=...?module-path=...&pin-source=file:...`,
+    /// RFC 7512): write a self-signed CA certificate for it, and no ca.key.
+    #[arg(long, value_name = "PKCS11-URI")]
+    pub ca_key: Option<String>,
+    /// With --ca-key: first generate the key inside the token (CKA_SENSITIVE, not extractable);
+    /// refused if the token has a key under that label already.
+    #[arg(long, requires = "ca_key")]
+    pub generate: bool,
     /// Trust domain named in the CA's subject (informational).
     #[arg(long)]
     pub trust_domain: Option<String>,
@@ -110,6 +120,9 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
     if let Some(td) = &args.trust_domain {
         TrustDomain::new(td)?;
     }
+    if let Some(uri) = &args.ca_key {
+        return init_pkcs11(&args, uri);
+    }
     let generated = generate::generate_self_signed(
         args.key_type.into(),
         args.trust_domain.as_deref(),
@@ -123,5 +136,47 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
     let (cert, key) = files::write_ca_dir(&args.out, &generated)
         .with_context(|| format!("writing the CA into {}", args.out.display()))?;
     println!("wrote {} and {} (mode 0600)", cert.display(), key.display());
+    Ok(())
+}
+
+/// `ca init --ca-key pkcs11:...`: the certificate is signed by the token; only it is written.
+fn init_pkcs11(args: &InitArgs, uri: &str) -> anyhow::Result<()> {
+    use podcert_pkcs11::{Pkcs11Key, Pkcs11Uri};
+    let parsed = Pkcs11Uri::parse(uri)?;
+    // Checked before generating: a key made for a certificate that cannot be written would
+    // block the next attempt under the same label.
+    let cert_path = args.out.join("ca.crt");
+    if cert_path.symlink_metadata().is_ok() {
+        anyhow::bail!(
+            "{} already exists; refusing to overwrite it",
+            cert_path.display()
+        );
+    }
+    let key = if args.generate {
+        podcert_pkcs11::generate(&parsed, None, args.key_type.into(), 1)
+            .context("generating the CA key in the token")?
+    } else {
+        Pkcs11Key::open(&parsed, None, 1).context("opening the CA key in the token")?
+    };
+    let key_type = key.key_type();
+    let key: podcert_core::ca::RemoteKey = std::sync::Arc::new(key);
+    let cert = generate::self_signed_for_key(
+        &key,
+        args.trust_domain.as_deref(),
+        args.validity,
+        OffsetDateTime::now_utc(),
+    )
+    .context("signing the CA certificate with the token")?;
+    if let Some(warning) = files::dir_access_warning(&args.out) {
+        eprintln!("{warning}");
+    }
+    let path = files::write_ca_cert(&args.out, &cert)
+        .with_context(|| format!("writing the CA certificate into {}", args.out.display()))?;
+    let what = if args.generate { "generated in" } else { "in" };
+    println!(
+        "wrote {} ({} key {what} the token: {parsed})",
+        path.display(),
+        key_type.name()
+    );
     Ok(())
 }

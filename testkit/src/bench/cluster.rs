@@ -93,6 +93,13 @@ impl Cluster {
         })
     }
 
+    /// Signs with this CA instead of the generated one (`bench --ca-cert/--ca-key`: e.g. a
+    /// key in a PKCS#11 token, given as its `pkcs11:` URI).
+    pub fn use_ca(&mut self, cert: PathBuf, key: PathBuf) {
+        self.ca_cert = cert;
+        self.ca_key = key;
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

@@ -28,6 +28,13 @@ pub struct BenchArgs {
     /// Key type of the CA the signer signs with.
     #[arg(long, default_value = "ecdsa-p256")]
     pub ca_key_type: CaKeyType,
+    /// The signer's CA certificate instead of a generated CA (with --ca-key).
+    #[arg(long, value_name = "FILE", requires = "ca_key")]
+    pub ca_cert: Option<PathBuf>,
+    /// Its key: a PEM file or a PKCS#11 URI (`pkcs11:...`; the signer inherits SOFTHSM2_CONF).
+    /// `ca_key_type` in the output is then --ca-key-type as given.
+    #[arg(long, value_name = "FILE|PKCS11-URI", requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
     /// Requests offered per second; without it all are offered at once (a burst).
     #[arg(long)]
     pub rate: Option<f64>,
@@ -129,7 +136,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         None => cluster::default_signer_bin()?,
     };
     let ca_key_type = args.ca_key_type;
-    let cluster = Cluster::start(signer_bin, ca_key_type).await?;
+    let mut cluster = Cluster::start(signer_bin, ca_key_type).await?;
+    if let (Some(cert), Some(key)) = (&args.ca_cert, &args.ca_key) {
+        cluster.use_ca(cert.clone(), key.clone());
+    }
 
     let cfg = KubeletConfig {
         pods: args.requests,

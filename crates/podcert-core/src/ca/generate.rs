@@ -1,11 +1,11 @@
 //! A fresh self-signed CA (`podcert-signer ca init`, `--ca-bootstrap`, rotation).
 
 use super::key::signature_algorithm;
-use super::{CaError, CaKeyType};
+use super::{CaError, CaKeyType, RemoteKey};
 use rand::RngCore;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    RsaKeySize, SerialNumber,
+    RsaKeySize, SerialNumber, SigningKey,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -41,6 +41,38 @@ pub fn generate_self_signed(
     }
     .map_err(|e| CaError::Generate(format!("key generation failed ({e})")))?;
 
+    let cert_pem = self_signed_pem(&key_pair, trust_domain, validity, now)?;
+    // aws-lc-rs serialises every generated key as PKCS#8 (RSA included).
+    let key_pem = pem::encode_config(
+        &pem::Pem::new("PRIVATE KEY", key_pair.serialize_der()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    );
+    Ok(GeneratedCa { cert_pem, key_pem })
+}
+
+/// A self-signed CA certificate, PEM, for a key held elsewhere (a PKCS#11 token: `ca init
+/// --ca-key pkcs11:...`); the same profile as [`generate_self_signed`].
+pub fn self_signed_for_key(
+    key: &RemoteKey,
+    trust_domain: Option<&str>,
+    validity: Duration,
+    now: OffsetDateTime,
+) -> Result<String, CaError> {
+    super::signing_key::remote_key_type(key.as_ref())?;
+    self_signed_pem(
+        &super::signing_key::CaKey::Remote(key.clone()),
+        trust_domain,
+        validity,
+        now,
+    )
+}
+
+fn self_signed_pem(
+    key: &impl SigningKey,
+    trust_domain: Option<&str>,
+    validity: Duration,
+    now: OffsetDateTime,
+) -> Result<String, CaError> {
     let now = now.replace_nanosecond(0).unwrap_or(now);
     let mut params = CertificateParams::default();
     let serial = random_serial_bytes();
@@ -64,17 +96,9 @@ pub fn generate_self_signed(
     params.serial_number = Some(SerialNumber::from_slice(&serial));
 
     let cert = params
-        .self_signed(&key_pair)
+        .self_signed(key)
         .map_err(|e| CaError::Generate(format!("self-signing failed ({e})")))?;
-    // aws-lc-rs serialises every generated key as PKCS#8 (RSA included).
-    let key_pem = pem::encode_config(
-        &pem::Pem::new("PRIVATE KEY", key_pair.serialize_der()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    );
-    Ok(GeneratedCa {
-        cert_pem: cert.pem(),
-        key_pem,
-    })
+    Ok(cert.pem())
 }
 
 /// 128 random bits as a positive serial; the first byte is never zero so the serial keeps

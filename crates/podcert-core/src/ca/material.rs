@@ -2,13 +2,13 @@
 
 use time::OffsetDateTime;
 
-use super::{Ca, CaError};
+use super::{Ca, CaError, KeyResolver};
 
 /// PEM material as read, before checking (compared to skip reloading unchanged material).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Material {
     pub cert: String,
-    /// The private key; never logged (Debug redacts it).
+    /// The private key, or a reference to it (a `pkcs11:` URI); never logged (Debug redacts it).
     pub key: String,
     pub anchors: Option<String>,
 }
@@ -26,7 +26,22 @@ impl std::fmt::Debug for Material {
 impl Material {
     /// Checks the material and loads it as a signing CA.
     pub fn load(&self, now: OffsetDateTime) -> Result<Ca, CaError> {
-        Ca::from_pem(&self.cert, &self.key, self.anchors.as_deref(), now)
+        self.load_with(now, &super::PemKeys)
+    }
+
+    /// As [`Material::load`], the key possibly a reference `resolver` knows (a `pkcs11:` URI).
+    pub fn load_with(
+        &self,
+        now: OffsetDateTime,
+        resolver: &dyn KeyResolver,
+    ) -> Result<Ca, CaError> {
+        Ca::load(
+            &self.cert,
+            &self.key,
+            self.anchors.as_deref(),
+            now,
+            resolver,
+        )
     }
 }
 

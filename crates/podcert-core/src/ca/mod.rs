@@ -7,6 +7,7 @@ mod cert;
 pub mod generate;
 mod key;
 mod material;
+mod signing_key;
 
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -14,8 +15,10 @@ use std::path::PathBuf;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-pub use generate::{generate_self_signed, GeneratedCa};
+pub use generate::{generate_self_signed, self_signed_for_key, GeneratedCa};
 pub use material::Material;
+use signing_key::CaKey;
+pub use signing_key::{KeyResolver, PemKeys, RemoteKey};
 
 /// Key types a CA may have. Loaded RSA CA keys of any size aws-lc-rs accepts (2048 bits and
 /// up) report `Rsa3072`: it stands for "an RSA CA", signing with sha256WithRSAEncryption.
@@ -98,6 +101,9 @@ pub enum CaError {
     UriNameConstraints(String),
     #[error("the CA certificate's subject cannot be reproduced exactly as the leaves' issuer (multi-valued or repeated name attributes)")]
     UnrepresentableSubject,
+    /// A remote key (a PKCS#11 token) could not be reached or refused to sign.
+    #[error("the CA key is unavailable: {0}")]
+    KeyUnavailable(String),
     #[error("could not generate the CA: {0}")]
     Generate(String),
     #[error("{} already exists; refusing to overwrite it", .0.display())]
@@ -128,7 +134,7 @@ pub(crate) fn pem_problem(e: &pem::PemError) -> &'static str {
 /// A loaded, checked CA able to sign leaves.
 pub struct Ca {
     /// rcgen's issuer: parsed key pair, subject DN, key identifier (the AKI of every leaf).
-    pub(crate) issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pub(crate) issuer: rcgen::Issuer<'static, CaKey>,
     key_type: CaKeyType,
     signing_cert_der: Vec<u8>,
     /// Certificates after the signing one that belong in issued chains (no self-signed root).
@@ -167,11 +173,68 @@ impl Ca {
         trust_anchors_pem: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<Ca, CaError> {
+        Ca::load(cert_pem, key_pem, trust_anchors_pem, now, &PemKeys)
+    }
+
+    /// As [`Ca::from_pem`], but `key_text` may also be a reference `resolver` knows (a
+    /// `pkcs11:` URI): that key signs every leaf, and the process never holds it.
+    pub fn load(
+        cert_pem: &str,
+        key_text: &str,
+        trust_anchors_pem: Option<&str>,
+        now: OffsetDateTime,
+        resolver: &dyn KeyResolver,
+    ) -> Result<Ca, CaError> {
         let chain = cert::parse_pem_certs(cert_pem, "the CA certificate file")?;
+        let key = match resolver.resolve(key_text) {
+            Some(remote) => remote?,
+            None => {
+                let (key_pair, key_type) = key::load_key(key_text)?;
+                return Ca::from_parts(
+                    chain,
+                    CaKey::Local(key_pair),
+                    key_type,
+                    trust_anchors_pem,
+                    now,
+                );
+            }
+        };
+        Ca::from_parts_remote(chain, key, trust_anchors_pem, now)
+    }
+
+    /// A CA whose key is `key` (any [`rcgen::SigningKey`], e.g. a PKCS#11 token's), with the
+    /// same checks as [`Ca::from_pem`]; the probe signature made here is the key's first.
+    pub fn with_remote_key(
+        cert_pem: &str,
+        key: RemoteKey,
+        trust_anchors_pem: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Ca, CaError> {
+        let chain = cert::parse_pem_certs(cert_pem, "the CA certificate file")?;
+        Ca::from_parts_remote(chain, key, trust_anchors_pem, now)
+    }
+
+    fn from_parts_remote(
+        chain: Vec<Vec<u8>>,
+        key: RemoteKey,
+        trust_anchors_pem: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Ca, CaError> {
+        let key_type = signing_key::remote_key_type(key.as_ref())?;
+        Ca::from_parts(chain, CaKey::Remote(key), key_type, trust_anchors_pem, now)
+    }
+
+    fn from_parts(
+        chain: Vec<Vec<u8>>,
+        key_pair: CaKey,
+        key_type: CaKeyType,
+        trust_anchors_pem: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Ca, CaError> {
+        use rcgen::PublicKeyData;
         let anchors_given = trust_anchors_pem
             .map(|p| cert::parse_pem_certs(p, "the trust anchors file"))
             .transpose()?;
-        let (key_pair, key_type) = key::load_key(key_pem)?;
 
         let parsed = chain
             .iter()
@@ -188,7 +251,7 @@ impl Ca {
             cert::check_no_uri_name_constraints(&c)?;
         }
         if cert::key_type(signing) != Some(key_type)
-            || signing.public_key().subject_public_key.data.as_ref() != key_pair.public_key_raw()
+            || signing.public_key().subject_public_key.data.as_ref() != key_pair.der_bytes()
         {
             return Err(CaError::KeyMismatch);
         }
@@ -248,6 +311,11 @@ impl Ca {
         self.key_type
     }
 
+    /// Whether the key is held elsewhere (a token): signing may block on I/O.
+    pub fn has_remote_key(&self) -> bool {
+        matches!(self.issuer.key(), CaKey::Remote(_))
+    }
+
     /// DER of the certificate whose key signs leaves.
     pub fn signing_cert_der(&self) -> &[u8] {
         &self.signing_cert_der
@@ -274,10 +342,47 @@ impl Ca {
     }
 }
 
+/// A self-signed CA certificate as checked without its key.
+pub(crate) struct InspectedCa {
+    pub der: Vec<u8>,
+    pub fingerprint_sha256: String,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+/// Checks one self-signed CA certificate (a CA, valid at `now` for an hour more, no URI name
+/// constraints) without its key.
+pub(crate) fn inspect_self_signed(
+    cert_pem: &str,
+    now: OffsetDateTime,
+) -> Result<InspectedCa, CaError> {
+    let chain = cert::parse_pem_certs(cert_pem, "the CA certificate")?;
+    let [der] = chain.as_slice() else {
+        return Err(CaError::Invalid(
+            "a generated CA is one self-signed certificate".into(),
+        ));
+    };
+    let c = cert::parse(der).map_err(CaError::BadCertificate)?;
+    cert::check_is_ca(&c)?;
+    cert::check_validity(&c, now)?;
+    cert::check_no_uri_name_constraints(&c)?;
+    if !cert::is_self_signed(&c) {
+        return Err(CaError::Invalid(
+            "a generated CA certificate must be self-signed".into(),
+        ));
+    }
+    Ok(InspectedCa {
+        fingerprint_sha256: cert::hex(&Sha256::digest(der)),
+        not_before: cert::not_before(&c),
+        not_after: cert::not_after(&c),
+        der: der.clone(),
+    })
+}
+
 /// rcgen re-encodes the issuer name from its parsed form; chain building compares names byte
 /// for byte, so sign one probe certificate and check its issuer equals the CA's subject.
 fn check_issuer_name_round_trips(
-    issuer: &rcgen::Issuer<'static, rcgen::KeyPair>,
+    issuer: &rcgen::Issuer<'static, CaKey>,
     subject: &x509_parser::x509::X509Name<'_>,
 ) -> Result<(), CaError> {
     // rcgen (through yasna) panics on an attribute type OID that has no canonical encoding
@@ -292,7 +397,12 @@ fn check_issuer_name_round_trips(
     params.serial_number = Some(rcgen::SerialNumber::from_slice(&[1]));
     let probe = params
         .signed_by(issuer.key(), issuer)
-        .map_err(|e| CaError::BadKey(format!("signing with the CA key failed ({e})")))?;
+        .map_err(|e| match issuer.key() {
+            CaKey::Remote(_) => {
+                CaError::KeyUnavailable(format!("the probe signature failed ({e})"))
+            }
+            CaKey::Local(_) => CaError::BadKey(format!("signing with the CA key failed ({e})")),
+        })?;
     let probe = cert::parse(probe.der()).map_err(CaError::BadCertificate)?;
     if probe.issuer().as_raw() != subject_raw {
         return Err(CaError::UnrepresentableSubject);

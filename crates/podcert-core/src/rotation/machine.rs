@@ -10,7 +10,7 @@ use time::{Duration, OffsetDateTime};
 use super::schedule::RotationPolicy;
 use super::state::{normalise_fingerprint, CaOrigin, CaRecord, RotationState};
 use super::transition::{Role, Transition, Trigger};
-use crate::ca::{CaError, GeneratedCa};
+use crate::ca::{CaError, GeneratedCa, KeyResolver, PemKeys};
 
 /// Makes a fresh CA valid from `now` for the given validity (production:
 /// [`crate::ca::generate_self_signed`] with the configured key type and trust domain).
@@ -209,12 +209,34 @@ pub fn observe_external(
     trust_anchors_pem: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<(RotationState, Vec<Transition>), CaError> {
-    let mut new = CaRecord::from_material(
+    observe_external_with(
+        state,
+        policy,
+        cert_pem,
+        key_pem,
+        trust_anchors_pem,
+        now,
+        &PemKeys,
+    )
+}
+
+/// As [`observe_external`], the key possibly a reference `resolver` knows (a `pkcs11:` URI).
+pub fn observe_external_with(
+    state: &RotationState,
+    policy: &RotationPolicy,
+    cert_pem: &str,
+    key_pem: &str,
+    trust_anchors_pem: Option<&str>,
+    now: OffsetDateTime,
+    resolver: &dyn KeyResolver,
+) -> Result<(RotationState, Vec<Transition>), CaError> {
+    let mut new = CaRecord::from_material_with(
         cert_pem,
         key_pem,
         trust_anchors_pem,
         CaOrigin::External,
         now,
+        resolver,
     )?;
     let mut s = state.clone();
     if new.fingerprint_sha256 == s.active.fingerprint_sha256

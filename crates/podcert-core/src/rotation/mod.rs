@@ -23,8 +23,8 @@ mod transition;
 mod trigger;
 
 pub use machine::{
-    begin_manual, emergency_drop, forced_activation_at, next_step_at, observe_external, prepare_at,
-    step, Generate, RotationError,
+    begin_manual, emergency_drop, forced_activation_at, next_step_at, observe_external,
+    observe_external_with, prepare_at, step, Generate, RotationError,
 };
 pub use retained::{
     encode_retained, parse_handled, parse_retained, retained_roots, RecordProblem, RetainedRoot,
@@ -90,12 +90,22 @@ impl RotationState {
 
 /// The CA that signs now, loaded (and checked at `now`) from the active record.
 pub fn signing_ca(state: &RotationState, now: OffsetDateTime) -> Result<Ca, CaError> {
+    signing_ca_with(state, now, &crate::ca::PemKeys)
+}
+
+/// As [`signing_ca`], the key possibly a reference `resolver` knows (a `pkcs11:` URI).
+pub fn signing_ca_with(
+    state: &RotationState,
+    now: OffsetDateTime,
+    resolver: &dyn crate::ca::KeyResolver,
+) -> Result<Ca, CaError> {
     let key = state.active.key_pem.as_ref().ok_or(CaError::NoKey)?;
-    Ca::from_pem(
+    Ca::load(
         &state.active.cert_pem,
         key.expose(),
         Some(&state.active.anchors_pem.concat()),
         now,
+        resolver,
     )
 }
 

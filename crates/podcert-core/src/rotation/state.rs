@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::ca::{Ca, CaError, GeneratedCa};
+use crate::ca::{Ca, CaError, GeneratedCa, KeyResolver, PemKeys};
 
 /// The Secret key holding the state, next to the PEM material.
 pub const STATE_KEY: &str = "rotation.json";
@@ -97,7 +97,20 @@ impl CaRecord {
         origin: CaOrigin,
         now: OffsetDateTime,
     ) -> Result<CaRecord, CaError> {
-        let ca = Ca::from_pem(cert_pem, key_pem, trust_anchors_pem, now)?;
+        Self::from_material_with(cert_pem, key_pem, trust_anchors_pem, origin, now, &PemKeys)
+    }
+
+    /// As [`CaRecord::from_material`], the key possibly a reference `resolver` knows (a
+    /// `pkcs11:` URI, kept in the record as the key).
+    pub fn from_material_with(
+        cert_pem: &str,
+        key_pem: &str,
+        trust_anchors_pem: Option<&str>,
+        origin: CaOrigin,
+        now: OffsetDateTime,
+        resolver: &dyn KeyResolver,
+    ) -> Result<CaRecord, CaError> {
+        let ca = Ca::load(cert_pem, key_pem, trust_anchors_pem, now, resolver)?;
         Ok(CaRecord {
             fingerprint_sha256: ca.fingerprint_sha256(),
             origin,
@@ -121,7 +134,40 @@ impl CaRecord {
     }
 
     pub(crate) fn from_generated(g: &GeneratedCa, now: OffsetDateTime) -> Result<Self, CaError> {
+        if !g.key_pem.trim_start().starts_with("-----BEGIN") {
+            // A key reference (a key generated in a PKCS#11 token): the core cannot open it,
+            // and the certificate was just signed by that key; it is opened, and checked
+            // against the certificate, where it is installed to sign.
+            return Self::from_certificate(&g.cert_pem, &g.key_pem, CaOrigin::Generated, now);
+        }
         Self::from_material(&g.cert_pem, &g.key_pem, None, CaOrigin::Generated, now)
+    }
+
+    /// A record for a self-signed CA certificate whose key is `key_reference`, checked as a
+    /// CA certificate (no key check).
+    fn from_certificate(
+        cert_pem: &str,
+        key_reference: &str,
+        origin: CaOrigin,
+        now: OffsetDateTime,
+    ) -> Result<CaRecord, CaError> {
+        let c = crate::ca::inspect_self_signed(cert_pem, now)?;
+        Ok(CaRecord {
+            fingerprint_sha256: c.fingerprint_sha256,
+            origin,
+            cert_pem: cert_pem.to_string(),
+            key_pem: Some(KeyPem::new(key_reference)),
+            anchors_pem: vec![anchor_pem(&c.der)],
+            not_before: c.not_before,
+            not_after: c.not_after,
+            max_leaf_lifetime_seconds: None,
+            created_at: now,
+            published_at: now,
+            activate_at: None,
+            activated_at: None,
+            retired_at: None,
+            drop_at: None,
+        })
     }
 
     /// A root found published (in a trust bundle) without its CA, kept as retired until
@@ -238,7 +284,26 @@ impl RotationState {
         origin: CaOrigin,
         now: OffsetDateTime,
     ) -> Result<Self, CaError> {
-        let record = CaRecord::from_material(cert_pem, key_pem, trust_anchors_pem, origin, now)?;
+        Self::adopt_with(cert_pem, key_pem, trust_anchors_pem, origin, now, &PemKeys)
+    }
+
+    /// As [`RotationState::adopt`], the key possibly a reference `resolver` knows.
+    pub fn adopt_with(
+        cert_pem: &str,
+        key_pem: &str,
+        trust_anchors_pem: Option<&str>,
+        origin: CaOrigin,
+        now: OffsetDateTime,
+        resolver: &dyn KeyResolver,
+    ) -> Result<Self, CaError> {
+        let record = CaRecord::from_material_with(
+            cert_pem,
+            key_pem,
+            trust_anchors_pem,
+            origin,
+            now,
+            resolver,
+        )?;
         Ok(Self::new(record, now))
     }
 

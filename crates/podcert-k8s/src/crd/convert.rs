@@ -6,7 +6,7 @@ use std::time::Duration as StdDuration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use crate::settings::{Bootstrap, CaSpec, SignerSettings};
+use crate::settings::{Bootstrap, CaSpec, PinSecret, Pkcs11KeyRef, SignerSettings};
 use crate::trust_bundle::TrustBundleConfig;
 use podcert_core::ca::CaKeyType;
 use podcert_core::key_type::KeyType;
@@ -17,7 +17,7 @@ use podcert_core::policy::{
 use podcert_core::rotation::RotationPolicy;
 use podcert_core::spiffe_id::TrustDomain;
 
-use super::{CaKeyTypeName, KeyTypeName, PodCertificateSignerSpec};
+use super::{CaKeyTypeName, CaPkcs11Spec, KeyTypeName, PodCertificateSignerSpec};
 
 /// A spec field that cannot be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -235,14 +235,53 @@ fn ca(
                 })
                 .transpose()?,
             poll,
+            pkcs11: spec
+                .ca
+                .pkcs11
+                .as_ref()
+                .map(|p| pkcs11_key(p, own_namespace))
+                .transpose()?,
         },
-        (None, Some(f)) => CaSpec::Files {
-            cert: f.cert_file.clone().into(),
-            key: f.key_file.clone().into(),
-            trust_anchors: f.trust_anchors_file.clone().map(Into::into),
-            poll,
+        (None, Some(f)) => match (&f.key_file, &spec.ca.pkcs11) {
+            (Some(key), None) => CaSpec::Files {
+                cert: f.cert_file.clone().into(),
+                key: key.clone().into(),
+                trust_anchors: f.trust_anchors_file.clone().map(Into::into),
+                poll,
+            },
+            (None, Some(p)) => CaSpec::Pkcs11 {
+                cert: f.cert_file.clone().into(),
+                key: pkcs11_key(p, own_namespace)?,
+                trust_anchors: f.trust_anchors_file.clone().map(Into::into),
+                poll,
+            },
+            _ => {
+                return Err(err(
+                    "ca.files",
+                    "give exactly one of files.keyFile or ca.pkcs11 (the key in a token)",
+                ))
+            }
         },
         _ => return Err(err("ca", "give exactly one of secret or files")),
+    })
+}
+
+fn pkcs11_key(p: &CaPkcs11Spec, own_namespace: &str) -> Result<Pkcs11KeyRef, SignerSpecError> {
+    // The URI is parsed (with its limits) where the token is opened; here only its scheme.
+    if !p
+        .uri
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("pkcs11:"))
+    {
+        return Err(err("ca.pkcs11.uri", "must be a PKCS#11 URI (pkcs11:...)"));
+    }
+    Ok(Pkcs11KeyRef {
+        uri: p.uri.clone(),
+        pin_secret: p.pin_secret_ref.as_ref().map(|r| PinSecret {
+            namespace: own_namespace.to_string(),
+            name: r.name.clone(),
+            key: r.key.clone(),
+        }),
     })
 }
 

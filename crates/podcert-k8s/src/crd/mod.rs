@@ -174,12 +174,47 @@ pub enum KeyTypeName {
 /// The signing CA: a Secret (existing, or bootstrapped by the signer) or files in the pod.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("has(self.secret) != has(self.files)").message("ca needs exactly one of secret or files"))]
+#[x_kube(validation = Rule::new("!has(self.files) || has(self.files.keyFile) != has(self.pkcs11)").message("ca.files needs exactly one of files.keyFile or ca.pkcs11 (the key in a token)"))]
 #[serde(rename_all = "camelCase")]
 pub struct CaSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<CaSecretSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<CaFilesSpec>,
+    /// The CA key in a PKCS#11 token (an HSM, a cloud HSM, SoftHSM2): it signs every
+    /// certificate and never leaves the token. With files, instead of keyFile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11: Option<CaPkcs11Spec>,
+}
+
+/// A key in a PKCS#11 token.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaPkcs11Spec {
+    /// RFC 7512 URI naming the key and the module, e.g.
+    /// `pkcs11:token=podcert;object=ca-2026?module-path=/usr/lib/softhsm/libsofthsm2.so`.
+    /// `pin-source=file:/path` reads the PIN from a file; `pin-value` is refused.
+    #[schemars(length(min = 8, max = 4096), regex(pattern = r"^pkcs11:"))]
+    pub uri: String,
+    /// The token's user PIN, from a Secret in the signer's namespace (when the URI has no
+    /// pin-source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_secret_ref: Option<PinSecretRef>,
+}
+
+/// One key of a Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PinSecretRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[serde(default = "default_pin_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_pin_key() -> String {
+    "pin".into()
 }
 
 /// A kubernetes.io/tls Secret (tls.crt, tls.key, optional ca.crt) in the signer's namespace.
@@ -240,8 +275,9 @@ pub enum CaKeyTypeName {
 pub struct CaFilesSpec {
     /// The signing certificate followed by any intermediates.
     pub cert_file: String,
-    /// Its key: PKCS#8, SEC1 or PKCS#1 PEM.
-    pub key_file: String,
+    /// Its key: PKCS#8, SEC1 or PKCS#1 PEM (omit it when ca.pkcs11 names the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
     /// The root(s) to publish when the signing CA is an intermediate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_anchors_file: Option<String>,

@@ -18,8 +18,24 @@ use super::{refused, CaBackend, Next, OnRefused, SourceError};
 #[derive(Debug, Clone)]
 pub struct CaFiles {
     pub cert: PathBuf,
-    pub key: PathBuf,
+    pub key: CaKeySource,
     pub trust_anchors: Option<PathBuf>,
+}
+
+/// The key: a PEM file, or a reference the rotator's resolver opens (a `pkcs11:` URI).
+#[derive(Debug, Clone)]
+pub enum CaKeySource {
+    File(PathBuf),
+    Reference(String),
+}
+
+impl std::fmt::Display for CaKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CaKeySource::File(p) => write!(f, "{}", p.display()),
+            CaKeySource::Reference(r) => f.write_str(r),
+        }
+    }
 }
 
 impl CaFiles {
@@ -32,7 +48,10 @@ impl CaFiles {
         };
         Ok(Material {
             cert: read(&self.cert, false)?,
-            key: read(&self.key, true)?,
+            key: match &self.key {
+                CaKeySource::File(p) => read(p, true)?,
+                CaKeySource::Reference(r) => r.clone(),
+            },
             anchors: self
                 .trust_anchors
                 .as_ref()
@@ -61,7 +80,7 @@ impl FilesBackend {
         on_refused: OnRefused,
     ) -> Self {
         FilesBackend {
-            origin: format!("{} + {}", files.cert.display(), files.key.display()),
+            origin: format!("{} + {}", files.cert.display(), files.key),
             files,
             poll,
             client,
@@ -95,7 +114,13 @@ impl CaBackend for FilesBackend {
             .published_roots(self.client.as_ref(), now)
             .await;
         self.ext
-            .observe(&first, seed, self.rotator.policy(), now)
+            .observe(
+                &first,
+                seed,
+                self.rotator.policy(),
+                now,
+                self.rotator.resolver(),
+            )
             .map_err(|e| refused(&self.origin, e))?;
         self.trigger(now).await;
         if let Some(s) = self.ext.state() {
@@ -111,10 +136,13 @@ impl CaBackend for FilesBackend {
         // A mounted Secret changes by symlink swap; re-reading is cheap and robust.
         match self.files.read() {
             Ok(m) if !self.ext.is_new(&m) => {}
-            Ok(m) => match self
-                .ext
-                .observe(&m, Seed::default(), self.rotator.policy(), now)
-            {
+            Ok(m) => match self.ext.observe(
+                &m,
+                Seed::default(),
+                self.rotator.policy(),
+                now,
+                self.rotator.resolver(),
+            ) {
                 Ok(t) => self.rotator.report(&t, None),
                 Err(e) => {
                     (self.on_refused)();

@@ -25,6 +25,8 @@ pub struct CaHandle {
     version: watch::Sender<u64>,
     /// The bundle the trust-bundle publisher last wrote successfully.
     published: RwLock<Option<String>>,
+    /// Why the CA's key cannot sign now (a PKCS#11 token away); None: it can, or is local.
+    key_problem: watch::Sender<Option<String>>,
 }
 
 #[derive(Clone)]
@@ -51,7 +53,23 @@ impl CaHandle {
             current: RwLock::new(None),
             version,
             published: RwLock::new(None),
+            key_problem: watch::channel(None).0,
         })
+    }
+
+    /// Records why the key cannot sign (None: it can again); readiness follows it.
+    pub fn set_key_problem(&self, problem: Option<String>) {
+        self.key_problem.send_replace(problem);
+    }
+
+    /// Why the key cannot sign now, if it cannot.
+    pub fn key_problem(&self) -> Option<String> {
+        self.key_problem.borrow().clone()
+    }
+
+    /// Follows [`CaHandle::key_problem`] (the `/readyz` check "ca-key").
+    pub fn subscribe_key_problem(&self) -> watch::Receiver<Option<String>> {
+        self.key_problem.subscribe()
     }
 
     /// The CA that signs now.

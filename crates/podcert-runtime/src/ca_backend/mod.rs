@@ -2,7 +2,8 @@
 //! loads material and keeps it current; the one driver here ([`start`]) runs it in the
 //! signer's task scope, and the rotation driver ([`rotation::Rotator`]) installs what it
 //! finds into the signer's [`CaHandle`] and reports every phase change. Backends today:
-//! [`memory`] (demos), [`files`] (reloaded when a mounted Secret changes them) and [`secret`]
+//! [`memory`] (demos), [`files`] (reloaded when a mounted Secret changes them), [`pkcs11`]
+//! (files mode with the key in a PKCS#11 token, probed for readiness) and [`secret`]
 //! (a `kubernetes.io/tls` Secret, optionally bootstrapped and then rotated by the leader with
 //! the state kept in the Secret). New material that fails the checks is refused loudly and the
 //! old CA kept; replaced external material keeps its root published until its leaves expire.
@@ -13,6 +14,7 @@
 pub mod files;
 pub mod handle;
 pub mod memory;
+pub mod pkcs11;
 pub mod rotation;
 pub mod secret;
 pub mod secret_write;
@@ -49,6 +51,8 @@ pub enum SourceError {
     Unguarded(String),
     #[error("Kubernetes API: {0}")]
     Api(#[from] kube::Error),
+    #[error("the PKCS#11 PIN: {0}")]
+    Pin(String),
 }
 
 /// When the driver runs a backend's next round.
@@ -83,7 +87,8 @@ pub trait CaBackend: Send + 'static {
     }
 }
 
-/// Builds the backend `spec` names, loads it (an error here is a configuration error: the
+/// Builds the backend `spec` names, loads it (`key_sessions`: how many signatures a token key
+/// may make at once, the controller's concurrency) (an error here is a configuration error: the
 /// caller does not start the signer) and keeps it current in `tasks` until it is cancelled.
 pub async fn start(
     spec: CaSpec,
@@ -91,6 +96,7 @@ pub async fn start(
     handle: Arc<CaHandle>,
     rotation: RotationOptions,
     on_refused: OnRefused,
+    key_sessions: usize,
     tasks: &Tasks,
 ) -> Result<(), SourceError> {
     match spec {
@@ -112,7 +118,7 @@ pub async fn start(
             let b = files::FilesBackend::new(
                 files::CaFiles {
                     cert,
-                    key,
+                    key: files::CaKeySource::File(key),
                     trust_anchors,
                 },
                 poll,
@@ -122,20 +128,52 @@ pub async fn start(
             );
             drive(b, tasks).await
         }
+        CaSpec::Pkcs11 {
+            cert,
+            key,
+            trust_anchors,
+            poll,
+        } => {
+            let b = pkcs11::Pkcs11Backend::new(
+                files::CaFiles {
+                    cert,
+                    key: files::CaKeySource::Reference(key.uri.clone()),
+                    trust_anchors,
+                },
+                key,
+                poll,
+                client,
+                rotation,
+                handle,
+                on_refused,
+                key_sessions,
+            )
+            .await?;
+            drive(b, tasks).await
+        }
         CaSpec::Secret {
             namespace,
             name,
             bootstrap,
             poll,
+            pkcs11: token_key,
         } => {
             let client = client.ok_or_else(|| {
                 SourceError::Api(kube::Error::Service(
                     "a Secret-backed CA needs a Kubernetes client".into(),
                 ))
             })?;
-            let rotator = Rotator::new(rotation, Some(&client), handle);
+            let mut rotator = Rotator::new(rotation, Some(&client), handle);
+            let token = match token_key {
+                Some(k) => {
+                    let t = pkcs11::TokenCa::open(&k, Some(&client), key_sessions).await?;
+                    rotator = rotator.with_resolver(t.resolver.clone());
+                    Some(t)
+                }
+                None => None,
+            };
             let b = secret::SecretBackend::new(
-                client, &namespace, name, bootstrap, poll, rotator, on_refused,
+                client, &namespace, name, bootstrap, poll, rotator, on_refused, token,
             );
             drive(b, tasks).await
         }

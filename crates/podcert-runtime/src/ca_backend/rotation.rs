@@ -15,16 +15,16 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use podcert_core::ca::Material;
-use podcert_core::ca::{CaError, GeneratedCa};
+use podcert_core::ca::{CaError, GeneratedCa, KeyResolver, PemKeys};
 
 use super::handle::{BundleContent, CaHandle};
 use crate::tasks::Tasks;
 use crate::telemetry::{CaLabels, Metrics, PhaseLabels, ReasonLabels};
 use podcert_core::rotation::{
-    encode_retained, handle_trigger, next_step_at, observe_external, parse_handled, parse_retained,
-    published_anchors, retained_roots, signing_ca, step, CaOrigin, CaRecord, RetainedRoot,
-    RotationPolicy, RotationState, Transition, TriggerOutcome, HANDLED_ROTATE_ANNOTATION,
-    RETAINED_ROOTS_ANNOTATION,
+    encode_retained, handle_trigger, next_step_at, observe_external_with, parse_handled,
+    parse_retained, published_anchors, retained_roots, signing_ca_with, step, CaOrigin, CaRecord,
+    RetainedRoot, RotationPolicy, RotationState, Transition, TriggerOutcome,
+    HANDLED_ROTATE_ANNOTATION, RETAINED_ROOTS_ANNOTATION,
 };
 
 /// How a CA source rotates and reports, per signer.
@@ -74,6 +74,8 @@ pub(crate) struct Rotator {
     bundle_resource: Option<ApiResource>,
     /// The per-CA metric series set last (removed when their CA leaves).
     series: Vec<CaLabels>,
+    /// Opens key references (a `pkcs11:` URI in place of a PEM key); PEM only by default.
+    resolver: Arc<dyn KeyResolver>,
 }
 
 impl Rotator {
@@ -93,7 +95,18 @@ impl Rotator {
             installed: None,
             bundle_resource: None,
             series: Vec::new(),
+            resolver: Arc::new(PemKeys),
         }
+    }
+
+    /// Loads keys through `resolver` (a token backend's) instead of as PEM only.
+    pub(crate) fn with_resolver(mut self, resolver: Arc<dyn KeyResolver>) -> Self {
+        self.resolver = resolver;
+        self
+    }
+
+    pub(crate) fn resolver(&self) -> &dyn KeyResolver {
+        self.resolver.as_ref()
     }
 
     pub(crate) fn policy(&self) -> &RotationPolicy {
@@ -144,7 +157,7 @@ impl Rotator {
         if self.installed.as_ref() == Some(&key) {
             return Ok(());
         }
-        let ca = signing_ca(state, now)?;
+        let ca = signing_ca_with(state, now, self.resolver.as_ref())?;
         info!(
             origin,
             fingerprint = %ca.fingerprint_sha256(),
@@ -458,7 +471,7 @@ impl External {
 
     /// Material as read now. The first material is adopted, keeping `seed` (this signer's
     /// roots found published) as retired unless they are its own; later material replaces the
-    /// active CA at once and retires the previous one ([`observe_external`]). Refused material
+    /// active CA at once and retires the previous one ([`podcert_core::rotation::observe_external`]). Refused material
     /// changes nothing (the previous CA keeps signing).
     pub(crate) fn observe(
         &mut self,
@@ -466,16 +479,18 @@ impl External {
         seed: Seed,
         policy: &RotationPolicy,
         now: OffsetDateTime,
+        resolver: &dyn KeyResolver,
     ) -> Result<Vec<Transition>, CaError> {
         self.last = Some(m.clone());
         let (state, transitions) = match &self.state {
             None => {
-                let mut s = RotationState::adopt(
+                let mut s = RotationState::adopt_with(
                     &m.cert,
                     &m.key,
                     m.anchors.as_deref(),
                     CaOrigin::External,
                     now,
+                    resolver,
                 )?;
                 let own = published_anchors(&s);
                 s.handled_trigger = seed.handled;
@@ -486,7 +501,15 @@ impl External {
                     .collect();
                 (s, Vec::new())
             }
-            Some(s) => observe_external(s, policy, &m.cert, &m.key, m.anchors.as_deref(), now)?,
+            Some(s) => observe_external_with(
+                s,
+                policy,
+                &m.cert,
+                &m.key,
+                m.anchors.as_deref(),
+                now,
+                resolver,
+            )?,
         };
         self.state = Some(state);
         Ok(transitions)
@@ -640,7 +663,7 @@ mod tests {
         // Adopting the current material keeps the other roots, not a duplicate of its own.
         let mut ext = External::default();
         assert!(ext
-            .observe(&own, seed(kept), &policy(), now)
+            .observe(&own, seed(kept), &policy(), now, &PemKeys)
             .unwrap()
             .is_empty());
         let s = ext.state().unwrap();
@@ -665,8 +688,10 @@ mod tests {
             material(now, Duration::days(30)),
         );
         let mut ext = External::default();
-        ext.observe(&a, Seed::default(), &policy(), now).unwrap();
-        ext.observe(&b, Seed::default(), &policy(), now).unwrap();
+        ext.observe(&a, Seed::default(), &policy(), now, &PemKeys)
+            .unwrap();
+        ext.observe(&b, Seed::default(), &policy(), now, &PemKeys)
+            .unwrap();
         let request = |value: &str, fp: &str| {
             BTreeMap::from([
                 (
@@ -712,20 +737,25 @@ mod tests {
             material(now, Duration::days(30)),
         );
         let mut ext = External::default();
-        ext.observe(&a, Seed::default(), &policy(), now).unwrap();
+        ext.observe(&a, Seed::default(), &policy(), now, &PemKeys)
+            .unwrap();
         assert!(!ext.is_new(&a) && ext.is_new(&b));
-        let t = ext.observe(&b, Seed::default(), &policy(), now).unwrap();
+        let t = ext
+            .observe(&b, Seed::default(), &policy(), now, &PemKeys)
+            .unwrap();
         assert!(matches!(t[0], Transition::ExternalChanged { .. }));
         let s = ext.state().unwrap();
         assert_eq!(s.active.cert_pem, b.cert);
-        assert!(signing_ca(s, now).is_ok());
+        assert!(podcert_core::rotation::signing_ca(s, now).is_ok());
         assert_eq!(published_anchors(s).len(), 2);
         // Bad material changes nothing.
         let bad = Material {
             cert: "garbage".into(),
             ..b.clone()
         };
-        assert!(ext.observe(&bad, Seed::default(), &policy(), now).is_err());
+        assert!(ext
+            .observe(&bad, Seed::default(), &policy(), now, &PemKeys)
+            .is_err());
         assert_eq!(published_anchors(ext.state().unwrap()).len(), 2);
     }
 

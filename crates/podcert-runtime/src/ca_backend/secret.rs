@@ -13,11 +13,12 @@ use kube::Resource;
 use time::OffsetDateTime;
 use tracing::{error, info, warn};
 
-use podcert_core::ca::{generate_self_signed, Material};
+use podcert_core::ca::{generate_self_signed, CaError, GeneratedCa, Material};
 use podcert_core::rotation::{handle_trigger, step, CaOrigin, RotationState, TriggerOutcome};
 use podcert_k8s::ca_secret::{self, SecretCa, SecretFormatError};
 use podcert_k8s::settings::Bootstrap;
 
+use super::pkcs11::TokenCa;
 use super::rotation::{hold_back, External, Rotator, Seed};
 use super::secret_write::{write_state, WriteOutcome};
 use super::{refused, CaBackend, Next, OnRefused, SourceError};
@@ -44,9 +45,12 @@ pub struct SecretBackend {
     refused_at: Option<String>,
     poll: Duration,
     on_refused: OnRefused,
+    /// The CA keys are in this token (generated there when bootstrapping and rotating).
+    token: Option<TokenCa>,
 }
 
 impl SecretBackend {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         client: kube::Client,
         namespace: &str,
@@ -55,6 +59,7 @@ impl SecretBackend {
         poll: Duration,
         rotator: Rotator,
         on_refused: OnRefused,
+        token: Option<TokenCa>,
     ) -> Self {
         SecretBackend {
             api: Api::namespaced(client.clone(), namespace),
@@ -67,6 +72,20 @@ impl SecretBackend {
             refused_at: None,
             poll,
             on_refused,
+            token,
+        }
+    }
+
+    /// A fresh CA: its key in the token if there is one, else in memory (PEM).
+    fn generate(
+        &self,
+        b: &Bootstrap,
+        validity: time::Duration,
+        at: OffsetDateTime,
+    ) -> Result<GeneratedCa, CaError> {
+        match &self.token {
+            Some(t) => t.generate(b.key_type, &b.trust_domain, validity, at),
+            None => generate_self_signed(b.key_type, Some(&b.trust_domain), validity, at),
         }
     }
 }
@@ -131,12 +150,13 @@ impl SecretBackend {
             SecretCa::State(s) => (Some(*s.clone()), *s),
             // A Secret from before rotation existed: adopt it (written by the leader below).
             SecretCa::Material(m) if self.bootstrap.is_some() => {
-                let s = RotationState::adopt(
+                let s = RotationState::adopt_with(
                     &m.cert,
                     &m.key,
                     m.anchors.as_deref(),
                     CaOrigin::Generated,
                     now,
+                    self.rotator.resolver(),
                 )
                 .map_err(|e| refused(&origin, e))?;
                 (None, s)
@@ -177,9 +197,9 @@ impl SecretBackend {
         stored: Option<&RotationState>,
         now: OffsetDateTime,
     ) -> Result<Option<RotationState>, SourceError> {
-        let mut generate = |at: OffsetDateTime, validity: time::Duration| {
-            generate_self_signed(b.key_type, Some(&b.trust_domain), validity, at)
-        };
+        let this = &*self;
+        let mut generate =
+            |at: OffsetDateTime, validity: time::Duration| this.generate(b, validity, at);
         let reference = secret.object_ref(&());
         let empty = Default::default();
         let annotations = secret.metadata.annotations.as_ref().unwrap_or(&empty);
@@ -219,7 +239,11 @@ impl SecretBackend {
                 return Ok(None);
             };
             match written? {
-                WriteOutcome::Written(_) => {}
+                WriteOutcome::Written(_) => {
+                    if let (Some(t), Some(before)) = (&self.token, stored) {
+                        t.delete_dropped(before, &state);
+                    }
+                }
                 WriteOutcome::Conflict => {
                     info!(secret = %self.origin, "the CA Secret changed since it was read; reading it again");
                     return Ok(None);
@@ -245,7 +269,7 @@ impl SecretBackend {
             };
             let t = self
                 .ext
-                .observe(m, seed, self.rotator.policy(), now)
+                .observe(m, seed, self.rotator.policy(), now, self.rotator.resolver())
                 .map_err(|e| refused(&self.origin, e))?;
             self.rotator.report(&t, Some(&reference));
         }
@@ -270,7 +294,8 @@ impl SecretBackend {
         let Some(b) = &self.bootstrap else {
             return Ok(None);
         };
-        let gen = generate_self_signed(b.key_type, Some(&b.trust_domain), b.validity, now)
+        let gen = self
+            .generate(b, b.validity, now)
             .map_err(|e| refused(&self.origin, e))?;
         let state = RotationState::bootstrap(&gen, now).map_err(|e| refused(&self.origin, e))?;
         let secret = ca_secret::new_secret(&self.name, &state)?;

@@ -42,7 +42,10 @@ impl Claims {
                 .ca
                 .files
                 .iter()
-                .flat_map(|f| [f.cert_file.clone(), f.key_file.clone()])
+                .flat_map(|f| [Some(f.cert_file.clone()), f.key_file.clone()])
+                .flatten()
+                // A token key is claimed like a key file: one CA key, one signer.
+                .chain(spec.ca.pkcs11.iter().map(|p| p.uri.clone()))
                 .collect(),
         }
     }
@@ -57,6 +60,9 @@ impl Claims {
                 None,
                 vec![cert.display().to_string(), key.display().to_string()],
             ),
+            CaSpec::Pkcs11 { cert, key, .. } => {
+                (None, vec![cert.display().to_string(), key.uri.clone()])
+            }
             CaSpec::Memory { .. } => (None, Vec::new()),
         };
         Claims {

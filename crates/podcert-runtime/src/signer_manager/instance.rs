@@ -31,6 +31,15 @@ pub struct Instance {
     serving: Option<Tasks>,
 }
 
+/// Sessions a token key may sign in at once: one per reconcile worker (0: kube's unbounded
+/// default, for which 16 is plenty for a token).
+fn key_sessions(concurrency: u16) -> usize {
+    match concurrency {
+        0 => 16,
+        n => usize::from(n),
+    }
+}
+
 /// How long a stopping signer's tasks get to end.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -79,6 +88,7 @@ impl Instance {
             Arc::new(move || {
                 reload_errors.inc();
             }),
+            key_sessions(shared.concurrency),
             &scope,
         )
         .await;

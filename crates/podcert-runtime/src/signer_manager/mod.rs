@@ -435,6 +435,14 @@ impl Manager {
                         notify.notify_one();
                     }
                 });
+                // And when its token key stops or starts signing again.
+                let mut key_changes = i.ca().subscribe_key_problem();
+                let notify = self.notify.clone();
+                i.spawn(async move {
+                    while key_changes.changed().await.is_ok() {
+                        notify.notify_one();
+                    }
+                });
                 self.running.insert(name.to_string(), i);
                 Ok(())
             }
@@ -447,10 +455,15 @@ impl Manager {
         let instance = self.running.get(&name);
         let ca = instance.and_then(|i| i.ca().get());
         let waiting;
-        let verdict = match (&result, &ca) {
-            (Err(nr), _) => Err(nr),
-            (Ok(()), Some(ca)) => Ok(ca.as_ref()),
-            (Ok(()), None) => {
+        let key_problem = instance.and_then(|i| i.ca().key_problem());
+        let verdict = match (&result, &ca, key_problem) {
+            (Err(nr), _, _) => Err(nr),
+            (Ok(()), Some(_), Some(problem)) => {
+                waiting = NotReady::new(status::CA_KEY_UNAVAILABLE, problem);
+                Err(&waiting)
+            }
+            (Ok(()), Some(ca), None) => Ok(ca.as_ref()),
+            (Ok(()), None, _) => {
                 waiting = NotReady::new(
                     status::CA_NOT_LOADED,
                     "waiting for the CA (a Secret that does not exist yet, or material that was refused: see the signer's logs)",

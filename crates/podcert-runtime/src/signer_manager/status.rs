@@ -30,6 +30,8 @@ pub const NAME_NOT_ALLOWED: &str = "SignerNameNotAllowed";
 pub const NOT_PERMITTED: &str = "NotPermitted";
 pub const CONFLICT: &str = "Conflict";
 pub const CA_NOT_LOADED: &str = "CANotLoaded";
+/// The CA's key is in a PKCS#11 token that cannot sign now (requests wait, none fail).
+pub const CA_KEY_UNAVAILABLE: &str = "CAKeyUnavailable";
 pub const READY: &str = "Ready";
 
 /// The status to report. `previous` keeps lastTransitionTime when the condition did not flip.
