@@ -25,26 +25,36 @@ async fn wait_holder(server: &TestServer, not: Option<&str>) -> String {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_leader_is_replaced_and_nothing_is_written_twice() {
+/// The emulator with the chart's RBAC, and a directory with a CA in files.
+async fn start() -> (TestServer, tempfile::TempDir) {
     let server = TestServer::start(ServerConfig::default()).await.unwrap();
     prepare(&server, &[]);
     let dir = tempfile::tempdir().unwrap();
-    // A shared CA in files, as a mounted Secret would give both replicas.
     ca_init(&dir.path().join("ca"));
-    let cert = dir.path().join("ca/ca.crt").display().to_string();
-    let key = dir.path().join("ca/ca.key").display().to_string();
-    let args = [
-        "--ca-cert",
-        &cert,
-        "--ca-key",
-        &key,
-        "--leader-election=true",
-        "--leader-election-namespace",
-        SIGNER_NS,
-        "--ha-mode",
-        "leader",
+    (server, dir)
+}
+
+/// Flags of a replica: the shared CA in files (as a mounted Secret gives every replica) and
+/// leader election on, plus `extra`.
+fn replica_args(dir: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "--ca-cert".to_string(),
+        dir.join("ca/ca.crt").display().to_string(),
+        "--ca-key".to_string(),
+        dir.join("ca/ca.key").display().to_string(),
+        "--leader-election=true".to_string(),
+        "--leader-election-namespace".to_string(),
+        SIGNER_NS.to_string(),
     ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_is_replaced_and_nothing_is_written_twice() {
+    let (server, dir) = start().await;
+    let args = replica_args(dir.path(), &["--ha-mode", "leader"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut replicas = vec![
         spawn_signer(&server, dir.path(), "replica-0", &args),
         spawn_signer(&server, dir.path(), "replica-1", &args),
@@ -139,22 +149,10 @@ async fn member_leases(server: &TestServer) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_active_replicas_share_the_work_and_take_over_a_dead_ones() {
-    let server = TestServer::start(ServerConfig::default()).await.unwrap();
-    prepare(&server, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    ca_init(&dir.path().join("ca"));
-    let cert = dir.path().join("ca/ca.crt").display().to_string();
-    let key = dir.path().join("ca/ca.key").display().to_string();
+    let (server, dir) = start().await;
     // Active-active is the default: no --ha-mode.
-    let args = [
-        "--ca-cert",
-        &cert,
-        "--ca-key",
-        &key,
-        "--leader-election=true",
-        "--leader-election-namespace",
-        SIGNER_NS,
-    ];
+    let args = replica_args(dir.path(), &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut replicas = vec![
         spawn_signer(&server, dir.path(), "replica-0", &args),
         spawn_signer(&server, dir.path(), "replica-1", &args),
