@@ -553,7 +553,7 @@ class Rbac(unittest.TestCase):
         self.assertEqual(sorted(self.rules(docs, "Role")), sorted([
             ("podcert-system", "coordination.k8s.io/leases", ("get", "update"), ("podcert-signer",)),
             ("podcert-system", "coordination.k8s.io/leases", ("create",), ()),
-            ("podcert-system", "coordination.k8s.io/leases", ("get", "list", "update", "delete"), ()),
+            ("podcert-system", "coordination.k8s.io/leases", ("get", "list", "update"), ()),
             ("podcert-system", "/secrets", ("get", "update"), ("podcert-signer-ca",)),
             ("podcert-system", "/secrets", ("create",), ()),
         ]))
@@ -618,7 +618,7 @@ class Rbac(unittest.TestCase):
         self.assertEqual(sorted(self.rules(docs, "Role")), sorted([
             ("podcert-system", "coordination.k8s.io/leases", ("get", "update"), ("podcert-signer",)),
             ("podcert-system", "coordination.k8s.io/leases", ("create",), ()),
-            ("podcert-system", "coordination.k8s.io/leases", ("get", "list", "update", "delete"), ()),
+            ("podcert-system", "coordination.k8s.io/leases", ("get", "list", "update"), ()),
             ("podcert-system", "/secrets", ("get", "update"), ("team-ca", "web-ca", "other-ca")),
             ("podcert-system", "/secrets", ("create",), ()),
             ("team-a", "/configmaps", ("get", "update"), ("podcert-trust-bundle",)),

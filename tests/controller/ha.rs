@@ -147,6 +147,14 @@ async fn member_leases(server: &TestServer) -> Vec<String> {
     holders
 }
 
+/// Member Lease objects, held or released.
+async fn member_lease_objects(server: &TestServer) -> usize {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let api: kube::Api<Lease> = kube::Api::namespaced(server.admin_client(), SIGNER_NS);
+    let lp = kube::api::ListParams::default().labels("podcert.dev/member-of=podcert-signer");
+    api.list(&lp).await.unwrap().items.len()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_active_replicas_share_the_work_and_take_over_a_dead_ones() {
     let (server, dir) = start().await;
@@ -199,7 +207,7 @@ async fn active_active_replicas_share_the_work_and_take_over_a_dead_ones() {
         "the survivor should have taken over the dead replica's requests: {m}"
     );
 
-    // A graceful stop deletes the member Lease at once.
+    // A graceful stop releases the member Lease at once (no holder: not listed below).
     let fresh = spawn_signer(&server, dir.path(), "replica-2", &args);
     fresh.wait_ready(WAIT).await;
     let has = |leases: &[String], who: &str| leases.iter().any(|l| l == who);
@@ -217,6 +225,20 @@ async fn active_active_replicas_share_the_work_and_take_over_a_dead_ones() {
     }
     let last = kubelets(&server, KubeletVersion::V1_37, 4, "c", |_| {}).await;
     assert_eq!(last.wait_settled(WAIT).await.unwrap().issued, 4);
+
+    // A new replica takes over the released Lease instead of adding one: still three Lease
+    // objects (replica-0's, SIGKILLed, is not free before two minutes).
+    let objects = member_lease_objects(&server).await;
+    assert_eq!(objects, 3, "{:?}", member_leases(&server).await);
+    let another = spawn_signer(&server, dir.path(), "replica-3", &args);
+    another.wait_ready(WAIT).await;
+    let start = Instant::now();
+    while !has(&member_leases(&server).await, "replica-3") {
+        assert!(start.elapsed() < WAIT, "{:?}", member_leases(&server).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(member_lease_objects(&server).await, 3);
+    drop(another);
 
     // Racing replicas end in one write and a refused one: every status written once.
     let per_object = status_writes(&server);

@@ -1,8 +1,12 @@
-//! Active-active membership: every replica keeps a Lease of its own (`<lease>-member-<hash>`,
-//! labelled `podcert.dev/member-of=<lease>`), renewed every `renew_every` and deleted when the
-//! replica stops. Each replica lists the members' Leases and counts as live those whose record
-//! changed within their lease duration by its own clock (as the leader election judges
-//! expiry: never by the holder's clock). A request belongs to the live member that
+//! Active-active membership: every replica holds a member Lease (`<lease>-member-<suffix>`,
+//! labelled `podcert.dev/member-of=<lease>`, its identity as holder), renewed every
+//! `renew_every` and released (holder emptied) when the replica stops. Each replica lists the
+//! members' Leases and counts as live those with a holder whose record changed within their
+//! lease duration by its own clock (as the leader election judges expiry: never by the
+//! holder's clock). Leases are never deleted (the signer has no `delete`): a starting replica
+//! takes over a released one, or one unrenewed for [`STALE_AFTER`] (a SIGKILLed pod's), with a
+//! resourceVersion-guarded update, and creates a new one only when none is free, so their
+//! number stays near the most replicas ever run at once. A request belongs to the live member that
 //! rendezvous hashing of its UID picks ([`owner`]): every replica computes the same owner from
 //! the same member set, and a member leaving moves only its own requests.
 //!
@@ -16,7 +20,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams, Preconditions};
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -56,10 +60,16 @@ impl MembershipConfig {
         }
     }
 
-    /// This replica's Lease name: a hash keeps it a valid name whatever the identity.
-    pub fn lease_name(&self) -> String {
-        let h = Sha256::digest(self.identity.as_bytes());
-        let hex: String = h[..6].iter().map(|b| format!("{b:02x}")).collect();
+    /// A fresh member Lease name: the identity's hash and a random part, so a restarted pod
+    /// of the same name does not collide with a Lease still held by its predecessor.
+    pub fn new_lease_name(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.identity.as_bytes());
+        h.update(rand_bytes());
+        let hex: String = h.finalize()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         format!("{}-member-{hex}", self.group)
     }
 }
@@ -149,11 +159,11 @@ pub fn spawn(
         let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
         let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
         let mut mine: Option<Lease> = None;
-        info!(identity = %cfg.identity, lease = %cfg.lease_name(), "active-active: announcing this replica");
+        info!(identity = %cfg.identity, group = %cfg.group, "active-active: announcing this replica");
         loop {
             let round = async {
                 if let Err(e) = renew(&api, &cfg, &mut mine).await {
-                    warn!(error = %e, lease = %cfg.lease_name(), "member lease renewal failed");
+                    warn!(error = %e, "member lease renewal failed");
                 }
                 observe(&api, &cfg, &mut seen).await
             };
@@ -183,68 +193,128 @@ pub fn spawn(
                 _ = cancel.cancelled() => break,
             }
         }
-        let name = cfg.lease_name();
-        match tokio::time::timeout(cfg.call_timeout, api.delete(&name, &DeleteParams::default()))
-            .await
-        {
-            Ok(Ok(_)) => info!(lease = %name, "member lease deleted"),
-            Ok(Err(e)) => debug!(error = %e, "could not delete the member lease; it expires"),
-            Err(_) => debug!("deleting the member lease timed out; it expires"),
+        if let Some(lease) = mine {
+            let name = lease.metadata.name.clone().unwrap_or_default();
+            match tokio::time::timeout(cfg.call_timeout, release(&api, lease)).await {
+                Ok(Ok(())) => info!(lease = %name, "member lease released"),
+                Ok(Err(e)) => debug!(error = %e, "could not release the member lease; it expires"),
+                Err(_) => debug!("releasing the member lease timed out; it expires"),
+            }
         }
     });
     members
+}
+
+fn rand_bytes() -> [u8; 8] {
+    rand::random()
 }
 
 fn now_micro() -> MicroTime {
     MicroTime(k8s_openapi::jiff::Timestamp::now())
 }
 
-/// Creates or renews this replica's Lease: one write per round, from the Lease as last
-/// written (`mine`); read again only when that write is refused.
+/// Renews this replica's Lease (one guarded write per round, from the Lease as last written)
+/// or, without one, claims a free Lease of the group or creates one.
 async fn renew(
     api: &Api<Lease>,
     cfg: &MembershipConfig,
     mine: &mut Option<Lease>,
 ) -> Result<(), kube::Error> {
-    let name = cfg.lease_name();
-    let spec = LeaseSpec {
+    let Some(mut lease) = mine.take() else {
+        *mine = Some(claim(api, cfg).await?);
+        return Ok(());
+    };
+    lease.spec = Some(held_spec(cfg));
+    let name = lease.metadata.name.clone().unwrap_or_default();
+    match api.replace(&name, &PostParams::default(), &lease).await {
+        Ok(l) => *mine = Some(l),
+        // Changed under us: still ours (read it again) or claimed by a replica that judged it
+        // stale (claim another next round).
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            if let Some(current) = api.get_opt(&name).await? {
+                let holder = current
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.holder_identity.clone());
+                if holder.as_deref() == Some(cfg.identity.as_str()) {
+                    *mine = Some(current);
+                }
+            }
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+fn held_spec(cfg: &MembershipConfig) -> LeaseSpec {
+    LeaseSpec {
         holder_identity: Some(cfg.identity.clone()),
         lease_duration_seconds: Some(cfg.lease_duration.as_secs().max(1) as i32),
         renew_time: Some(now_micro()),
         ..Default::default()
-    };
-    let current = match mine.take() {
-        Some(l) => Some(l),
-        None => api.get_opt(&name).await?,
-    };
-    match current {
-        Some(mut lease) => {
-            lease.spec = Some(spec);
-            // A 409 or 404 leaves `mine` empty: the next round reads (or creates) it.
-            *mine = Some(api.replace(&name, &PostParams::default(), &lease).await?);
+    }
+}
+
+/// A Lease of the group nobody holds: released, or not renewed for [`STALE_AFTER`] by the
+/// wall clock (long enough for any clock skew between replicas).
+fn free(lease: &Lease, now: k8s_openapi::jiff::Timestamp) -> bool {
+    let Some(spec) = &lease.spec else { return true };
+    if spec.holder_identity.as_deref().is_none_or(str::is_empty) {
+        return true;
+    }
+    spec.renew_time
+        .as_ref()
+        .is_none_or(|t| now.as_second() - t.0.as_second() > STALE_AFTER.as_secs() as i64)
+}
+
+/// Takes over a free Lease of the group (guarded by its resourceVersion: of two replicas
+/// claiming one, one wins) or creates a new one.
+async fn claim(api: &Api<Lease>, cfg: &MembershipConfig) -> Result<Lease, kube::Error> {
+    let lp = ListParams::default().labels(&format!("{MEMBER_OF_LABEL}={}", cfg.group));
+    let now = k8s_openapi::jiff::Timestamp::now();
+    for mut lease in api.list(&lp).await?.items {
+        if !free(&lease, now) {
+            continue;
         }
-        None => {
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(name),
-                    labels: Some(BTreeMap::from([(
-                        MEMBER_OF_LABEL.to_string(),
-                        cfg.group.clone(),
-                    )])),
-                    ..Default::default()
-                },
-                spec: Some(spec),
-            };
-            match api.create(&PostParams::default(), &lease).await {
-                Ok(created) => *mine = Some(created),
-                // Created by our previous incarnation between the get and now: next round.
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => return Err(e),
+        let name = lease.metadata.name.clone().unwrap_or_default();
+        lease.spec = Some(held_spec(cfg));
+        match api.replace(&name, &PostParams::default(), &lease).await {
+            Ok(l) => {
+                info!(lease = %name, "took over a free member lease");
+                return Ok(l);
             }
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => continue,
+            Err(e) => return Err(e),
         }
     }
+    let lease = Lease {
+        metadata: ObjectMeta {
+            name: Some(cfg.new_lease_name()),
+            labels: Some(BTreeMap::from([(
+                MEMBER_OF_LABEL.to_string(),
+                cfg.group.clone(),
+            )])),
+            ..Default::default()
+        },
+        spec: Some(held_spec(cfg)),
+    };
+    api.create(&PostParams::default(), &lease).await
+}
+
+/// Gives this replica's Lease up (empty holder): the others see the member gone at once.
+async fn release(api: &Api<Lease>, mut lease: Lease) -> Result<(), kube::Error> {
+    let name = lease.metadata.name.clone().unwrap_or_default();
+    if let Some(spec) = lease.spec.as_mut() {
+        spec.holder_identity = None;
+        spec.renew_time = Some(now_micro());
+    }
+    api.replace(&name, &PostParams::default(), &lease).await?;
     Ok(())
 }
+
+/// How long an unrenewed member Lease waits before a starting replica may take it over.
+pub const STALE_AFTER: Duration = Duration::from_secs(120);
 
 /// Lists the group's Leases and records, by our clock, when each last changed.
 async fn observe(
@@ -255,21 +325,13 @@ async fn observe(
     let lp = ListParams::default().labels(&format!("{MEMBER_OF_LABEL}={}", cfg.group));
     let list = api.list(&lp).await?;
     let mut present = BTreeSet::new();
-    let mut stale = Vec::new();
     for lease in list.items {
-        let rv = lease.metadata.resource_version.clone();
-        let name = lease.metadata.name.clone().unwrap_or_default();
         let Some(spec) = lease.spec else { continue };
         let Some(id) = spec.holder_identity.filter(|h| !h.is_empty()) else {
             continue;
         };
         let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(8).max(1) as u64);
         present.insert(id.clone());
-        if id != cfg.identity {
-            if let Some(rv) = rv {
-                stale.push((id.clone(), name, rv));
-            }
-        }
         match seen.get_mut(&id) {
             Some(s) if s.renew_time == spec.renew_time => s.duration = duration,
             _ => {
@@ -284,33 +346,10 @@ async fn observe(
             }
         }
     }
-    // A deleted Lease is a member that left.
+    // A released Lease (no holder) is a member that left.
     seen.retain(|id, _| present.contains(id));
-    // A member killed without deleting its Lease (SIGKILL, a lost node) leaves it behind; pod
-    // names change with every rollout, so remove those long expired. Guarded by the
-    // resourceVersion seen: a Lease renewed meanwhile is kept.
-    for (id, name, rv) in stale {
-        if seen.get(&id).is_some_and(|s| s.at.elapsed() > GC_AFTER) {
-            let dp = DeleteParams {
-                preconditions: Some(Preconditions {
-                    resource_version: Some(rv),
-                    uid: None,
-                }),
-                ..DeleteParams::default()
-            };
-            match api.delete(&name, &dp).await {
-                Ok(_) => info!(member = %id, "removed an expired member lease"),
-                Err(e) => {
-                    debug!(member = %id, error = %e, "could not remove an expired member lease")
-                }
-            }
-        }
-    }
     Ok(())
 }
-
-/// How long an unchanged member Lease stays before any member removes it.
-const GC_AFTER: Duration = Duration::from_secs(120);
 
 #[cfg(test)]
 mod tests {
@@ -371,12 +410,37 @@ mod tests {
     }
 
     #[test]
-    fn lease_names_are_valid_whatever_the_identity() {
+    fn lease_names_are_valid_whatever_the_identity_and_never_repeat() {
         let cfg = MembershipConfig::new("ns", "podcert-signer", &"x".repeat(300));
-        let name = cfg.lease_name();
+        let name = cfg.new_lease_name();
         assert!(name.len() <= 63, "{name}");
         assert!(name.starts_with("podcert-signer-member-"));
-        let other = MembershipConfig::new("ns", "podcert-signer", "y").lease_name();
-        assert_ne!(name, other);
+        assert_ne!(name, cfg.new_lease_name());
+    }
+
+    fn lease(holder: Option<&str>, renewed_secs_ago: i64) -> Lease {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        Lease {
+            metadata: ObjectMeta::default(),
+            spec: Some(LeaseSpec {
+                holder_identity: holder.map(str::to_string),
+                renew_time: Some(MicroTime(
+                    now - k8s_openapi::jiff::SignedDuration::from_secs(renewed_secs_ago),
+                )),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn only_released_or_long_unrenewed_leases_are_free() {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        assert!(free(&lease(None, 0), now), "released");
+        assert!(free(&lease(Some(""), 0), now), "released");
+        assert!(free(&lease(Some("a"), 121), now), "a SIGKILLed pod's");
+        assert!(
+            !free(&lease(Some("a"), 5), now),
+            "held: a slow renewal is not free"
+        );
     }
 }
