@@ -52,7 +52,7 @@ pub struct Context {
     pub events: Option<EventPublisher>,
     pub issuance: Issuance,
     /// Active-active: tokens for deciding a live owner's requests (see [`HEDGES_PER_SECOND`]).
-    hedges: Mutex<(std::time::Instant, f64)>,
+    hedges: HedgeBucket,
     backoff: Mutex<HashMap<(String, String), u32>>,
     labels: SignerLabels,
 }
@@ -76,7 +76,7 @@ impl Context {
             leader: app.leader.clone(),
             events,
             issuance: app.issuance.clone(),
-            hedges: Mutex::new((std::time::Instant::now(), HEDGE_BURST)),
+            hedges: HedgeBucket::new(),
             backoff: Mutex::new(HashMap::new()),
             labels,
         }
@@ -107,20 +107,8 @@ impl Context {
         &self.signer_name
     }
 
-    /// One hedge token, if the bucket has one.
     fn take_hedge(&self) -> bool {
-        let Ok(mut b) = self.hedges.lock() else {
-            return true;
-        };
-        let now = std::time::Instant::now();
-        let refill = now.duration_since(b.0).as_secs_f64() * HEDGES_PER_SECOND;
-        *b = (now, (b.1 + refill).min(HEDGE_BURST));
-        if b.1 >= 1.0 {
-            b.1 -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.hedges.take()
     }
 
     fn error(&self, kind: &str) {
@@ -139,6 +127,31 @@ impl Context {
 /// move to a live member as soon as its Lease expires.
 pub const HEDGES_PER_SECOND: f64 = 10.0;
 const HEDGE_BURST: f64 = 10.0;
+
+/// A token bucket: [`HEDGES_PER_SECOND`], at most [`HEDGE_BURST`] at once.
+struct HedgeBucket(Mutex<(std::time::Instant, f64)>);
+
+impl HedgeBucket {
+    fn new() -> Self {
+        HedgeBucket(Mutex::new((std::time::Instant::now(), HEDGE_BURST)))
+    }
+
+    /// One token, if the bucket has one.
+    fn take(&self) -> bool {
+        let Ok(mut b) = self.0.lock() else {
+            return true;
+        };
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(b.0).as_secs_f64() * HEDGES_PER_SECOND;
+        *b = (now, (b.1 + refill).min(HEDGE_BURST));
+        if b.1 >= 1.0 {
+            b.1 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// Why a reconcile is retried.
 #[derive(Debug, thiserror::Error)]
@@ -516,5 +529,73 @@ async fn pending_gauges(store: Store<DynamicObject>, ctx: Arc<Context>) {
                 .set(ca.not_after().unix_timestamp());
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(uid: &str, created: OffsetDateTime) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "certificates.k8s.io/v1",
+            "kind": "PodCertificateRequest",
+            "metadata": {
+                "name": "r", "namespace": "ns", "uid": uid,
+                "creationTimestamp": wire::format_time(created),
+            },
+        }))
+        .unwrap()
+    }
+
+    /// A UID the given member owns among `members`.
+    fn owned_by(members: &[&str], who: &str) -> String {
+        let all: Vec<String> = members.iter().map(|m| m.to_string()).collect();
+        (0..)
+            .map(|i| format!("uid-{i}"))
+            .find(|u| crate::membership::owner(&all, u) == Some(who))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_live_owners_request_waits_for_the_hedge_delay_and_ones_own_does_not() {
+        let me = Members::fixed("a", &["b"]);
+        let hedge = Duration::from_secs(2);
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let theirs = owned_by(&["a", "b"], "b");
+        let mine = owned_by(&["a", "b"], "a");
+        // Created now: wait the whole delay; a second ago: one more second; older: decide.
+        assert_eq!(
+            not_mine_yet(&request(&theirs, now), &me, hedge, now),
+            Some(hedge)
+        );
+        let one_ago = now - time::Duration::seconds(1);
+        assert_eq!(
+            not_mine_yet(&request(&theirs, one_ago), &me, hedge, now),
+            Some(Duration::from_secs(1))
+        );
+        let old = now - time::Duration::seconds(3);
+        assert_eq!(not_mine_yet(&request(&theirs, old), &me, hedge, now), None);
+        // Its own: at once, however new.
+        assert_eq!(not_mine_yet(&request(&mine, now), &me, hedge, now), None);
+        // The owner gone from the member set: the request is this replica's now.
+        let alone = Members::fixed("a", &[]);
+        assert_eq!(
+            not_mine_yet(&request(&theirs, now), &alone, hedge, now),
+            None
+        );
+    }
+
+    #[test]
+    fn hedges_are_rationed() {
+        let bucket = HedgeBucket::new();
+        let granted = (0..50).filter(|_| bucket.take()).count();
+        // The burst, plus at most a token or two refilled while the loop ran.
+        assert!((10..=12).contains(&granted), "{granted}");
+        std::thread::sleep(Duration::from_millis(250));
+        // Tokens come back with time (about 2.5 in 250 ms; a slow machine sleeps longer), never
+        // more than the burst.
+        let more = (0..50).filter(|_| bucket.take()).count();
+        assert!((1..=10).contains(&more), "{more}");
     }
 }
