@@ -142,7 +142,7 @@ struct Seen {
 }
 
 /// Starts renewing this replica's Lease and following the others', in `tasks`; the Lease is
-/// deleted when `tasks` is cancelled so the others take its requests at once.
+/// released when `tasks` is cancelled so the others take its requests at once.
 pub fn spawn(
     client: kube::Client,
     cfg: MembershipConfig,
