@@ -94,6 +94,15 @@ async fn serve(
     let (synced_tx, synced) = watch::channel(false);
     let (objects_synced_tx, objects_synced) = watch::channel(false);
     let (key_problem_tx, key_problem) = watch::channel(None);
+    // What a replica waits for before it takes a share of the requests (active-active).
+    let mut ready = Vec::new();
+    if config.signer.is_some() {
+        ready.push(ca_loaded.clone());
+        ready.push(synced.clone());
+    }
+    if config.objects.is_some() {
+        ready.push(objects_synced.clone());
+    }
     let mut checks = Vec::new();
     let mut problems = Vec::new();
     if config.signer.is_some() {
@@ -144,7 +153,7 @@ async fn serve(
     let issuance = match (&config.leader_election, config.ha_mode) {
         (Some(cfg), HaMode::ActiveActive { hedge }) => {
             let m = MembershipConfig::new(&cfg.namespace, &cfg.lease_name, &cfg.identity);
-            let members = membership::spawn(client.clone(), m, metrics.clone(), tasks);
+            let members = membership::spawn(client.clone(), m, metrics.clone(), ready, tasks);
             Issuance::ActiveActive { members, hedge }
         }
         _ => Issuance::Leader,

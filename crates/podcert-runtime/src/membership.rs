@@ -105,9 +105,10 @@ impl Members {
         self.live.borrow().clone()
     }
 
-    /// Whether this replica owns `key` (a request's UID).
+    /// Whether this replica owns `key` (a request's UID). Never before it has announced
+    /// itself (it is then not among the live members): a replica still starting only hedges.
     pub fn is_mine(&self, key: &str) -> bool {
-        owner(&self.live(), key).is_none_or(|o| o == &*self.me)
+        owner(&self.live(), key) == Some(&*self.me)
     }
 
     /// Changes whenever the live set changes.
@@ -143,13 +144,18 @@ struct Seen {
 
 /// Starts renewing this replica's Lease and following the others', in `tasks`; the Lease is
 /// released when `tasks` is cancelled so the others take its requests at once.
+///
+/// A replica announces itself (and counts itself live) only once every `ready` flag is true
+/// (its CA loaded, its watch caches synced): a member that owns requests it cannot yet decide
+/// would leave its share to the rationed hedges.
 pub fn spawn(
     client: kube::Client,
     cfg: MembershipConfig,
     metrics: Arc<Metrics>,
+    ready: Vec<watch::Receiver<bool>>,
     tasks: &Tasks,
 ) -> Members {
-    let (tx, live) = watch::channel(Arc::new(vec![cfg.identity.clone()]));
+    let (tx, live) = watch::channel(Arc::new(Vec::new()));
     let members = Members {
         me: cfg.identity.as_str().into(),
         live,
@@ -160,10 +166,17 @@ pub fn spawn(
         let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
         let mut mine: Option<Lease> = None;
         info!(identity = %cfg.identity, group = %cfg.group, "active-active: announcing this replica");
+        let mut announced = false;
         loop {
+            if !announced && ready.iter().all(|r| *r.borrow()) {
+                announced = true;
+                info!(identity = %cfg.identity, "ready: announcing this replica as a member");
+            }
             let round = async {
-                if let Err(e) = renew(&api, &cfg, &mut mine).await {
-                    warn!(error = %e, "member lease renewal failed");
+                if announced {
+                    if let Err(e) = renew(&api, &cfg, &mut mine).await {
+                        warn!(error = %e, "member lease renewal failed");
+                    }
                 }
                 observe(&api, &cfg, &mut seen).await
             };
@@ -177,7 +190,12 @@ pub fn spawn(
                 .filter(|(_, s)| s.at.elapsed() <= s.duration)
                 .map(|(id, _)| id.clone())
                 .collect();
-            now_live.insert(cfg.identity.clone());
+            if announced {
+                now_live.insert(cfg.identity.clone());
+            } else {
+                // Our own Lease from before a restart under the same name is not us yet.
+                now_live.remove(&cfg.identity);
+            }
             let now_live: Vec<String> = now_live.into_iter().collect();
             metrics.members.set(now_live.len() as i64);
             tx.send_if_modified(|cur| {
@@ -242,7 +260,12 @@ async fn renew(
             }
         }
         Err(kube::Error::Api(s)) if s.code == 404 => {}
-        Err(e) => return Err(e),
+        // A failed call (a 500, a timeout) leaves the Lease ours: renew it next round rather
+        // than claim another.
+        Err(e) => {
+            *mine = Some(lease);
+            return Err(e);
+        }
     }
     Ok(())
 }
