@@ -251,30 +251,29 @@ impl Pkcs11Key {
     /// Renames the key pair (CKA_LABEL of its private and public objects); returns the URI
     /// that names it now.
     pub fn relabel(self, label: &str) -> Result<Pkcs11Uri, Pkcs11Error> {
-        let inner = &self.inner;
-        inner.drain();
-        let generation = inner.module.enter();
-        let session = inner.session()?;
-        let result = (|| {
-            for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
-                let handles = session
-                    .find_objects(&inner.template(class))
-                    .map_err(|e| inner.call("C_FindObjects", e))?;
-                for h in handles {
-                    session
-                        .update_attributes(h, &[Attribute::Label(label.as_bytes().to_vec())])
-                        .map_err(|e| inner.call("C_SetAttributeValue", e))?;
-                }
-            }
-            Ok(inner.uri.with_object(label))
-        })();
-        let _ = session.close();
-        drop(generation);
-        result
+        self.each_object(|inner, session, h| {
+            session
+                .update_attributes(h, &[Attribute::Label(label.as_bytes().to_vec())])
+                .map_err(|e| inner.call("C_SetAttributeValue", e))
+        })?;
+        Ok(self.inner.uri.with_object(label))
     }
 
     /// Deletes the key pair (private and public objects) from the token.
     pub fn destroy(self) -> Result<(), Pkcs11Error> {
+        self.each_object(|inner, session, h| {
+            session
+                .destroy_object(h)
+                .map_err(|e| inner.call("C_DestroyObject", e))
+        })
+    }
+
+    /// Runs `op` on the pair's private and public objects in one fresh session, with the
+    /// pooled sessions drained first (the objects change under them).
+    fn each_object(
+        &self,
+        mut op: impl FnMut(&Inner, &Session, ObjectHandle) -> Result<(), Pkcs11Error>,
+    ) -> Result<(), Pkcs11Error> {
         let inner = &self.inner;
         inner.drain();
         let generation = inner.module.enter();
@@ -285,9 +284,7 @@ impl Pkcs11Key {
                     .find_objects(&inner.template(class))
                     .map_err(|e| inner.call("C_FindObjects", e))?;
                 for h in handles {
-                    session
-                        .destroy_object(h)
-                        .map_err(|e| inner.call("C_DestroyObject", e))?;
+                    op(inner, &session, h)?;
                 }
             }
             Ok(())
