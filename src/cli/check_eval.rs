@@ -382,11 +382,19 @@ fn permission_checks(o: &Observed) -> Vec<Check> {
         .collect()
 }
 
-/// The samples of `name` for the signer.
+/// The samples of `name` for the signer. Its label is `signer_name`; signers built before
+/// 2026-12-08 called it `signer`, which is still read so that `check` works mid-upgrade.
 fn series<'a>(metrics: &'a [Sample], name: &str, signer: &str) -> Vec<&'a Sample> {
     metrics
         .iter()
-        .filter(|s| s.name == name && s.labels.get("signer").map(String::as_str) == Some(signer))
+        .filter(|s| {
+            s.name == name
+                && s.labels
+                    .get("signer_name")
+                    .or_else(|| s.labels.get("signer"))
+                    .map(String::as_str)
+                    == Some(signer)
+        })
         .collect()
 }
 
@@ -792,11 +800,11 @@ mod tests {
         let fp = "ab".repeat(32);
         let metrics = format!(
             "# TYPE podcert_ca_not_after_timestamp_seconds gauge\n\
-             podcert_ca_not_after_timestamp_seconds{{signer=\"x.dev/y\"}} {}\n\
-             podcert_ca_certificate_not_after_timestamp_seconds{{signer=\"x.dev/y\",role=\"active\",fingerprint=\"{}\"}} 1\n\
-             podcert_ca_rotation_phase{{signer=\"x.dev/y\",phase=\"Stable\"}} 1\n\
-             podcert_ca_rotation_phase{{signer=\"x.dev/y\",phase=\"Prepared\"}} 0\n\
-             podcert_ca_rotation_next_step_timestamp_seconds{{signer=\"x.dev/y\"}} {}\n\
+             podcert_ca_not_after_timestamp_seconds{{signer_name=\"x.dev/y\"}} {}\n\
+             podcert_ca_certificate_not_after_timestamp_seconds{{signer_name=\"x.dev/y\",role=\"active\",fingerprint=\"{}\"}} 1\n\
+             podcert_ca_rotation_phase{{signer_name=\"x.dev/y\",phase=\"Stable\"}} 1\n\
+             podcert_ca_rotation_phase{{signer_name=\"x.dev/y\",phase=\"Prepared\"}} 0\n\
+             podcert_ca_rotation_next_step_timestamp_seconds{{signer_name=\"x.dev/y\"}} {}\n\
              podcert_leader 1\n# EOF\n",
             NOW + 100 * 86400,
             &fp[..16],
@@ -873,7 +881,7 @@ mod tests {
     fn an_expiring_ca_fails() {
         let mut o = healthy();
         let text = format!(
-            "podcert_ca_not_after_timestamp_seconds{{signer=\"x.dev/y\"}} {}\n",
+            "podcert_ca_not_after_timestamp_seconds{{signer_name=\"x.dev/y\"}} {}\n",
             NOW + 3 * 86400
         );
         o.metrics = Some(parse_metrics(&text));
@@ -885,11 +893,24 @@ mod tests {
     }
 
     #[test]
+    fn a_signer_of_before_the_label_rename_is_still_read() {
+        let mut o = healthy();
+        let text = format!(
+            "podcert_ca_not_after_timestamp_seconds{{signer=\"x.dev/y\"}} {}\n",
+            NOW + 3 * 86400
+        );
+        o.metrics = Some(parse_metrics(&text));
+        let ca = by_id(&evaluate(&o, &limits()), "ca").clone();
+        assert_eq!(ca.status, Status::Fail);
+        assert!(ca.message.contains("in 3d"), "{}", ca.message);
+    }
+
+    #[test]
     fn an_overdue_rotation_step_is_stalled() {
         let mut o = healthy();
         let text = format!(
-            "podcert_ca_rotation_phase{{signer=\"x.dev/y\",phase=\"Prepared\"}} 1\n\
-             podcert_ca_rotation_next_step_timestamp_seconds{{signer=\"x.dev/y\"}} {}\n",
+            "podcert_ca_rotation_phase{{signer_name=\"x.dev/y\",phase=\"Prepared\"}} 1\n\
+             podcert_ca_rotation_next_step_timestamp_seconds{{signer_name=\"x.dev/y\"}} {}\n",
             NOW - 3600
         );
         o.metrics = Some(parse_metrics(&text));

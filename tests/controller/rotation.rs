@@ -400,11 +400,13 @@ async fn a_manual_rotation_breaks_no_connection_and_keeps_the_old_root() {
     // Metrics and Events.
     let (_, m) = signer.get("/metrics").await;
     assert!(
-        m.contains(r#"podcert_ca_rotation_phase{signer="podcert.dev/spiffe",phase="Draining"} 1"#),
+        m.contains(
+            r#"podcert_ca_rotation_phase{signer_name="podcert.dev/spiffe",phase="Draining"} 1"#
+        ),
         "{m}"
     );
     let old_label = format!(
-        r#"podcert_ca_certificate_not_after_timestamp_seconds{{signer="podcert.dev/spiffe",role="retired",fingerprint="{}"}} {}"#,
+        r#"podcert_ca_certificate_not_after_timestamp_seconds{{signer_name="podcert.dev/spiffe",role="retired",fingerprint="{}"}} {}"#,
         &old.fingerprint_sha256[..16],
         old.not_after.unix_timestamp()
     );

@@ -115,7 +115,7 @@ impl Context {
         self.metrics
             .errors
             .get_or_create(&ErrorLabels {
-                signer: self.signer_name.clone(),
+                signer_name: self.signer_name.clone(),
                 kind: kind.into(),
             })
             .inc();
@@ -313,7 +313,7 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
             if let Some(created) = request.request.creation_timestamp {
                 let secs = (now - created).as_seconds_f64().max(0.0);
                 ctx.metrics
-                    .issue_latency
+                    .issue_duration
                     .get_or_create(&ctx.labels)
                     .observe(secs);
             }
@@ -323,7 +323,7 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
             ctx.metrics
                 .denied
                 .get_or_create(&ReasonLabels {
-                    signer: ctx.signer_name.clone(),
+                    signer_name: ctx.signer_name.clone(),
                     reason: st.reason.clone(),
                 })
                 .inc();

@@ -57,6 +57,19 @@ pub enum DenyReason {
 }
 
 impl DenyReason {
+    /// Every reason, for exporters that list them before the first denial (metrics start at 0).
+    pub const ALL: [DenyReason; 9] = [
+        DenyReason::UnsupportedKeyType,
+        DenyReason::InvalidProof,
+        DenyReason::MalformedKey,
+        DenyReason::UnknownUserAnnotation,
+        DenyReason::SignerNameMismatch,
+        DenyReason::InvalidIdentity,
+        DenyReason::NamespaceNotAllowed,
+        DenyReason::ServiceAccountNotAllowed,
+        DenyReason::DnsNameNotAllowed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DenyReason::UnsupportedKeyType => "UnsupportedKeyType",
@@ -411,6 +424,31 @@ pub(crate) mod tests_support {
 mod tests {
     use super::tests_support::req;
     use super::*;
+
+    #[test]
+    fn deny_reason_all_lists_every_reason_once() {
+        // A new variant fails to compile here until it is added to this match, which is the
+        // reminder to add it to `ALL` (the metrics pre-create one series per entry).
+        for r in DenyReason::ALL {
+            match r {
+                DenyReason::UnsupportedKeyType
+                | DenyReason::InvalidProof
+                | DenyReason::MalformedKey
+                | DenyReason::UnknownUserAnnotation
+                | DenyReason::SignerNameMismatch
+                | DenyReason::InvalidIdentity
+                | DenyReason::NamespaceNotAllowed
+                | DenyReason::ServiceAccountNotAllowed
+                | DenyReason::DnsNameNotAllowed => {}
+            }
+        }
+        let names: BTreeSet<&str> = DenyReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            names.len(),
+            DenyReason::ALL.len(),
+            "a reason is listed twice"
+        );
+    }
 
     fn cfg() -> SignerConfig {
         SignerConfig::new(
