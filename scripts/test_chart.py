@@ -383,6 +383,10 @@ class Security(unittest.TestCase):
                          {"claimName": "pkcs11-module", "readOnly": True})
         self.assertEqual(volumes["pkcs11-pin"]["secret"]["secretName"], "hsm-pin")
         self.assertIn({"name": "SOFTHSM2_CONF", "value": "/var/lib/pkcs11/softhsm2.conf"}, c["env"])
+        # A token key needs the image that can load a module (Dockerfile.pkcs11).
+        self.assertEqual(c["image"], "podcert-signer:0.1.0-pkcs11")
+        (default,) = self.pod()["containers"]
+        self.assertEqual(default["image"], "podcert-signer:0.1.0")
 
     def args(self, variant: str) -> list[str]:
         (c,) = self.pod(variant)["containers"]
