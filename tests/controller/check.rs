@@ -181,7 +181,8 @@ fn ctb(version: &str) -> ApiResource {
     }
 }
 
-/// Waits until the leader has published the bundle and holds the Lease.
+/// Waits until the leader has published the bundle and holds the Lease, and its member Lease
+/// is held.
 async fn wait_published(server: &TestServer) {
     let bundles: Api<DynamicObject> = Api::all_with(server.admin_client(), &ctb("v1"));
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
@@ -196,12 +197,25 @@ async fn wait_published(server: &TestServer) {
             .and_then(|l| l.spec)
             .and_then(|s| s.holder_identity)
             .is_some();
-        if published && held {
+        // Active-active (the default mode): the replica's member Lease, once it is ready.
+        let member = leases
+            .list(&kube::api::ListParams::default().labels("podcert.dev/member-of=podcert-signer"))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|l| {
+                l.spec
+                    .as_ref()
+                    .and_then(|s| s.holder_identity.as_ref())
+                    .is_some()
+            });
+        if published && held && member {
             return;
         }
         assert!(
             start.elapsed() < WAIT,
-            "bundle not published or lease not held"
+            "bundle not published, lease not held or no member Lease"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -253,6 +267,7 @@ async fn a_healthy_set_up_passes_every_check() {
         "√ CA rotation phase Stable",
         "√ ClusterTrustBundle podcert.dev:spiffe:live published with 1 root(s), including the signing CA",
         "√ leader replica-0",
+        "√ 1 active-active member(s) share the requests: replica-0",
         "√ 1 node(s), kubelets v1.37.2",
         "Status check results are √",
     ] {
