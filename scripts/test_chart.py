@@ -550,7 +550,7 @@ class Rbac(unittest.TestCase):
             ("", "certificates.k8s.io/podcertificaterequests/status", ("patch",), ()),
             ("", "certificates.k8s.io/signers", ("sign",), (SIGNER,)),
             ("", "certificates.k8s.io/signers", ("attest",), (SIGNER,)),
-            ("", "certificates.k8s.io/clustertrustbundles", ("get", "update"), ("podcert.dev:spiffe:live",)),
+            ("", "certificates.k8s.io/clustertrustbundles", ("get", "update"), ("podcert.dev:spiffe:live", "podcert.dev:spiffe:preview")),
             ("", "certificates.k8s.io/clustertrustbundles", ("create",), ()),
             ("", "events.k8s.io/events", ("create", "patch"), ()),
         ]))
@@ -654,8 +654,10 @@ class Rbac(unittest.TestCase):
                 if flag_bundle(name):
                     signer = (cr.VARIANTS[name].get("signer") or {}).get("name", SIGNER)
                     suffix = (cr.VARIANTS[name].get("trustBundle") or {}).get("suffix", "live")
+                    preview = "preview" if suffix == "live" else f"{suffix}-preview"
+                    prefix = signer.replace('/', ':')
                     expected.append(("", "certificates.k8s.io/clustertrustbundles", ("get", "update"),
-                                     (f"{signer.replace('/', ':')}:{suffix}",)))
+                                     (f"{prefix}:{suffix}", f"{prefix}:{preview}")))
                 if crd_bundle(name):
                     # Names come from the objects: get/update cannot be limited by name.
                     expected.append(("", "certificates.k8s.io/clustertrustbundles", ("get", "update"), ()))
@@ -877,8 +879,10 @@ class AdmissionPolicy(unittest.TestCase):
                         if r["verbs"] == ["create"]:
                             self.assertNotIn("resourceNames", r)
                         elif not crd_bundle(name):
-                            self.assertEqual(len(r["resourceNames"]), 1)
+                            # The live bundle and its preview (SPIFFE Filesystem Delivery canarying).
+                            self.assertEqual(len(r["resourceNames"]), 2)
                             self.assertTrue(r["resourceNames"][0].endswith(":live"))
+                            self.assertTrue(r["resourceNames"][1].endswith(":preview"))
 
 
 class Committed(unittest.TestCase):
@@ -1050,7 +1054,11 @@ class DemoManifests(unittest.TestCase):
                 ctb = [s["clusterTrustBundle"] for s in sources if "clusterTrustBundle" in s]
                 self.assertEqual([p["signerName"] for p in pc], [SIGNER])
                 self.assertEqual([c["signerName"] for c in ctb], [SIGNER])
-                self.assertEqual(ctb[0]["labelSelector"], {"matchLabels": {"podcert.dev/trust-bundle": "live"}})
+                # SPIFFE Filesystem Delivery's labels, as the signer sets them on its live bundle.
+        self.assertEqual(ctb[0]["labelSelector"], {"matchLabels": {
+            "k8s.spiffe.io/canarying": "live",
+            "k8s.spiffe.io/workload-trust-domain": "cluster.local",
+            "k8s.spiffe.io/peer-trust-domain": "cluster.local"}})
 
 
 class KindConfig(unittest.TestCase):

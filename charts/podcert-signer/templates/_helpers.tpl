@@ -50,6 +50,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" (replace "/" ":" .Values.signer.name) .Values.trustBundle.suffix }}
 {{- end }}
 
+{{/* The preview ClusterTrustBundle beside it (SPIFFE Filesystem Delivery canarying). */}}
+{{- define "podcert-signer.previewBundleName" -}}
+{{- $suffix := ternary "preview" (printf "%s-preview" .Values.trustBundle.suffix) (eq .Values.trustBundle.suffix "live") }}
+{{- printf "%s:%s" (replace "/" ":" .Values.signer.name) $suffix }}
+{{- end }}
+
 {{/* The Secret the flag signer reads its CA from (bootstrap and existingSecret modes). */}}
 {{- define "podcert-signer.caSecretName" -}}
 {{- if not .Values.signer.enabled }}

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bundle_preview;
 pub mod ca_backend;
 pub mod ca_files;
 pub mod client;

@@ -91,6 +91,35 @@ pub fn duration_text(d: time::Duration) -> String {
     }
 }
 
+/// The preview time: half the propagation delay unless given; "0s" (None) is no wait. A root
+/// must reach the live bundle before its CA signs, so it is shorter than the delay.
+fn preview_duration(
+    text: Option<&str>,
+    propagation: time::Duration,
+) -> Result<Option<std::time::Duration>, SignerSpecError> {
+    const FIELD: &str = "trustBundle.previewDuration";
+    let d = match text {
+        None => propagation / 2,
+        Some(t) => duration(FIELD, t)?,
+    };
+    if d.is_zero() {
+        return Ok(None);
+    }
+    if d.is_negative() || (text.is_some() && d >= propagation) {
+        return Err(err(
+            FIELD,
+            format!(
+                "{} must be shorter than the propagation delay ({}): a root must be live before its CA signs",
+                duration_text(d),
+                duration_text(propagation)
+            ),
+        ));
+    }
+    Ok(Some(std::time::Duration::from_millis(
+        d.whole_milliseconds().try_into().unwrap_or(u64::MAX),
+    )))
+}
+
 fn duration(field: &str, text: &str) -> Result<time::Duration, SignerSpecError> {
     podcert_core::duration::parse_duration(text).map_err(|m| err(field, m))
 }
@@ -314,12 +343,15 @@ fn build(
         }
     }
     let tb = &spec.trust_bundle;
+    let preview = preview_duration(tb.preview_duration.as_deref(), rotation.propagation_delay)?;
     let trust_bundle = tb.enabled.then(|| {
         let mut c = TrustBundleConfig::new(&spec.signer_name);
         c.suffix = tb.suffix.clone();
         c.labels = tb.labels.clone();
         c.configmap_namespaces = tb.config_map_namespaces.clone();
         c.configmap_name = tb.config_map_name.clone();
+        c.trust_domain = Some(spec.trust_domain.clone());
+        c.preview = preview;
         c
     });
     Ok(SignerSettings {

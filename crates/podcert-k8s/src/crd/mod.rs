@@ -301,6 +301,12 @@ pub struct TrustBundleSpec {
     pub config_map_namespaces: Vec<String>,
     #[serde(default = "default_configmap_name")]
     pub config_map_name: String,
+    /// How long a root that does not sign yet (a rotation's next CA) is in the `preview`
+    /// ClusterTrustBundle (<signerName with / as :>:preview) before the live one, as SPIFFE
+    /// Filesystem Delivery's canarying intends. Default: half the propagation delay; "0s": no
+    /// wait (both bundles hold the same roots). Must be shorter than the propagation delay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_duration: Option<String>,
 }
 
 impl Default for TrustBundleSpec {
@@ -311,6 +317,7 @@ impl Default for TrustBundleSpec {
             labels: BTreeMap::new(),
             config_map_namespaces: Vec::new(),
             config_map_name: default_configmap_name(),
+            preview_duration: None,
         }
     }
 }
