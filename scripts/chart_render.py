@@ -89,6 +89,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "caSecrets": ["team-ca"],
             "configMapNamespaces": ["team-a", "team-b"],
             "configMapNames": ["podcert-trust-bundle", "ca-bundle"],
+            "podData": True,
         },
         "trustBundle": {"configMapNamespaces": ["team-a"]},
     },
