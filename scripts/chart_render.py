@@ -31,6 +31,7 @@ CRD_RBAC_VALUES: dict[str, Any] = {
         "domains": ["podcert.dev"],
         "caSecrets": ["team-ca", "web-ca", "other-ca"],
         "configMapNamespaces": ["team-a"],
+        "podData": True,
     },
 }
 

@@ -614,6 +614,8 @@ class Rbac(unittest.TestCase):
             ("", "certificates.k8s.io/clustertrustbundles", ("get", "update"), ()),
             ("", "certificates.k8s.io/clustertrustbundles", ("create",), ()),
             ("", "/namespaces", ("list", "watch"), ()),
+            ("", "/pods", ("get",), ()),
+            ("", "/services", ("list", "watch"), ()),
             ("", "events.k8s.io/events", ("create", "patch"), ()),
         ]))
         self.assertEqual(sorted(self.rules(docs, "Role")), sorted([

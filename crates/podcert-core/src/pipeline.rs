@@ -11,9 +11,7 @@ use time::OffsetDateTime;
 
 use crate::ca::Ca;
 use crate::issue::{self, IssueError, IssuedLeaf};
-use crate::policy::{
-    self, Decision, Denial, PodContext, PodFacts, ServiceInfo, ServiceOutcome, SignerConfig,
-};
+use crate::policy::{self, Decision, Denial, PodFacts, ServiceInfo, ServiceOutcome, SignerConfig};
 use crate::proof;
 use crate::request::{ConditionType, Request, Status};
 
@@ -98,7 +96,6 @@ pub fn process_with(
         Some(d) => Some(d),
         None => policy::check_namespace(req, cfg, facts.namespace_labels)?,
     };
-    let mut pod = PodContext::default();
     let mut labels = None;
     if early.is_none() && cfg.needs_pod() {
         if facts.pod == PodFacts::Unknown {
@@ -111,40 +108,44 @@ pub fn process_with(
         early = policy::check_pod(req, cfg, facts.pod);
         if let PodFacts::Found(p) = facts.pod {
             labels = Some(&p.labels);
-            pod.labels = labels;
         }
     }
     let denial = match early {
         Some(d) => d,
         None => match proof::extract_subject_key(req) {
             Err(e) => policy::deny_for_proof_error(&e, cfg),
-            Ok(key) => {
-                // Services last: a request denied for its key is not kept waiting for one.
-                if let (Some(sp), Some(labels)) = (&cfg.services, labels) {
-                    let services = facts
-                        .services
-                        .ok_or_else(|| NotDecided::ServicesUnknown(req.namespace.clone()))?;
-                    match sp.resolve(req, labels, services, now) {
-                        ServiceOutcome::Names(n) => pod.service_names = n,
-                        ServiceOutcome::Deny(kind, message) => {
-                            return Ok(denied(policy::service_denial(kind, message)))
-                        }
-                        ServiceOutcome::Wait(retry_after, message) => {
-                            return Err(NotDecided::WaitingForService {
-                                retry_after,
-                                message,
-                            })
+            Ok(key) => match policy::decide_for(req, &key, cfg, labels) {
+                Decision::Deny(d) => d,
+                Decision::Issue(mut profile) => {
+                    // Services last: a request denied for its key or labels is not kept
+                    // waiting for one.
+                    if let (Some(sp), Some(labels)) = (&cfg.services, labels) {
+                        let services = facts
+                            .services
+                            .ok_or_else(|| NotDecided::ServicesUnknown(req.namespace.clone()))?;
+                        match sp.resolve(req, labels, services, now) {
+                            ServiceOutcome::Names(names) => {
+                                for n in names {
+                                    if !profile.dns_names.contains(&n) {
+                                        profile.dns_names.push(n);
+                                    }
+                                }
+                            }
+                            ServiceOutcome::Deny(kind, message) => {
+                                return Ok(denied(policy::service_denial(kind, message)))
+                            }
+                            ServiceOutcome::Wait(retry_after, message) => {
+                                return Err(NotDecided::WaitingForService {
+                                    retry_after,
+                                    message,
+                                })
+                            }
                         }
                     }
+                    let leaf = issue::issue_leaf(ca, &key, &profile, now)?;
+                    return Ok(issued(leaf, profile.spiffe_id));
                 }
-                match policy::decide_for(req, &key, cfg, &pod) {
-                    Decision::Deny(d) => d,
-                    Decision::Issue(profile) => {
-                        let leaf = issue::issue_leaf(ca, &key, &profile, now)?;
-                        return Ok(issued(leaf, profile.spiffe_id));
-                    }
-                }
-            }
+            },
         },
     };
     Ok(denied(denial))

@@ -379,13 +379,6 @@ pub fn service_denial(kind: ServiceDenial, message: String) -> Denial {
     denial(reason, message)
 }
 
-/// What a decision knows about the pod: its labels (when read) and the names its Services give.
-#[derive(Debug, Clone, Default)]
-pub struct PodContext<'a> {
-    pub labels: Option<&'a BTreeMap<String, String>>,
-    pub service_names: Vec<String>,
-}
-
 /// The namespace's labels are needed (the signer has a namespace selector) but not known yet.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the labels of namespace {0} are not known yet (needed by the namespace selector)")]
@@ -455,15 +448,16 @@ fn allowed_list(cfg: &SignerConfig) -> String {
 
 /// Decides for a request whose key has been checked, for a signer that reads no pod.
 pub fn decide(req: &Request, key: &SubjectKey, cfg: &SignerConfig) -> Decision {
-    decide_for(req, key, cfg, &PodContext::default())
+    decide_for(req, key, cfg, None)
 }
 
-/// Decides for a request whose key has been checked, with what was read about its pod.
+/// Decides for a request whose key has been checked, with its pod's labels when they were
+/// read. (Names from Services are added by the pipeline once this has decided to issue.)
 pub fn decide_for(
     req: &Request,
     key: &SubjectKey,
     cfg: &SignerConfig,
-    pod: &PodContext<'_>,
+    pod_labels: Option<&BTreeMap<String, String>>,
 ) -> Decision {
     if let Some(d) = precheck(req, cfg) {
         return Decision::Deny(d);
@@ -489,7 +483,7 @@ pub fn decide_for(
     // Pod labels are the pod author's, checked as label values before they reach the ID.
     let spiffe_id = match cfg
         .spiffe_path
-        .render_with(&cfg.trust_domain, req, pod.labels)
+        .render_with(&cfg.trust_domain, req, pod_labels)
     {
         Ok(id) => id,
         Err(IdentityError::Label(p)) => return Decision::Deny(label_denial(p, "SPIFFE ID")),
@@ -497,17 +491,12 @@ pub fn decide_for(
     };
     let values = Values {
         req,
-        labels: pod.labels,
+        labels: pod_labels,
     };
-    let mut dns_names = match cfg.dns.as_ref().map(|d| d.resolve(&values)).transpose() {
+    let dns_names = match cfg.dns.as_ref().map(|d| d.resolve(&values)).transpose() {
         Ok(names) => names.unwrap_or_default(),
         Err(e) => return Decision::Deny(dns_denial(e)),
     };
-    for n in &pod.service_names {
-        if !dns_names.contains(n) {
-            dns_names.push(n.clone());
-        }
-    }
     let requested = Duration::seconds(req.max_expiration_seconds);
     Decision::Issue(LeafProfile {
         spiffe_id,
@@ -758,28 +747,22 @@ mod tests {
         c.spiffe_path = IdTemplate::parse("ns/{namespace}/app/{pod.labels.app}").unwrap();
         assert!(c.needs_pod());
         let p = pod("pod-uid", &[("tier", "front")]);
-        let ctx = PodContext {
-            labels: Some(&p.labels),
-            service_names: vec![],
-        };
-        let Decision::Deny(d) = decide_for(&req(), &key(KeyType::Ed25519), &c, &ctx) else {
+        let Decision::Deny(d) = decide_for(&req(), &key(KeyType::Ed25519), &c, Some(&p.labels))
+        else {
             panic!("issued")
         };
         assert_eq!(d.reason.as_str(), "MissingPodLabel");
         assert!(d.message.contains("\"app\""), "{}", d.message);
         let p = pod("pod-uid", &[("app", "web")]);
-        let ctx = PodContext {
-            labels: Some(&p.labels),
-            service_names: vec!["web.team-a.svc".into()],
-        };
-        let Decision::Issue(profile) = decide_for(&req(), &key(KeyType::Ed25519), &c, &ctx) else {
+        let Decision::Issue(profile) =
+            decide_for(&req(), &key(KeyType::Ed25519), &c, Some(&p.labels))
+        else {
             panic!("denied")
         };
         assert_eq!(
             profile.spiffe_id,
             "spiffe://cluster.local/ns/team-a/app/web"
         );
-        assert_eq!(profile.dns_names, vec!["web.team-a.svc"]);
     }
 
     #[test]
