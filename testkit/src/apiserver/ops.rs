@@ -277,10 +277,9 @@ pub fn create_with(
     } else {
         meta::validate_name(&def.resource, &name)
     };
-    if !own_meta {
-        if let Some(labels) = obj.pointer("/metadata/labels") {
-            errs.extend(rules::names::validate_labels("metadata.labels", labels));
-        }
+    // ValidateObjectMeta's labels rule applies to every kind.
+    if let Some(labels) = obj.pointer("/metadata/labels") {
+        errs.extend(rules::names::validate_labels("metadata.labels", labels));
     }
     if !errs.is_empty() {
         return Err(ApiError::invalid(&def.group, &def.kind, &name, &errs));
@@ -450,6 +449,21 @@ pub fn update(
                 m.insert("namespace".into(), json!(ns));
             } else {
                 m.remove("namespace");
+            }
+        }
+    }
+    // ValidateObjectMetaUpdate validates the labels again (before the rest here; the real
+    // server lists every error at once).
+    if sub == Sub::Main {
+        if let Some(labels) = new.pointer("/metadata/labels") {
+            let errs = rules::names::validate_labels("metadata.labels", labels);
+            if !errs.is_empty() {
+                return Err(ApiError::invalid(
+                    &def.group,
+                    &def.kind,
+                    name_of(&new),
+                    &errs,
+                ));
             }
         }
     }
