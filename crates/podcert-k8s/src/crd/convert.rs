@@ -370,6 +370,52 @@ fn build(
 mod tests {
     use super::*;
 
+    fn spec(extra: &str) -> PodCertificateSignerSpec {
+        let yaml = format!(
+            "signerName: podcert.dev/x\ntrustDomain: x.example.org\nca: {{secret: {{name: x}}}}\n{extra}"
+        );
+        serde_saphyr::from_str(&yaml).unwrap()
+    }
+
+    #[test]
+    fn pod_selector_and_services_convert_and_name_the_bad_field() {
+        let cfg = signer_config(&spec(
+            "podSelector: {matchLabels: {app: web}}\ndnsNames: {fromServices: {shortNames: true, wait: 5s}}",
+        ))
+        .unwrap();
+        assert!(cfg.needs_pod());
+        let s = cfg.services.unwrap();
+        assert_eq!(s.cluster_domain, "cluster.local");
+        assert!(s.forms.short);
+        assert_eq!(s.wait, time::Duration::seconds(5));
+        assert_eq!(
+            s.annotation_key,
+            podcert_core::policy::DEFAULT_SERVICES_ANNOTATION_KEY
+        );
+        for (extra, field) in [
+            (
+                "dnsNames: {fromServices: {clusterDomain: Cluster.Local}}",
+                "dnsNames.fromServices.clusterDomain",
+            ),
+            (
+                "dnsNames: {fromServices: {wait: 11m}}",
+                "dnsNames.fromServices.wait",
+            ),
+            (
+                "dnsNames: {annotationKey: a.example/k, fromServices: {annotationKey: a.example/k}}",
+                "dnsNames.fromServices.annotationKey",
+            ),
+            (
+                "podSelector: {matchExpressions: [{key: a, operator: Equals}]}",
+                "podSelector.matchExpressions[0]",
+            ),
+            ("spiffeID: \"app/{pod.labels.app}\"", "spiffeID"),
+        ] {
+            let e = signer_config(&spec(extra)).unwrap_err();
+            assert_eq!(e.field, field, "{extra}: {e}");
+        }
+    }
+
     #[test]
     fn duration_text_reads_back_exactly() {
         for d in [
