@@ -45,6 +45,7 @@ def crd_values(variant: str) -> dict[str, Any]:
     """The variant's crdSigners block with the chart's defaults filled in ({} when off)."""
     crd = {"enabled": False, "domains": ["podcert.dev"], "trustBundles": True, "caSecrets": [],
            "allowBootstrap": True, "configMapNamespaces": [], "configMapNames": ["podcert-trust-bundle"],
+           "podData": False,
            **(cr.VARIANTS[variant].get("crdSigners") or {})}
     return crd if crd["enabled"] else {}
 
@@ -617,6 +618,8 @@ class Rbac(unittest.TestCase):
             ("", "certificates.k8s.io/clustertrustbundles", ("get", "update"), ()),
             ("", "certificates.k8s.io/clustertrustbundles", ("create",), ()),
             ("", "/namespaces", ("list", "watch"), ()),
+            ("", "/pods", ("get",), ()),
+            ("", "/services", ("list", "watch"), ()),
             ("", "events.k8s.io/events", ("create", "patch"), ()),
         ]))
         self.assertEqual(sorted(self.rules(docs, "Role")), sorted([
@@ -643,8 +646,27 @@ class Rbac(unittest.TestCase):
                 else:
                     self.assertEqual(crd_rules, [])
                     self.assertEqual(namespaces, [])
-                # The only core resource granted cluster-wide is the namespaces watch.
-                self.assertLessEqual({r[1] for r in cluster if r[1].startswith("/")}, {"/namespaces"})
+                # The only core resources granted cluster-wide: the namespaces watch, and with
+                # crdSigners.podData a pod GET and a Services watch.
+                core = {r[1] for r in cluster if r[1].startswith("/")}
+                self.assertLessEqual(core, {"/namespaces", "/pods", "/services"})
+
+    def test_pods_and_services_only_with_pod_data(self) -> None:
+        seen = False
+        for name, docs in self.renders.items():
+            cluster = self.rules(docs, "ClusterRole")
+            namespaced = self.rules(docs, "Role")
+            with self.subTest(variant=name):
+                pod_rules = sorted(r for r in cluster if r[1] in ("/pods", "/services"))
+                if crd_values(name).get("podData"):
+                    seen = True
+                    # get only (no list or watch of pods), and Services read, never written.
+                    self.assertEqual(pod_rules, [("", "/pods", ("get",), ()),
+                                                 ("", "/services", ("list", "watch"), ())])
+                else:
+                    self.assertEqual(pod_rules, [])
+                self.assertFalse([r for r in namespaced if r[1] in ("/pods", "/services")])
+        self.assertTrue(seen, "no variant sets crdSigners.podData")
 
     def test_cluster_trust_bundle_rules_only_with_trust_bundles(self) -> None:
         for name, docs in self.renders.items():

@@ -347,6 +347,7 @@ fn flag_signer_spec(args: &RunArgs) -> anyhow::Result<Option<(PodCertificateSign
         trust_domain: td.clone(),
         spiffe_id: podcert_core::policy::DEFAULT_SPIFFE_PATH.into(),
         namespace_selector: None,
+        pod_selector: None,
         service_accounts: None,
         dns_names: None,
         key_types: (!args.signer.key_types.is_empty())
