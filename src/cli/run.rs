@@ -37,6 +37,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub trust_bundle: TrustBundleArgs,
     #[command(flatten)]
+    pub bundle_endpoint: BundleEndpointArgs,
+    #[command(flatten)]
     pub leader: LeaderArgs,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
@@ -182,6 +184,75 @@ pub struct TrustBundleArgs {
     pub trust_bundle_preview_duration: Option<String>,
     #[arg(long, default_value = "podcert-trust-bundle")]
     pub trust_bundle_configmap_name: String,
+}
+
+/// The SPIFFE bundle endpoint (federation: other trust domains fetch the flag signer's bundle).
+#[derive(Debug, Args)]
+pub struct BundleEndpointArgs {
+    /// Serve the flag signer's trust bundle as a SPIFFE bundle endpoint (HTTPS) on ADDR.
+    #[arg(long, env = "PODCERT_BUNDLE_ENDPOINT", value_name = "ADDR")]
+    pub bundle_endpoint: Option<std::net::SocketAddr>,
+    /// https_web profile: the endpoint's serving certificate chain (PEM), with --bundle-endpoint-key.
+    #[arg(long, env = "PODCERT_BUNDLE_ENDPOINT_CERT", value_name = "FILE", requires = "bundle_endpoint_key")]
+    pub bundle_endpoint_cert: Option<PathBuf>,
+    /// https_web profile: the serving certificate's private key (PEM).
+    #[arg(long, env = "PODCERT_BUNDLE_ENDPOINT_KEY", value_name = "FILE", requires = "bundle_endpoint_cert")]
+    pub bundle_endpoint_key: Option<PathBuf>,
+    /// https_spiffe profile (without a certificate): the endpoint's SPIFFE ID, in the signer's
+    /// trust domain (default spiffe://<trust domain>/podcert-signer/bundle-endpoint).
+    #[arg(long, env = "PODCERT_BUNDLE_ENDPOINT_SPIFFE_ID", value_name = "ID", conflicts_with = "bundle_endpoint_cert")]
+    pub bundle_endpoint_spiffe_id: Option<String>,
+    /// spiffe_refresh_hint: how often peers should fetch the bundle.
+    #[arg(long, env = "PODCERT_BUNDLE_ENDPOINT_REFRESH_HINT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub bundle_endpoint_refresh_hint: Duration,
+}
+
+/// The bundle endpoint's settings; None without --bundle-endpoint.
+fn bundle_endpoint(
+    args: &BundleEndpointArgs,
+    trust_domain: Option<&str>,
+) -> anyhow::Result<Option<podcert_runtime::bundle_endpoint::EndpointConfig>> {
+    use podcert_runtime::bundle_endpoint::{EndpointConfig, EndpointTls};
+    let Some(listen) = args.bundle_endpoint else {
+        return Ok(None);
+    };
+    let Some(td) = trust_domain else {
+        bail!("--bundle-endpoint serves the flag signer's bundle: it needs --signer-name and --trust-domain");
+    };
+    let tls = match (&args.bundle_endpoint_cert, &args.bundle_endpoint_key) {
+        (Some(cert), Some(key)) => EndpointTls::Web {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ => {
+            let id = args
+                .bundle_endpoint_spiffe_id
+                .clone()
+                .unwrap_or_else(|| format!("spiffe://{td}/podcert-signer/bundle-endpoint"));
+            let path = id.strip_prefix(&format!("spiffe://{td}/")).unwrap_or_default();
+            let segments_ok = !path.is_empty()
+                && path.split('/').all(|seg| {
+                    !seg.is_empty()
+                        && seg != "."
+                        && seg != ".."
+                        && seg
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+                });
+            if !segments_ok {
+                bail!("--bundle-endpoint-spiffe-id {id:?} must be a SPIFFE ID in the signer's trust domain, spiffe://{td}/<path>");
+            }
+            EndpointTls::Spiffe { id }
+        }
+    };
+    if args.bundle_endpoint_refresh_hint < Duration::from_secs(1) {
+        bail!("--bundle-endpoint-refresh-hint must be at least 1s");
+    }
+    Ok(Some(EndpointConfig {
+        listen,
+        tls,
+        refresh_hint: args.bundle_endpoint_refresh_hint,
+    }))
 }
 
 /// Leader election.
@@ -473,6 +544,10 @@ pub fn app_config(args: &RunArgs) -> anyhow::Result<AppConfig> {
         concurrency: args.signer.concurrency,
         events: args.telemetry.events,
         trust_bundles: args.trust_bundle.trust_bundle,
+        bundle_endpoint: bundle_endpoint(
+            &args.bundle_endpoint,
+            args.signer.trust_domain.as_deref(),
+        )?,
     })
 }
 

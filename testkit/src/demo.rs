@@ -120,6 +120,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         concurrency: 32,
         events: true,
         trust_bundles: true,
+        bundle_endpoint: None,
     };
     let stop = CancellationToken::new();
     let signer = tokio::spawn(podcert_runtime::app::run(config, stop.clone()));

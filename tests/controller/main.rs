@@ -7,6 +7,7 @@
 mod fixtures;
 
 mod bench_chaos;
+mod bundle_endpoint;
 mod ca;
 mod ca_secret;
 mod check;

@@ -17,4 +17,5 @@ pub mod policy;
 pub mod proof;
 pub mod request;
 pub mod rotation;
+pub mod spiffe_bundle;
 pub mod spiffe_id;

@@ -49,6 +49,8 @@ pub struct AppConfig {
     pub events: bool,
     /// Discover the ClusterTrustBundle API (every signer with a bundle publishes to it).
     pub trust_bundles: bool,
+    /// Serve the flag signer's trust bundle as a SPIFFE bundle endpoint.
+    pub bundle_endpoint: Option<crate::bundle_endpoint::EndpointConfig>,
 }
 
 /// Who decides requests when several replicas run (`--ha-mode`).
@@ -205,6 +207,22 @@ async fn serve(
                 .await
                 .context("loading the CA")?;
             forward_readiness(&i, ca_loaded_tx, synced_tx, key_problem_tx, tasks);
+            if let Some(ep) = config.bundle_endpoint.clone() {
+                let published = match (&ctx.ctb, &i.settings().trust_bundle) {
+                    (Some(ctb), Some(tb)) => {
+                        Some((client.clone(), ctb.clone(), tb.preview_name()))
+                    }
+                    _ => None,
+                };
+                let source = crate::bundle_endpoint::Source {
+                    ca: i.ca().clone(),
+                    published,
+                };
+                let bound = crate::bundle_endpoint::bind(ep, source)
+                    .await
+                    .context("--bundle-endpoint")?;
+                tasks.spawn_graceful(bound.serve(tasks.child()));
+            }
             Some(i)
         }
         None => None,

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bundle_endpoint;
 pub mod bundle_preview;
 pub mod ca_backend;
 pub mod ca_files;

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use podcert_k8s::trust_bundle::{Canary, TrustBundleConfig};
 
+use crate::bundle_endpoint::SEQUENCE_ANNOTATION;
 use crate::bundle_preview::{roots, PreviewTracker};
 use crate::ca_backend::{BundleContent, CaHandle};
 
@@ -144,10 +145,24 @@ async fn sync_bundle(
 ) -> Result<(), kube::Error> {
     let labels = cfg.labels_for(canary);
     let spec = json!({ "signerName": cfg.signer_name, "trustBundle": pem });
+    // The preview bundle (every root) carries the SPIFFE bundle sequence the bundle endpoint
+    // serves: the Unix time of its last change, and never less than one more than before.
+    let sequence = |previous: Option<&BTreeMap<String, String>>| {
+        let old = previous
+            .and_then(|a| a.get(SEQUENCE_ANNOTATION))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+        now.max(old.saturating_add(1)).to_string()
+    };
+    let mut annotations = annotations.clone();
     match api.get_opt(name).await? {
         None => {
             let mut obj = DynamicObject::new(name, resource);
             obj.metadata.labels = Some(labels);
+            if canary == Canary::Preview {
+                annotations.insert(SEQUENCE_ANNOTATION.to_string(), sequence(None));
+            }
             if !annotations.is_empty() {
                 obj.metadata.annotations = Some(annotations.clone());
             }
@@ -163,7 +178,16 @@ async fn sync_bundle(
             let annotations_ok = annotations
                 .iter()
                 .all(|(k, v)| current_annotations.get(k) == Some(v));
-            if existing.data.get("spec") != Some(&spec) || !labels_ok || !annotations_ok {
+            let spec_changed = existing.data.get("spec") != Some(&spec);
+            let unsequenced = canary == Canary::Preview
+                && !current_annotations.contains_key(SEQUENCE_ANNOTATION);
+            if canary == Canary::Preview && (spec_changed || unsequenced) {
+                annotations.insert(
+                    SEQUENCE_ANNOTATION.to_string(),
+                    sequence(Some(&current_annotations)),
+                );
+            }
+            if spec_changed || unsequenced || !labels_ok || !annotations_ok {
                 let mut merged = current_labels;
                 merged.extend(labels);
                 existing.metadata.labels = Some(merged);
