@@ -56,6 +56,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
                                  "annotations": {"grafana_folder": "Security"}},
         }
     },
+    "bundle-endpoint": {
+        "bundleEndpoint": {"enabled": True, "certSecret": "bundle-web-tls", "refreshHint": "10m",
+                           "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "spire"}}}]},
+        "networkPolicy": {"enabled": True},
+    },
+    "bundle-endpoint-spiffe": {"bundleEndpoint": {"enabled": True, "spiffeId": "spiffe://cluster.local/federation"}},
     "networkpolicy": {
         "networkPolicy": {
             "enabled": True,

@@ -368,6 +368,37 @@ class Security(unittest.TestCase):
         self.assertEqual(pod["volumes"][0]["secret"]["secretName"], "my-ca-files")
         self.assertNotIn("volumes", self.pod())
 
+    def test_bundle_endpoint(self) -> None:
+        # https_web: the operator's Secret mounted read-only, the flags point at it.
+        (c,) = self.pod("bundle-endpoint")["containers"]
+        self.assertTrue({"--bundle-endpoint=0.0.0.0:8443", "--bundle-endpoint-refresh-hint=10m",
+                         "--bundle-endpoint-cert=/etc/podcert/bundle-endpoint/tls.crt",
+                         "--bundle-endpoint-key=/etc/podcert/bundle-endpoint/tls.key"} <= set(c["args"]))
+        self.assertIn({"name": "https-bundle", "containerPort": 8443, "protocol": "TCP"}, c["ports"])
+        self.assertIn({"name": "bundle-endpoint-tls", "mountPath": "/etc/podcert/bundle-endpoint",
+                       "readOnly": True}, c["volumeMounts"])
+        volumes = {v["name"]: v for v in self.pod("bundle-endpoint")["volumes"]}
+        self.assertEqual(volumes["bundle-endpoint-tls"]["secret"]["secretName"], "bundle-web-tls")
+        docs = self.renders["bundle-endpoint"]
+        svc = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"].endswith("-bundle-endpoint")]
+        self.assertEqual(len(svc), 1)
+        self.assertEqual(svc[0]["spec"]["ports"], [{"name": "https-bundle", "port": 443,
+                                                    "targetPort": "https-bundle", "protocol": "TCP"}])
+        (np,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+        bundle_rules = [r for r in np["spec"]["ingress"] if r["ports"][0]["port"] == "https-bundle"]
+        self.assertEqual(len(bundle_rules), 1)
+        self.assertEqual(bundle_rules[0]["from"][0]["namespaceSelector"]["matchLabels"],
+                         {"kubernetes.io/metadata.name": "spire"})
+        # https_spiffe: no Secret, the SPIFFE ID flag.
+        (c,) = self.pod("bundle-endpoint-spiffe")["containers"]
+        self.assertIn("--bundle-endpoint-spiffe-id=spiffe://cluster.local/federation", c["args"])
+        self.assertFalse([a for a in c["args"] if a.startswith("--bundle-endpoint-cert")])
+        # Off by default: no flag, no port, no Service.
+        (c,) = self.pod()["containers"]
+        self.assertFalse([a for a in c["args"] if a.startswith("--bundle-endpoint")])
+        self.assertFalse([d for d in self.renders["default"] if d["kind"] == "Service"
+                          and d["metadata"]["name"].endswith("-bundle-endpoint")])
+
     def test_ca_pkcs11(self) -> None:
         pod = self.pod("ca-pkcs11")
         (c,) = pod["containers"]

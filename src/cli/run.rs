@@ -193,14 +193,29 @@ pub struct BundleEndpointArgs {
     #[arg(long, env = "PODCERT_BUNDLE_ENDPOINT", value_name = "ADDR")]
     pub bundle_endpoint: Option<std::net::SocketAddr>,
     /// https_web profile: the endpoint's serving certificate chain (PEM), with --bundle-endpoint-key.
-    #[arg(long, env = "PODCERT_BUNDLE_ENDPOINT_CERT", value_name = "FILE", requires = "bundle_endpoint_key")]
+    #[arg(
+        long,
+        env = "PODCERT_BUNDLE_ENDPOINT_CERT",
+        value_name = "FILE",
+        requires = "bundle_endpoint_key"
+    )]
     pub bundle_endpoint_cert: Option<PathBuf>,
     /// https_web profile: the serving certificate's private key (PEM).
-    #[arg(long, env = "PODCERT_BUNDLE_ENDPOINT_KEY", value_name = "FILE", requires = "bundle_endpoint_cert")]
+    #[arg(
+        long,
+        env = "PODCERT_BUNDLE_ENDPOINT_KEY",
+        value_name = "FILE",
+        requires = "bundle_endpoint_cert"
+    )]
     pub bundle_endpoint_key: Option<PathBuf>,
     /// https_spiffe profile (without a certificate): the endpoint's SPIFFE ID, in the signer's
     /// trust domain (default spiffe://<trust domain>/podcert-signer/bundle-endpoint).
-    #[arg(long, env = "PODCERT_BUNDLE_ENDPOINT_SPIFFE_ID", value_name = "ID", conflicts_with = "bundle_endpoint_cert")]
+    #[arg(
+        long,
+        env = "PODCERT_BUNDLE_ENDPOINT_SPIFFE_ID",
+        value_name = "ID",
+        conflicts_with = "bundle_endpoint_cert"
+    )]
     pub bundle_endpoint_spiffe_id: Option<String>,
     /// spiffe_refresh_hint: how often peers should fetch the bundle.
     #[arg(long, env = "PODCERT_BUNDLE_ENDPOINT_REFRESH_HINT", default_value = "5m", value_parser = humantime::parse_duration)]
@@ -229,7 +244,9 @@ fn bundle_endpoint(
                 .bundle_endpoint_spiffe_id
                 .clone()
                 .unwrap_or_else(|| format!("spiffe://{td}/podcert-signer/bundle-endpoint"));
-            let path = id.strip_prefix(&format!("spiffe://{td}/")).unwrap_or_default();
+            let path = id
+                .strip_prefix(&format!("spiffe://{td}/"))
+                .unwrap_or_default();
             let segments_ok = !path.is_empty()
                 && path.split('/').all(|seg| {
                     !seg.is_empty()

@@ -104,7 +104,8 @@ async fn go_spiffe_fetches_the_bundle_over_https_spiffe() {
     let server = TestServer::start(ServerConfig::default()).await.unwrap();
     let port = free_port();
     let _signer = start(&server, dir.path(), port, &[]).await;
-    let (pem, sequence) = eventually(WAIT, || "no preview bundle".into(), || preview(&server)).await;
+    let (pem, sequence) =
+        eventually(WAIT, || "no preview bundle".into(), || preview(&server)).await;
     let bundle = dir.path().join("bundle.pem");
     std::fs::write(&bundle, &pem).unwrap();
     let url = format!("https://127.0.0.1:{port}");
@@ -120,9 +121,11 @@ async fn go_spiffe_fetches_the_bundle_over_https_spiffe() {
         "-endpoint-id",
         "spiffe://cluster.local/podcert-signer/bundle-endpoint",
     ];
-    let got = eventually(WAIT, || "go-spiffe never fetched the bundle".into(), || async {
-        fetch(&bin, &args).ok()
-    })
+    let got = eventually(
+        WAIT,
+        || "go-spiffe never fetched the bundle".into(),
+        || async { fetch(&bin, &args).ok() },
+    )
     .await;
     assert_eq!(got["trust_domain"], "cluster.local");
     assert_eq!(got["sequence"], sequence, "{got}");
@@ -134,7 +137,10 @@ async fn go_spiffe_fetches_the_bundle_over_https_spiffe() {
     let mut wrong = args;
     wrong[9] = "spiffe://cluster.local/someone-else";
     let e = fetch(&bin, &wrong).unwrap_err();
-    assert!(e.contains("someone-else") || e.contains("unexpected ID"), "{e}");
+    assert!(
+        e.contains("someone-else") || e.contains("unexpected ID"),
+        "{e}"
+    );
     // And a bundle of another CA does not verify it.
     let other = dir.path().join("other");
     crate::fixtures::ca_init(&other);
@@ -206,14 +212,20 @@ async fn go_spiffe_fetches_the_bundle_over_https_web_and_the_sequence_follows_a_
         "-roots",
         roots.to_str().unwrap(),
     ];
-    let (pem, sequence) = eventually(WAIT, || "no preview bundle".into(), || preview(&server)).await;
-    let got = eventually(WAIT, || "go-spiffe never fetched the bundle".into(), || async {
-        fetch(&bin, &args).ok()
-    })
+    let (pem, sequence) =
+        eventually(WAIT, || "no preview bundle".into(), || preview(&server)).await;
+    let got = eventually(
+        WAIT,
+        || "go-spiffe never fetched the bundle".into(),
+        || async { fetch(&bin, &args).ok() },
+    )
     .await;
     assert_eq!(got["sequence"], sequence, "{got}");
     assert_eq!(got["refresh_hint_seconds"], 60.0, "{got}");
-    assert_eq!(got["x509_authorities"].as_array().unwrap().len(), pem_blocks(&pem).len());
+    assert_eq!(
+        got["x509_authorities"].as_array().unwrap().len(),
+        pem_blocks(&pem).len()
+    );
 
     // A rotation prepares the next CA: its root is served at once (a peer must hold it before
     // it signs), with a higher sequence.
@@ -222,17 +234,30 @@ async fn go_spiffe_fetches_the_bundle_over_https_web_and_the_sequence_follows_a_
         .write_kubeconfig(&kubeconfig, &podcert_testkit::rules::UserInfo::admin())
         .unwrap();
     let out = Command::new(crate::fixtures::BIN)
-        .args(["ca", "rotate", "--secret", &format!("{SIGNER_NS}/podcert-signer-ca")])
+        .args([
+            "ca",
+            "rotate",
+            "--secret",
+            &format!("{SIGNER_NS}/podcert-signer-ca"),
+        ])
         .arg("--kubeconfig")
         .arg(&kubeconfig)
         .env_remove("KUBERNETES_SERVICE_HOST")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let after = eventually(WAIT, || "the next root was never served".into(), || async {
-        let v = fetch(&bin, &args).ok()?;
-        (v["x509_authorities"].as_array()?.len() == 2).then_some(v)
-    })
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = eventually(
+        WAIT,
+        || "the next root was never served".into(),
+        || async {
+            let v = fetch(&bin, &args).ok()?;
+            (v["x509_authorities"].as_array()?.len() == 2).then_some(v)
+        },
+    )
     .await;
     let later = after["sequence"].as_u64().unwrap();
     assert!(later > sequence, "sequence {sequence} -> {later}");

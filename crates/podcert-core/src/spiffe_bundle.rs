@@ -19,7 +19,11 @@ pub enum BundleError {
 
 /// The JWK Set of `roots` (DER certificates, in order). Every root becomes one key: its JWK
 /// public parameters (RFC 7517/7518, RFC 8037 for Ed25519) and `x5c` with the certificate.
-pub fn jwks(roots: &[Vec<u8>], sequence: u64, refresh_hint_seconds: u64) -> Result<Value, BundleError> {
+pub fn jwks(
+    roots: &[Vec<u8>],
+    sequence: u64,
+    refresh_hint_seconds: u64,
+) -> Result<Value, BundleError> {
     let keys = roots
         .iter()
         .enumerate()
@@ -136,7 +140,13 @@ mod tests {
                 None => {
                     assert_eq!(k["e"], "AQAB");
                     // 3072-bit modulus, no leading zero byte.
-                    assert_eq!(URL_SAFE_NO_PAD.decode(k["n"].as_str().unwrap()).unwrap().len(), 384);
+                    assert_eq!(
+                        URL_SAFE_NO_PAD
+                            .decode(k["n"].as_str().unwrap())
+                            .unwrap()
+                            .len(),
+                        384
+                    );
                 }
             }
             if kty == "EC" {

@@ -209,9 +209,7 @@ async fn serve(
             forward_readiness(&i, ca_loaded_tx, synced_tx, key_problem_tx, tasks);
             if let Some(ep) = config.bundle_endpoint.clone() {
                 let published = match (&ctx.ctb, &i.settings().trust_bundle) {
-                    (Some(ctb), Some(tb)) => {
-                        Some((client.clone(), ctb.clone(), tb.preview_name()))
-                    }
+                    (Some(ctb), Some(tb)) => Some((client.clone(), ctb.clone(), tb.preview_name())),
                     _ => None,
                 };
                 let source = crate::bundle_endpoint::Source {

@@ -84,7 +84,9 @@ impl Source {
                     }
                 }
                 Ok(None) => {}
-                Err(e) => debug!(error = %e, bundle = %name, "reading the published bundle failed; serving the CA's roots"),
+                Err(e) => {
+                    debug!(error = %e, bundle = %name, "reading the published bundle failed; serving the CA's roots")
+                }
             }
         }
         let pem = self.ca.anchors_pem()?;
@@ -208,10 +210,18 @@ async fn answer<B>(req: &Request<B>, source: &Source, hint: u64) -> Response<Ful
         return reply(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into(), false);
     }
     if req.uri().path() != "/" {
-        return reply(StatusCode::NOT_FOUND, "the bundle is served at /\n".into(), false);
+        return reply(
+            StatusCode::NOT_FOUND,
+            "the bundle is served at /\n".into(),
+            false,
+        );
     }
     let Some((ders, sequence)) = source.bundle().await else {
-        return reply(StatusCode::SERVICE_UNAVAILABLE, "no CA loaded yet\n".into(), false);
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no CA loaded yet\n".into(),
+            false,
+        );
     };
     match podcert_core::spiffe_bundle::jwks(&ders, sequence, hint) {
         Ok(v) => reply(StatusCode::OK, v.to_string(), true),
@@ -243,11 +253,11 @@ impl FileCert {
     }
 }
 
-fn modified(p: &PathBuf) -> Option<SystemTime> {
+fn modified(p: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
-fn load_files(cert: &PathBuf, key: &PathBuf) -> anyhow::Result<Arc<CertifiedKey>> {
+fn load_files(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<Arc<CertifiedKey>> {
     use anyhow::Context as _;
     let cert_pem = crate::ca_files::read_ca_file(cert, false)
         .with_context(|| format!("bundle endpoint certificate {}", cert.display()))?;
@@ -301,7 +311,9 @@ struct SvidCert {
 
 impl std::fmt::Debug for SvidCert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SvidCert").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("SvidCert")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 

@@ -179,8 +179,8 @@ async fn sync_bundle(
                 .iter()
                 .all(|(k, v)| current_annotations.get(k) == Some(v));
             let spec_changed = existing.data.get("spec") != Some(&spec);
-            let unsequenced = canary == Canary::Preview
-                && !current_annotations.contains_key(SEQUENCE_ANNOTATION);
+            let unsequenced =
+                canary == Canary::Preview && !current_annotations.contains_key(SEQUENCE_ANNOTATION);
             if canary == Canary::Preview && (spec_changed || unsequenced) {
                 annotations.insert(
                     SEQUENCE_ANNOTATION.to_string(),
