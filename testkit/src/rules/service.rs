@@ -1,8 +1,8 @@
 //! Services as kube-apiserver validates and defaults what the signer reads of them
 //! (pkg/apis/core/validation ValidateService, pkg/apis/core/v1 defaults, the ClusterIP
-//! allocator): names are DNS-1123 labels (RelaxedServiceNameValidation, on in 1.37: `1svc` is
-//! accepted, as the differential test showed; older releases wanted DNS-1035 labels, which
-//! the emulator does not model), the selector is a label map, ports are required
+//! allocator): names are DNS-1123 labels (1.37.2 accepts `1svc`, as the differential test
+//! showed: RelaxedServiceNameValidation; releases where that gate is off want DNS-1035 labels,
+//! and the emulator applies 1.37's rule to every version), the selector is a label map, ports are required
 //! unless the Service is headless or ExternalName, each port 1-65535; type, sessionAffinity,
 //! protocol, targetPort, clusterIP(s) and the IP family fields are defaulted. Not modelled:
 //! NodePort and load-balancer allocation, IPv6, the many cross-field rules of other types.
