@@ -416,7 +416,7 @@ async fn namespaces_always_carry_their_name_label() {
     assert_eq!(label(&replaced).as_deref(), Some("team-x"));
 }
 
-/// Services (issue 18: the signer reads their selectors): DNS-1035 names, validated selectors
+/// Services (issue 18: the signer reads their selectors): DNS-1123 label names, validated selectors
 /// and ports, ClusterIP defaults; and labels validated on every kind, as ValidateObjectMeta does.
 #[tokio::test]
 async fn services_and_labels_are_validated_like_the_apiserver() {
@@ -438,7 +438,7 @@ async fn services_and_labels_are_validated_like_the_apiserver() {
     assert_eq!(spec.ports.unwrap()[0].protocol.as_deref(), Some("TCP"));
     for (body, field) in [
         (
-            json!({"metadata": {"name": "1web"}, "spec": {"ports": [{"port": 1}]}}),
+            json!({"metadata": {"name": "web.a"}, "spec": {"ports": [{"port": 1}]}}),
             "metadata.name",
         ),
         (

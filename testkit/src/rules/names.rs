@@ -181,7 +181,12 @@ pub fn validate_labels(field: &str, labels: &Value) -> Vec<FieldError> {
         return errs;
     };
     for (k, v) in map {
+        // content.IsLabelKey: IsQualifiedName's rules, named "label key" where it names them.
         for m in is_qualified_name(k) {
+            let m = match m.strip_prefix("a qualified name ") {
+                Some(rest) => format!("a valid label key {rest}"),
+                None => m,
+            };
             errs.push(FieldError::invalid(field, json!(k), m));
         }
         if let Some(v) = v.as_str() {

@@ -1,6 +1,8 @@
 //! Services as kube-apiserver validates and defaults what the signer reads of them
 //! (pkg/apis/core/validation ValidateService, pkg/apis/core/v1 defaults, the ClusterIP
-//! allocator): names are DNS-1035 labels, the selector is a label map, ports are required
+//! allocator): names are DNS-1123 labels (1.37.2 accepts `1svc`, as the differential test
+//! showed: RelaxedServiceNameValidation; releases where that gate is off want DNS-1035 labels,
+//! and the emulator applies 1.37's rule to every version), the selector is a label map, ports are required
 //! unless the Service is headless or ExternalName, each port 1-65535; type, sessionAffinity,
 //! protocol, targetPort, clusterIP(s) and the IP family fields are defaulted. Not modelled:
 //! NodePort and load-balancer allocation, IPv6, the many cross-field rules of other types.
@@ -10,34 +12,14 @@ use serde_json::{json, Value};
 use super::names;
 use crate::api_status::FieldError;
 
-const DNS1035_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
-const DNS1035_ERR: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character";
 const TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
 
-/// validation.IsDNS1035Label (ValidateServiceName).
+/// ValidateServiceName with RelaxedServiceNameValidation: validation.IsDNS1123Label.
 pub fn validate_name(name: &str) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    if name.len() > names::DNS1123_LABEL_MAX {
-        errs.push(FieldError::invalid(
-            "metadata.name",
-            json!(name),
-            names::max_len_error(names::DNS1123_LABEL_MAX),
-        ));
-    }
-    let b = name.as_bytes();
-    let ok = !b.is_empty()
-        && b[0].is_ascii_lowercase()
-        && (b[b.len() - 1].is_ascii_lowercase() || b[b.len() - 1].is_ascii_digit())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
-    if !ok {
-        errs.push(FieldError::invalid(
-            "metadata.name",
-            json!(name),
-            names::regex_error(DNS1035_ERR, DNS1035_FMT, &["my-name", "abc-123"]),
-        ));
-    }
-    errs
+    names::is_dns1123_label(name)
+        .into_iter()
+        .map(|m| FieldError::invalid("metadata.name", json!(name), m))
+        .collect()
 }
 
 fn headless(obj: &Value) -> bool {
@@ -124,9 +106,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_are_dns_1035_labels() {
+    fn names_are_dns_1123_labels() {
         assert!(validate_name("web-1").is_empty());
-        for bad in ["1web", "Web", "web.a", "web-", ""] {
+        assert!(validate_name("1web").is_empty());
+        for bad in ["Web", "web.a", "web-", ""] {
             assert!(!validate_name(bad).is_empty(), "{bad}");
         }
     }

@@ -154,7 +154,7 @@ impl ServicePolicy {
                     return ServiceOutcome::Deny(
                         ServiceDenial::BadAnnotation,
                         format!(
-                            "{}: {:?} is not a Service name (a DNS-1035 label)",
+                            "{}: {:?} is not a Service name (a DNS label)",
                             self.annotation_key,
                             name.chars().take(80).collect::<String>()
                         ),
@@ -242,14 +242,9 @@ impl ServicePolicy {
     }
 }
 
-/// A Service name: an RFC 1035 label (`ValidateServiceName`).
+/// A Service name: an RFC 1123 label (`ValidateServiceName`; 1.37 accepts a leading digit).
 fn service_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.as_bytes()[0].is_ascii_lowercase()
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.ends_with('-')
+    super::labels::dns_label(s)
 }
 
 /// Which denial a Service rule gives.
