@@ -44,6 +44,7 @@ fn kubelet_version(v: KubeVersion) -> KubeletVersion {
         KubeVersion::V1_35 => KubeletVersion::V1_35,
         KubeVersion::V1_36 => KubeletVersion::V1_36,
         KubeVersion::V1_37 => KubeletVersion::V1_37,
+        KubeVersion::V1_38 => KubeletVersion::V1_38,
     }
 }
 

@@ -181,9 +181,13 @@ fn handshake(ca_type: CaKeyType, server_kt: KeyType, client_kt: KeyType) {
     assert_eq!(&got, b"ping", "{ctx}");
 }
 
-/// Each CA type; every subject key type appears once as server and once as client.
+/// Each CA type; every subject key type appears once as server and once as client. ML-DSA
+/// leaves are left out: rustls signs TLS 1.3 handshakes with none of them yet.
 fn handshakes_for(ca_type: CaKeyType) {
-    let all = KeyType::ALL;
+    let all: Vec<KeyType> = KeyType::ALL
+        .into_iter()
+        .filter(|k| !k.is_ml_dsa())
+        .collect();
     for (i, &server_kt) in all.iter().enumerate() {
         handshake(ca_type, server_kt, all[(i + 1) % all.len()]);
     }

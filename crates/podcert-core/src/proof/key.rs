@@ -1,7 +1,8 @@
 //! SubjectPublicKeyInfo parsing and the key-type rules of the API: Ed25519, ECDSA P-256/P-384/
-//! P-521 (named curves), RSA with a modulus of exactly 3072 or 4096 bits. Mirrors Go's
-//! `x509.ParsePKIXPublicKey` strictness where it matters (NULL RSA parameters, no Ed25519
-//! parameters, uncompressed EC points on the curve).
+//! P-521 (named curves), RSA with a modulus of exactly 3072 or 4096 bits, and (Kubernetes 1.38)
+//! ML-DSA-44/65/87 (FIPS 204). Mirrors Go's `x509.ParsePKIXPublicKey` strictness where it
+//! matters (NULL RSA parameters, no Ed25519 or ML-DSA parameters, uncompressed EC points on
+//! the curve, ML-DSA keys of exactly their parameter set's size).
 
 use der::asn1::{ObjectIdentifier, UintRef};
 use der::{Decode, Tag, Tagged};
@@ -19,6 +20,14 @@ const OID_X25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.110")
 const OID_X448: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.111");
 const OID_DSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10040.4.1");
 const OID_DH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10046.2.1");
+
+// FIPS 204 ML-DSA (RFC 9881): the same OIDs name the key and the signature algorithm.
+pub(crate) const OID_ML_DSA_44: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.17");
+pub(crate) const OID_ML_DSA_65: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.18");
+pub(crate) const OID_ML_DSA_87: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.19");
 
 const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
@@ -120,6 +129,27 @@ pub(crate) fn parse_spki<'a>(der: &'a [u8], field: &str) -> Result<ParsedKey<'a>
             }
             rsa_key_type(key_bytes, field)?
         }
+        OID_ML_DSA_44 | OID_ML_DSA_65 | OID_ML_DSA_87 => {
+            // RFC 9881: parameters absent; Go: "ML-DSA key encoded with illegal parameters".
+            if params.is_some() {
+                return Err(malformed(format_args!(
+                    "{field}: an ML-DSA key must not carry algorithm parameters"
+                )));
+            }
+            let key_type = match oid {
+                OID_ML_DSA_44 => KeyType::MlDsa44,
+                OID_ML_DSA_65 => KeyType::MlDsa65,
+                _ => KeyType::MlDsa87,
+            };
+            let want = ml_dsa_public_key_len(key_type);
+            if key_bytes.len() != want {
+                return Err(malformed(format_args!(
+                    "{field}: an {key_type} public key is {want} bytes, got {}",
+                    key_bytes.len()
+                )));
+            }
+            key_type
+        }
         OID_RSASSA_PSS => {
             return Err(unsupported(
                 "RSASSA-PSS (id-RSASSA-PSS) keys are not supported",
@@ -141,6 +171,16 @@ pub(crate) fn parse_spki<'a>(der: &'a [u8], field: &str) -> Result<ParsedKey<'a>
         spki_der: der,
         key_bytes,
     })
+}
+
+/// FIPS 204 table 2: the encoded public key of each ML-DSA parameter set.
+pub(crate) fn ml_dsa_public_key_len(key_type: KeyType) -> usize {
+    match key_type {
+        KeyType::MlDsa44 => 1312,
+        KeyType::MlDsa65 => 1952,
+        KeyType::MlDsa87 => 2592,
+        _ => 0,
+    }
 }
 
 /// Classifies an RSAPublicKey by modulus size; only 3072 and 4096 bits are allowed.
