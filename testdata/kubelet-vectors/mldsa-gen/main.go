@@ -2,10 +2,21 @@
 // them (pkg/kubelet/podcertificate/podcertificatemanager.go, generateKeyAndProof:
 // mldsa.GenerateKey, then x509.CreateCertificateRequest with an empty template), using Go
 // 1.27's crypto/mldsa and crypto/x509, plus adversarial variants.
+//
+// It also checks what a signer issued with Go's own X.509 verifier (an implementation
+// podcert-signer does not use):
+//
+//	go run . verify CA.pem CHAIN.pem [KEY.pem]
+//
+// verifies the chain (leaf first) against the CA with x509.Certificate.Verify for client and
+// server auth, prints the leaf's key and signature algorithms, and with KEY.pem checks that the
+// leaf carries that private key's public key.
+//
 // Usage (Go 1.27, e.g. GOTOOLCHAIN=go1.27.4): go run . OUTDIR   (OUTDIR = testdata/kubelet-vectors)
 package main
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/mldsa"
@@ -17,6 +28,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 type vec struct {
@@ -72,6 +84,10 @@ type csrParts struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "verify" {
+		verify(os.Args[2:])
+		return
+	}
 	out := os.Args[1]
 	must(os.MkdirAll(filepath.Join(out, "keys"), 0o755))
 	params := []struct {
@@ -159,4 +175,54 @@ func main() {
 	must(err)
 	must(os.WriteFile(filepath.Join(out, "vectors-mldsa.json"), b, 0o644))
 	fmt.Printf("%d vectors written\n", len(vecs))
+}
+
+func readCerts(path string) []*x509.Certificate {
+	b, err := os.ReadFile(path)
+	must(err)
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		must(err)
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		panic("no certificate in " + path)
+	}
+	return out
+}
+
+func verify(args []string) {
+	roots := x509.NewCertPool()
+	for _, c := range readCerts(args[0]) {
+		roots.AddCert(c)
+	}
+	chain := readCerts(args[1])
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	leaf := chain[0]
+	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth} {
+		_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
+			KeyUsages: []x509.ExtKeyUsage{usage}, CurrentTime: time.Now().Add(5 * time.Minute)})
+		must(err)
+	}
+	if len(args) > 2 {
+		b, err := os.ReadFile(args[2])
+		must(err)
+		blk, _ := pem.Decode(b)
+		k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+		must(err)
+		pub := k.(interface{ Public() crypto.PublicKey }).Public()
+		if !pub.(interface{ Equal(crypto.PublicKey) bool }).Equal(leaf.PublicKey) {
+			panic("the leaf does not carry the key's public key")
+		}
+	}
+	fmt.Printf("verified: leaf key %s, signed with %s, URIs %v\n", leaf.PublicKeyAlgorithm, leaf.SignatureAlgorithm, leaf.URIs)
 }

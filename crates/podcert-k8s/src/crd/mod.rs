@@ -169,7 +169,7 @@ pub enum KeyTypeName {
     Rsa3072,
     #[serde(rename = "RSA4096")]
     Rsa4096,
-    /// ML-DSA (FIPS 204), Kubernetes 1.38+ with the PodCertificateMLDSA gate.
+    // ML-DSA (FIPS 204): Kubernetes 1.38+ with the PodCertificateMLDSA gate.
     #[serde(rename = "MLDSA44")]
     MlDsa44,
     #[serde(rename = "MLDSA65")]
@@ -274,7 +274,7 @@ pub enum CaKeyTypeName {
     Ed25519,
     #[serde(rename = "RSA3072")]
     Rsa3072,
-    /// An ML-DSA CA (FIPS 204): only verifiers that know ML-DSA can check what it issues.
+    // An ML-DSA CA (FIPS 204): only verifiers that know ML-DSA can check what it issues.
     #[serde(rename = "MLDSA44")]
     MlDsa44,
     #[serde(rename = "MLDSA65")]
