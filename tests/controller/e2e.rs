@@ -229,6 +229,74 @@ async fn kubernetes_1_37_v1() {
     version_scenario(KubeVersion::V1_37, KubeletVersion::V1_37).await;
 }
 
+/// Kubernetes 1.38 with `PodCertificateMLDSA` on: 1.38 kubelets ask for MLDSA44/65/87 keys
+/// (stub CSRs signed with ML-DSA) and the signer issues them (its default key types are every
+/// type the API has); a signer whose --key-types leave ML-DSA out denies them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_1_38_ml_dsa_keys() {
+    use podcert_testkit::kubelet::KeyType as K;
+    let server = TestServer::start(ServerConfig {
+        version: KubeVersion::V1_38,
+        pod_certificate_mldsa: true,
+        ..ServerConfig::default()
+    })
+    .await
+    .unwrap();
+    prepare(&server, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut signer = spawn_signer(
+        &server,
+        dir.path(),
+        "signer-0",
+        &["--ca-memory", "--leader-election=false"],
+    );
+    signer.wait_ready(WAIT).await;
+    let ml_dsa = |c: &mut podcert_testkit::kubelet::KubeletConfig| {
+        c.key_types = vec![K::MlDsa44, K::MlDsa65, K::MlDsa87];
+    };
+    let fleet = kubelets(&server, KubeletVersion::V1_38, 6, "mldsa", ml_dsa).await;
+    let summary = fleet
+        .wait_settled(WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}; logs:\n{}", signer.logs()));
+    // Issued, and the kubelet emulator's checks of the status (leaf key = request key) held.
+    assert_eq!(summary.issued, 6, "{summary:?}\n{:?}", fleet.states());
+    assert_eq!(summary.invalid + summary.denied + summary.failed, 0);
+    fleet.shutdown().await;
+    signer.terminate();
+
+    let dir = tempfile::tempdir().unwrap();
+    let signer = spawn_signer(
+        &server,
+        dir.path(),
+        "signer-1",
+        &[
+            "--ca-memory",
+            "--leader-election=false",
+            "--key-types",
+            "ED25519,ECDSAP256",
+        ],
+    );
+    signer.wait_ready(WAIT).await;
+    let fleet = kubelets(&server, KubeletVersion::V1_38, 3, "classical-only", ml_dsa).await;
+    let summary = fleet.wait_settled(WAIT).await.unwrap();
+    assert_eq!(
+        (summary.issued, summary.denied),
+        (0, 3),
+        "{:?}",
+        fleet.states()
+    );
+    for st in fleet.states() {
+        let Phase::Denied { reason, message } = &st.phase else {
+            panic!("{st:?}")
+        };
+        assert_eq!(reason, "UnsupportedKeyType");
+        assert!(message.contains("ED25519, ECDSAP256"), "{message}");
+    }
+    fleet.shutdown().await;
+    server.shutdown().await;
+}
+
 /// Version skew: a 1.35 kubelet (pkix + proof, written in v1beta1) against a 1.37 server.
 /// The signer must watch v1beta1: the v1 view drops the pkix fields.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -246,4 +246,18 @@ mod tests {
         assert!(!KubeletVersion::V1_34.has_user_annotations());
         assert!("1.33".parse::<KubeletVersion>().is_err());
     }
+
+    #[test]
+    fn only_1_38_kubelets_know_ml_dsa() {
+        assert_eq!(
+            "1.38".parse::<KubeletVersion>().unwrap(),
+            KubeletVersion::V1_38
+        );
+        assert_eq!(KubeletVersion::V1_38.carrier(), Carrier::StubPkcs10);
+        for kt in KeyType::ML_DSA {
+            assert!(KubeletVersion::V1_38.knows_key_type(kt));
+            assert!(!KubeletVersion::V1_37.knows_key_type(kt));
+        }
+        assert!(KubeletVersion::V1_34.knows_key_type(KeyType::Ed25519));
+    }
 }

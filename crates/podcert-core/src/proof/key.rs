@@ -318,6 +318,55 @@ mod tests {
         UintRef::new(bytes).unwrap()
     }
 
+    /// SEQUENCE { SEQUENCE { OID [, params] }, BIT STRING (0 unused bits) key }.
+    fn ml_dsa_spki(oid_last: u8, params: &[u8], key_len: usize) -> Vec<u8> {
+        fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+            let mut out = vec![tag];
+            match body.len() {
+                n if n < 0x80 => out.push(n as u8),
+                n if n < 0x100 => out.extend([0x81, n as u8]),
+                n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+            }
+            out.extend_from_slice(body);
+            out
+        }
+        let mut alg = tlv(
+            0x06,
+            &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, oid_last],
+        );
+        alg.extend_from_slice(params);
+        let mut bits = vec![0u8];
+        bits.extend(std::iter::repeat_n(0x5a, key_len));
+        let mut body = tlv(0x30, &alg);
+        body.extend(tlv(0x03, &bits));
+        tlv(0x30, &body)
+    }
+
+    #[test]
+    fn ml_dsa_keys_parse_by_oid_with_their_exact_sizes() {
+        for (last, kt, len) in [
+            (0x11, KeyType::MlDsa44, 1312),
+            (0x12, KeyType::MlDsa65, 1952),
+            (0x13, KeyType::MlDsa87, 2592),
+        ] {
+            let der = ml_dsa_spki(last, &[], len);
+            let key = parse_spki(&der, "f").unwrap();
+            assert_eq!(key.key_type, kt);
+            assert_eq!(key.key_bytes.len(), len);
+            for bad in [len - 1, len + 1, 1952 + 1312 - len] {
+                let err = parse_spki(&ml_dsa_spki(last, &[], bad), "f").unwrap_err();
+                assert!(matches!(err, ProofError::Malformed(_)), "{kt} {bad}: {err}");
+            }
+            // RFC 9881: parameters absent (Go: "ML-DSA key encoded with illegal parameters").
+            let err = parse_spki(&ml_dsa_spki(last, &[0x05, 0x00], len), "f").unwrap_err();
+            assert!(err.to_string().contains("parameters"), "{err}");
+        }
+        // Another arc of the NIST signature branch (SLH-DSA, 2.16.840.1.101.3.4.3.20): refused
+        // as a key type, not taken for ML-DSA.
+        let err = parse_spki(&ml_dsa_spki(0x14, &[], 1952), "f").unwrap_err();
+        assert!(matches!(err, ProofError::UnsupportedKeyType(_)), "{err}");
+    }
+
     #[test]
     fn modulus_bits_count_from_the_top_byte() {
         assert_eq!(uint_bits(uint(&[0x01])), 1);
