@@ -230,8 +230,9 @@ async fn kubernetes_1_37_v1() {
 }
 
 /// Kubernetes 1.38 with `PodCertificateMLDSA` on: 1.38 kubelets ask for MLDSA44/65/87 keys
-/// (stub CSRs signed with ML-DSA) and the signer issues them (its default key types are every
-/// type the API has); a signer whose --key-types leave ML-DSA out denies them.
+/// (stub CSRs signed with ML-DSA) and the signer, with an ML-DSA-65 CA, issues them (its default
+/// key types are every type the API has) and publishes the ML-DSA root; a signer whose
+/// --key-types leave ML-DSA out denies them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_1_38_ml_dsa_keys() {
     use podcert_testkit::kubelet::KeyType as K;
@@ -248,7 +249,12 @@ async fn kubernetes_1_38_ml_dsa_keys() {
         &server,
         dir.path(),
         "signer-0",
-        &["--ca-memory", "--leader-election=false"],
+        &[
+            "--ca-memory",
+            "--ca-key-type",
+            "mldsa65",
+            "--leader-election=false",
+        ],
     );
     signer.wait_ready(WAIT).await;
     let ml_dsa = |c: &mut podcert_testkit::kubelet::KubeletConfig| {
@@ -262,6 +268,14 @@ async fn kubernetes_1_38_ml_dsa_keys() {
     // Issued, and the kubelet emulator's checks of the status (leaf key = request key) held.
     assert_eq!(summary.issued, 6, "{summary:?}\n{:?}", fleet.states());
     assert_eq!(summary.invalid + summary.denied + summary.failed, 0);
+    let bundle = eventually(WAIT, || signer.logs(), || published_bundle(&server)).await;
+    let root = pem::parse(&bundle).unwrap().into_contents();
+    let (_, root) = x509_parser::parse_x509_certificate(&root).unwrap();
+    assert_eq!(
+        root.public_key().algorithm.algorithm.to_id_string(),
+        "2.16.840.1.101.3.4.3.18",
+        "the published root is the ML-DSA-65 CA"
+    );
     fleet.shutdown().await;
     signer.terminate();
 

@@ -7,7 +7,7 @@ use super::signing_key::CaKey;
 use super::{CaError, CaKeyType};
 use pkcs8::der::asn1::ObjectIdentifier;
 use pkcs8::EncodePrivateKey;
-use rcgen::{KeyPair, SignatureAlgorithm};
+use rcgen::KeyPair;
 
 const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -17,19 +17,6 @@ const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1
 const OID_ML_DSA_44: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.17");
 const OID_ML_DSA_65: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.18");
 const OID_ML_DSA_87: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.19");
-
-/// The signature algorithm a CA of this key type signs leaves with.
-pub(crate) fn signature_algorithm(key_type: CaKeyType) -> &'static SignatureAlgorithm {
-    match key_type {
-        CaKeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-        CaKeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-        CaKeyType::Ed25519 => &rcgen::PKCS_ED25519,
-        CaKeyType::Rsa3072 => &rcgen::PKCS_RSA_SHA256,
-        CaKeyType::MlDsa44 => &rcgen::PKCS_ML_DSA_44,
-        CaKeyType::MlDsa65 => &rcgen::PKCS_ML_DSA_65,
-        CaKeyType::MlDsa87 => &rcgen::PKCS_ML_DSA_87,
-    }
-}
 
 /// Parses the first private key block of `key_pem`.
 pub(crate) fn load_key(key_pem: &str) -> Result<(CaKey, CaKeyType), CaError> {
@@ -95,7 +82,7 @@ fn from_pkcs8(der: &[u8]) -> Result<(CaKey, CaKeyType), CaError> {
         }
     };
     let key_pair =
-        KeyPair::from_pkcs8_der_and_sign_algo(&der.to_vec().into(), signature_algorithm(key_type))
+        KeyPair::from_pkcs8_der_and_sign_algo(&der.to_vec().into(), key_type.signature_algorithm())
             .map_err(|e| CaError::BadKey(format!("the private key was rejected ({e})")))?;
     Ok((CaKey::Local(key_pair), key_type))
 }

@@ -28,7 +28,7 @@ impl MlDsaKey {
         })?;
         Ok(MlDsaKey {
             key_pair,
-            alg: super::key::signature_algorithm(key_type),
+            alg: key_type.signature_algorithm(),
         })
     }
 }

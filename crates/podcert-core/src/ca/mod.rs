@@ -48,6 +48,19 @@ impl CaKeyType {
         CaKeyType::MlDsa87,
     ];
 
+    /// The signature algorithm a CA of this key type signs leaves with.
+    pub(crate) fn signature_algorithm(self) -> &'static rcgen::SignatureAlgorithm {
+        match self {
+            CaKeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            CaKeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            CaKeyType::Ed25519 => &rcgen::PKCS_ED25519,
+            CaKeyType::Rsa3072 => &rcgen::PKCS_RSA_SHA256,
+            CaKeyType::MlDsa44 => &rcgen::PKCS_ML_DSA_44,
+            CaKeyType::MlDsa65 => &rcgen::PKCS_ML_DSA_65,
+            CaKeyType::MlDsa87 => &rcgen::PKCS_ML_DSA_87,
+        }
+    }
+
     pub fn is_ml_dsa(self) -> bool {
         matches!(
             self,

@@ -71,6 +71,6 @@ pub(crate) fn remote_key_type(key: &dyn SigningKey) -> Result<CaKeyType, CaError
     let alg = key.algorithm();
     CaKeyType::ALL
         .into_iter()
-        .find(|t| super::key::signature_algorithm(*t) == alg)
+        .find(|t| t.signature_algorithm() == alg)
         .ok_or_else(|| CaError::UnsupportedKey(format!("a remote key signing with {alg:?}")))
 }
