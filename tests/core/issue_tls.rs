@@ -181,8 +181,9 @@ fn handshake(ca_type: CaKeyType, server_kt: KeyType, client_kt: KeyType) {
     assert_eq!(&got, b"ping", "{ctx}");
 }
 
-/// Each CA type; every subject key type appears once as server and once as client. ML-DSA
-/// leaves are left out: rustls signs TLS 1.3 handshakes with none of them yet.
+/// Each CA type; every classical subject key type appears once as server and once as client.
+/// ML-DSA leaves are left out: with them this in-memory handshake does not complete (rustls
+/// 0.23's aws-lc-rs provider lists the ML-DSA schemes; not diagnosed).
 fn handshakes_for(ca_type: CaKeyType) {
     let all: Vec<KeyType> = KeyType::ALL
         .into_iter()
