@@ -26,7 +26,7 @@ const SIGNER_NS: &str = "podcert-system";
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Emulated Kubernetes version (1.34 to 1.37).
+    /// Emulated Kubernetes version (1.34 to 1.38).
     #[arg(long, default_value = "1.37")]
     pub kube_version: String,
     /// Pods to issue certificates for (key types round robin over all six).
@@ -61,7 +61,7 @@ fn ctb_resource(version: &str) -> ApiResource {
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let version = KubeVersion::parse(&args.kube_version).with_context(|| {
         format!(
-            "unsupported Kubernetes version {:?}: use 1.34 to 1.37",
+            "unsupported Kubernetes version {:?}: use 1.34 to 1.38",
             args.kube_version
         )
     })?;

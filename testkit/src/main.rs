@@ -56,7 +56,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn parse_version(s: &str) -> Result<KubeVersion, String> {
     KubeVersion::parse(s).ok_or_else(|| {
-        format!("unsupported Kubernetes version {s:?}: use 1.34, 1.35, 1.36 or 1.37")
+        format!("unsupported Kubernetes version {s:?}: use 1.34, 1.35, 1.36, 1.37 or 1.38")
     })
 }
 

@@ -20,7 +20,8 @@ async fn server(version: KubeVersion) -> TestServer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issues_every_key_type_and_both_carriers_and_publishes_the_bundle() {
-    let server = server(KubeVersion::V1_37).await;
+    // 1.38: as 1.37 for the classical key types, and it knows ML-DSA ones (stub CSR only).
+    let server = server(KubeVersion::V1_38).await;
     prepare(&server, &["team-0", "team-1"]);
     let dir = tempfile::tempdir().unwrap();
     // ConfigMap publication needs the Role the chart renders when it is enabled for a namespace.
@@ -42,7 +43,7 @@ async fn issues_every_key_type_and_both_carriers_and_publishes_the_bundle() {
     );
     signer.wait_ready(WAIT).await;
 
-    // A 1.37 server serves v1beta1 (pkix + proof from 1.35 kubelets, stub from 1.36) and v1.
+    // A 1.37/1.38 server serves v1beta1 (pkix + proof from 1.35 kubelets, stub from 1.36) and v1.
     let mut created = Vec::new();
     for v in vectors() {
         let n = v["name"].as_str().unwrap();
@@ -66,8 +67,9 @@ async fn issues_every_key_type_and_both_carriers_and_publishes_the_bundle() {
     }
     assert_eq!(
         created.len(),
-        23,
-        "6 key types x 3 carriers/versions, 2 PSS salt-32, forged names, annotation, 1 h"
+        29,
+        "6 key types x 3 carriers/versions, 2 PSS salt-32, forged names, annotation, 1 h, \
+         3 ML-DSA types x 2 versions"
     );
     for (version, ns, name, expect) in &created {
         let obj = wait_terminal(&server, version, ns, name, WAIT).await;
