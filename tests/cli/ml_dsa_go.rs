@@ -127,6 +127,24 @@ fn ml_dsa_chains_verify_with_an_implementation_we_do_not_issue_with() {
             }
         }
     }
+    // `inspect` names the key type and matches an ML-DSA credential bundle's key to its leaf.
+    let (_, chain, kt) = &chains[0];
+    let bundle = dir.path().join("bundle.pem");
+    std::fs::write(
+        &bundle,
+        std::fs::read_to_string(testdata(&format!("keys/{kt}.key.pem"))).unwrap()
+            + &std::fs::read_to_string(chain).unwrap(),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("inspect")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("key:        ML-DSA-44"), "{text}");
+    assert!(text.contains("private key matches the leaf: yes"), "{text}");
+
     // A classical request under the ML-DSA CA, too.
     let path = dir.path().join("ECDSAP256-mldsa65.pem");
     std::fs::write(&path, sign(&ml_ca, "ECDSAP256-stub-v1")).unwrap();

@@ -96,6 +96,14 @@ impl std::str::FromStr for CaKeyType {
     }
 }
 
+/// The DER SubjectPublicKeyInfo of a PEM private key a CA may have (ML-DSA included, which
+/// rcgen cannot load): for checking that a credential bundle's key matches its leaf.
+pub fn public_key_info_of_pem(key_pem: &str) -> Result<Vec<u8>, CaError> {
+    use rcgen::PublicKeyData;
+    let (key, _) = key::load_key(key_pem)?;
+    Ok(key.subject_public_key_info())
+}
+
 fn rfc3339(t: &OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
