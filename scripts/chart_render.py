@@ -31,6 +31,7 @@ CRD_RBAC_VALUES: dict[str, Any] = {
         "domains": ["podcert.dev"],
         "caSecrets": ["team-ca", "web-ca", "other-ca"],
         "configMapNamespaces": ["team-a"],
+        "podData": True,
     },
 }
 
@@ -89,6 +90,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "caSecrets": ["team-ca"],
             "configMapNamespaces": ["team-a", "team-b"],
             "configMapNames": ["podcert-trust-bundle", "ca-bundle"],
+            "podData": True,
         },
         "trustBundle": {"configMapNamespaces": ["team-a"]},
     },

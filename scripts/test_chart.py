@@ -45,6 +45,7 @@ def crd_values(variant: str) -> dict[str, Any]:
     """The variant's crdSigners block with the chart's defaults filled in ({} when off)."""
     crd = {"enabled": False, "domains": ["podcert.dev"], "trustBundles": True, "caSecrets": [],
            "allowBootstrap": True, "configMapNamespaces": [], "configMapNames": ["podcert-trust-bundle"],
+           "podData": False,
            **(cr.VARIANTS[variant].get("crdSigners") or {})}
     return crd if crd["enabled"] else {}
 
@@ -383,6 +384,10 @@ class Security(unittest.TestCase):
                          {"claimName": "pkcs11-module", "readOnly": True})
         self.assertEqual(volumes["pkcs11-pin"]["secret"]["secretName"], "hsm-pin")
         self.assertIn({"name": "SOFTHSM2_CONF", "value": "/var/lib/pkcs11/softhsm2.conf"}, c["env"])
+        # A token key needs the image that can load a module (Dockerfile.pkcs11).
+        self.assertEqual(c["image"], "podcert-signer:0.1.0-pkcs11")
+        (default,) = self.pod()["containers"]
+        self.assertEqual(default["image"], "podcert-signer:0.1.0")
 
     def args(self, variant: str) -> list[str]:
         (c,) = self.pod(variant)["containers"]
@@ -546,7 +551,7 @@ class Rbac(unittest.TestCase):
             ("", "certificates.k8s.io/podcertificaterequests/status", ("patch",), ()),
             ("", "certificates.k8s.io/signers", ("sign",), (SIGNER,)),
             ("", "certificates.k8s.io/signers", ("attest",), (SIGNER,)),
-            ("", "certificates.k8s.io/clustertrustbundles", ("get", "update"), ("podcert.dev:spiffe:live",)),
+            ("", "certificates.k8s.io/clustertrustbundles", ("get", "update"), ("podcert.dev:spiffe:live", "podcert.dev:spiffe:preview")),
             ("", "certificates.k8s.io/clustertrustbundles", ("create",), ()),
             ("", "events.k8s.io/events", ("create", "patch"), ()),
         ]))
@@ -613,6 +618,8 @@ class Rbac(unittest.TestCase):
             ("", "certificates.k8s.io/clustertrustbundles", ("get", "update"), ()),
             ("", "certificates.k8s.io/clustertrustbundles", ("create",), ()),
             ("", "/namespaces", ("list", "watch"), ()),
+            ("", "/pods", ("get",), ()),
+            ("", "/services", ("list", "watch"), ()),
             ("", "events.k8s.io/events", ("create", "patch"), ()),
         ]))
         self.assertEqual(sorted(self.rules(docs, "Role")), sorted([
@@ -639,8 +646,27 @@ class Rbac(unittest.TestCase):
                 else:
                     self.assertEqual(crd_rules, [])
                     self.assertEqual(namespaces, [])
-                # The only core resource granted cluster-wide is the namespaces watch.
-                self.assertLessEqual({r[1] for r in cluster if r[1].startswith("/")}, {"/namespaces"})
+                # The only core resources granted cluster-wide: the namespaces watch, and with
+                # crdSigners.podData a pod GET and a Services watch.
+                core = {r[1] for r in cluster if r[1].startswith("/")}
+                self.assertLessEqual(core, {"/namespaces", "/pods", "/services"})
+
+    def test_pods_and_services_only_with_pod_data(self) -> None:
+        seen = False
+        for name, docs in self.renders.items():
+            cluster = self.rules(docs, "ClusterRole")
+            namespaced = self.rules(docs, "Role")
+            with self.subTest(variant=name):
+                pod_rules = sorted(r for r in cluster if r[1] in ("/pods", "/services"))
+                if crd_values(name).get("podData"):
+                    seen = True
+                    # get only (no list or watch of pods), and Services read, never written.
+                    self.assertEqual(pod_rules, [("", "/pods", ("get",), ()),
+                                                 ("", "/services", ("list", "watch"), ())])
+                else:
+                    self.assertEqual(pod_rules, [])
+                self.assertFalse([r for r in namespaced if r[1] in ("/pods", "/services")])
+        self.assertTrue(seen, "no variant sets crdSigners.podData")
 
     def test_cluster_trust_bundle_rules_only_with_trust_bundles(self) -> None:
         for name, docs in self.renders.items():
@@ -650,8 +676,10 @@ class Rbac(unittest.TestCase):
                 if flag_bundle(name):
                     signer = (cr.VARIANTS[name].get("signer") or {}).get("name", SIGNER)
                     suffix = (cr.VARIANTS[name].get("trustBundle") or {}).get("suffix", "live")
+                    preview = "preview" if suffix == "live" else f"{suffix}-preview"
+                    prefix = signer.replace('/', ':')
                     expected.append(("", "certificates.k8s.io/clustertrustbundles", ("get", "update"),
-                                     (f"{signer.replace('/', ':')}:{suffix}",)))
+                                     (f"{prefix}:{suffix}", f"{prefix}:{preview}")))
                 if crd_bundle(name):
                     # Names come from the objects: get/update cannot be limited by name.
                     expected.append(("", "certificates.k8s.io/clustertrustbundles", ("get", "update"), ()))
@@ -873,8 +901,10 @@ class AdmissionPolicy(unittest.TestCase):
                         if r["verbs"] == ["create"]:
                             self.assertNotIn("resourceNames", r)
                         elif not crd_bundle(name):
-                            self.assertEqual(len(r["resourceNames"]), 1)
+                            # The live bundle and its preview (SPIFFE Filesystem Delivery canarying).
+                            self.assertEqual(len(r["resourceNames"]), 2)
                             self.assertTrue(r["resourceNames"][0].endswith(":live"))
+                            self.assertTrue(r["resourceNames"][1].endswith(":preview"))
 
 
 class Committed(unittest.TestCase):
@@ -1046,7 +1076,11 @@ class DemoManifests(unittest.TestCase):
                 ctb = [s["clusterTrustBundle"] for s in sources if "clusterTrustBundle" in s]
                 self.assertEqual([p["signerName"] for p in pc], [SIGNER])
                 self.assertEqual([c["signerName"] for c in ctb], [SIGNER])
-                self.assertEqual(ctb[0]["labelSelector"], {"matchLabels": {"podcert.dev/trust-bundle": "live"}})
+                # SPIFFE Filesystem Delivery's labels, as the signer sets them on its live bundle.
+        self.assertEqual(ctb[0]["labelSelector"], {"matchLabels": {
+            "k8s.spiffe.io/canarying": "live",
+            "k8s.spiffe.io/workload-trust-domain": "cluster.local",
+            "k8s.spiffe.io/peer-trust-domain": "cluster.local"}})
 
 
 class KindConfig(unittest.TestCase):

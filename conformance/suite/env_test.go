@@ -432,9 +432,15 @@ func ensureSA(t *testing.T, ns, sa string) {
 // createPod makes a pod bound to node with one projected volume per source.
 func createPod(t *testing.T, ns, name, sa, node string, srcs ...source) *corev1.Pod {
 	t.Helper()
+	return createLabelledPod(t, ns, name, sa, node, nil, srcs...)
+}
+
+// createLabelledPod is createPod with the pod's labels.
+func createLabelledPod(t *testing.T, ns, name, sa, node string, labels map[string]string, srcs ...source) *corev1.Pod {
+	t.Helper()
 	ensureSA(t, ns, sa)
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
 		Spec: corev1.PodSpec{
 			NodeName:           node,
 			ServiceAccountName: sa,

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -174,6 +175,72 @@ func TestPodCertificateSigners(t *testing.T) {
 		}
 		if verifies(ctbName) {
 			t.Errorf("the leaf verifies against the flag signer's bundle %s: the trust domains share a CA", ctbName)
+		}
+	})
+
+	// Issue 18: a policy that reads the pod (its label in the SPIFFE ID) and the Services that
+	// select it (DNS names), with real pods, real Service validation and the real kubelet code;
+	// rbac-crd.yaml grants get pods and list/watch services (crdSigners.podData).
+	t.Run("pod-labels-and-service-names", func(t *testing.T) {
+		const svcSigner, svcTD, ns = "podcert.dev/svc", "svc.example.org", "crd"
+		if err := create(object("svc", map[string]any{
+			"signerName": svcSigner, "trustDomain": svcTD,
+			"spiffeID": "ns/{namespace}/app/{pod.labels.app}",
+			"dnsNames": map[string]any{"fromServices": map[string]any{"required": true, "wait": "60s"}},
+			"ca":       map[string]any{"secret": map[string]any{"name": "other-ca", "bootstrap": true}},
+		})); err != nil {
+			t.Fatal(err)
+		}
+		defer E.dyn.Resource(pcs).Delete(ctx, "svc", metav1.DeleteOptions{})
+		ensureSA(t, ns, "app")
+		for _, s := range []struct {
+			ns, name string
+			selector map[string]string
+		}{
+			{ns, "shop", map[string]string{"app": "shop"}},
+			// The pod lacks one of its selector's keys: it gives no names.
+			{ns, "shop-canary", map[string]string{"app": "shop", "track": "canary"}},
+			// Another namespace's Service with the same selector: it gives no names.
+			{"team-a", "shop", map[string]string{"app": "shop"}},
+		} {
+			svc := &corev1.Service{
+				ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.ns},
+				Spec: corev1.ServiceSpec{Selector: s.selector,
+					Ports: []corev1.ServicePort{{Port: 443}}},
+			}
+			if _, err := E.kc.CoreV1().Services(s.ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		createLabelledPod(t, ns, "shop", "app", "node-0", map[string]string{"app": "shop"},
+			source{volume: "cert", keyType: "ED25519", signer: svcSigner})
+		v := waitVolume(t, ns, "shop", "cert-0", wait)
+		if v.State != "issued" {
+			t.Fatalf("%+v; signer log:\n%s", v, tail(s.log))
+		}
+		b, err := os.ReadFile(v.File)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rest := pem.Decode(b)
+		chain, err := parseCerts(rest)
+		if err != nil || len(chain) == 0 {
+			t.Fatalf("chain: %v", err)
+		}
+		want := fmt.Sprintf("spiffe://%s/ns/%s/app/shop", svcTD, ns)
+		if len(chain[0].URIs) != 1 || chain[0].URIs[0].String() != want {
+			t.Errorf("URI SANs %v, want [%s]", chain[0].URIs, want)
+		}
+		wantDNS := []string{"shop.crd.svc", "shop.crd.svc.cluster.local"}
+		if fmt.Sprint(chain[0].DNSNames) != fmt.Sprint(wantDNS) {
+			t.Errorf("DNS SANs %v, want %v", chain[0].DNSNames, wantDNS)
+		}
+		// A pod without the label the SPIFFE ID uses is denied, naming it.
+		createLabelledPod(t, ns, "nolabel", "app", "node-0", map[string]string{"tier": "batch"},
+			source{volume: "cert", keyType: "ED25519", signer: svcSigner})
+		v = waitVolume(t, ns, "nolabel", "cert-0", wait)
+		if v.State != "denied" || v.Reason != "MissingPodLabel" {
+			t.Errorf("pod without the label: %+v, want denied MissingPodLabel", v)
 		}
 	})
 }

@@ -18,7 +18,8 @@ use kube::discovery::ApiResource;
 use serde_json::{json, Value};
 
 use super::check_eval::{
-    self, Bundle, Check, Lease, Limits, Node, Observed, Permission, Projection, Request, Status,
+    self, Bundle, Check, Lease, Limits, Member, Node, Observed, Permission, Projection, Request,
+    Status,
 };
 use podcert_core::request::GROUP;
 
@@ -129,10 +130,13 @@ async fn observe(args: &CheckArgs) -> anyhow::Result<Vec<Check>> {
             Some(v) => bundle(&client, v, &bundle_name).await,
         }
     };
-    let lease = if args.leader_election {
-        lease(&client, &args.namespace, &args.lease_name).await
+    let (lease, members) = if args.leader_election {
+        (
+            lease(&client, &args.namespace, &args.lease_name).await,
+            Some(members(&client, &args.namespace, &args.lease_name).await),
+        )
     } else {
-        Lease::Off
+        (Lease::Off, None)
     };
     let pcr_version = pcr_versions.as_ref().ok().and_then(|v| {
         podcert_runtime::discovery::PCR_PREFERENCE
@@ -160,6 +164,7 @@ async fn observe(args: &CheckArgs) -> anyhow::Result<Vec<Check>> {
         metrics_url: args.metrics_url.clone(),
         bundle,
         lease,
+        members,
         requests,
         nodes,
     };
@@ -643,6 +648,31 @@ async fn lease(client: &kube::Client, ns: &str, name: &str) -> Lease {
             }
         }
     }
+}
+
+/// The active-active member Leases of the group `lease` (none in leader mode).
+async fn members(client: &kube::Client, ns: &str, lease: &str) -> Result<Vec<Member>, String> {
+    let api: Api<LeaseObj> = Api::namespaced(client.clone(), ns);
+    let selector = format!("{}={lease}", podcert_runtime::membership::MEMBER_OF_LABEL);
+    let list = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| chain(&e))?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|l| {
+            let spec = l.spec.unwrap_or_default();
+            Member {
+                holder: spec.holder_identity,
+                renewed: spec
+                    .renew_time
+                    .or(spec.acquire_time)
+                    .map(|t| t.0.as_second()),
+                duration_seconds: spec.lease_duration_seconds.map(i64::from),
+            }
+        })
+        .collect())
 }
 
 async fn requests(

@@ -185,6 +185,20 @@ pub enum Lease {
     Error(String),
 }
 
+/// One active-active member Lease (labelled `podcert.dev/member-of=<lease>`).
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Empty or None: released by a replica that stopped.
+    pub holder: Option<String>,
+    /// Unix seconds of the last renewal.
+    pub renewed: Option<i64>,
+    pub duration_seconds: Option<i64>,
+}
+
+/// How far the cluster's clock may be from this machine's before a member counts as silent:
+/// members renew every 0.5 s with a 2 s duration, and `check` judges by its own clock.
+const MEMBER_CLOCK_SLACK: i64 = 10;
+
 /// A PodCertificateRequest for the signer: when it was created and how it ended (if it did).
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -233,6 +247,8 @@ pub struct Observed {
     pub metrics_url: Option<String>,
     pub bundle: Bundle,
     pub lease: Lease,
+    /// Active-active member Leases; None with leader election off.
+    pub members: Option<Result<Vec<Member>, String>>,
     pub requests: Result<Vec<Request>, String>,
     pub nodes: Result<Vec<Node>, String>,
 }
@@ -382,11 +398,19 @@ fn permission_checks(o: &Observed) -> Vec<Check> {
         .collect()
 }
 
-/// The samples of `name` for the signer.
+/// The samples of `name` for the signer. Its label is `signer_name`; signers built before
+/// 2026-12-08 called it `signer`, which is still read so that `check` works mid-upgrade.
 fn series<'a>(metrics: &'a [Sample], name: &str, signer: &str) -> Vec<&'a Sample> {
     metrics
         .iter()
-        .filter(|s| s.name == name && s.labels.get("signer").map(String::as_str) == Some(signer))
+        .filter(|s| {
+            s.name == name
+                && s.labels
+                    .get("signer_name")
+                    .or_else(|| s.labels.get("signer"))
+                    .map(String::as_str)
+                    == Some(signer)
+        })
         .collect()
 }
 
@@ -473,6 +497,9 @@ fn signer_checks(o: &Observed, limits: &Limits) -> Vec<Check> {
         out.push(bundle_check(o, &ca_fingerprints));
     }
     out.push(leader_check(o, metrics));
+    if let Some(c) = members_check(o) {
+        out.push(c);
+    }
     out
 }
 
@@ -542,6 +569,78 @@ fn bundle_check(o: &Observed, ca: &[(String, String)]) -> Check {
             )
         }
     }
+}
+
+/// Active-active: the replicas that renew their member Lease. None with leader election off.
+fn members_check(o: &Observed) -> Option<Check> {
+    let members = match o.members.as_ref()? {
+        Err(e) => {
+            return Some(Check::new(
+                SIGNER,
+                "members",
+                Status::Warn,
+                format!("cannot list member Leases: {e}"),
+            ))
+        }
+        Ok(m) => m,
+    };
+    if members.is_empty() {
+        return Some(Check::new(
+            SIGNER,
+            "members",
+            Status::Skip,
+            format!(
+                "no member Leases of {}: leader mode (--ha-mode leader), the leader decides every request",
+                o.lease_name
+            ),
+        ));
+    }
+    let held: Vec<&Member> = members
+        .iter()
+        .filter(|m| m.holder.as_deref().is_some_and(|h| !h.is_empty()))
+        .collect();
+    let live: Vec<&str> = held
+        .iter()
+        .filter(|m| {
+            m.renewed
+                .is_some_and(|r| o.now - r <= m.duration_seconds.unwrap_or(2) + MEMBER_CLOCK_SLACK)
+        })
+        .filter_map(|m| m.holder.as_deref())
+        .collect();
+    let silent = held.len() - live.len();
+    let silent_note = if silent > 0 {
+        format!(
+            "; {silent} held but silent (a killed replica's, free for a new one after 2 minutes)"
+        )
+    } else {
+        String::new()
+    };
+    let check = if live.is_empty() {
+        Check::new(
+            SIGNER,
+            "members",
+            Status::Fail,
+            format!("no active-active member renews its Lease{silent_note}"),
+        )
+        .hint(format!(
+            "no replica is running or none can write Leases: kubectl -n {} get pods,lease -l podcert.dev/member-of={}",
+            o.namespace, o.lease_name
+        ))
+    } else {
+        let mut names = live.clone();
+        names.sort_unstable();
+        Check::new(
+            SIGNER,
+            "members",
+            Status::Ok,
+            format!(
+                "{} active-active member(s) share the requests: {}{silent_note}",
+                live.len(),
+                names.join(", ")
+            ),
+        )
+    };
+    Some(check)
 }
 
 fn leader_check(o: &Observed, metrics: Option<&[Sample]>) -> Check {
@@ -792,11 +891,11 @@ mod tests {
         let fp = "ab".repeat(32);
         let metrics = format!(
             "# TYPE podcert_ca_not_after_timestamp_seconds gauge\n\
-             podcert_ca_not_after_timestamp_seconds{{signer=\"x.dev/y\"}} {}\n\
-             podcert_ca_certificate_not_after_timestamp_seconds{{signer=\"x.dev/y\",role=\"active\",fingerprint=\"{}\"}} 1\n\
-             podcert_ca_rotation_phase{{signer=\"x.dev/y\",phase=\"Stable\"}} 1\n\
-             podcert_ca_rotation_phase{{signer=\"x.dev/y\",phase=\"Prepared\"}} 0\n\
-             podcert_ca_rotation_next_step_timestamp_seconds{{signer=\"x.dev/y\"}} {}\n\
+             podcert_ca_not_after_timestamp_seconds{{signer_name=\"x.dev/y\"}} {}\n\
+             podcert_ca_certificate_not_after_timestamp_seconds{{signer_name=\"x.dev/y\",role=\"active\",fingerprint=\"{}\"}} 1\n\
+             podcert_ca_rotation_phase{{signer_name=\"x.dev/y\",phase=\"Stable\"}} 1\n\
+             podcert_ca_rotation_phase{{signer_name=\"x.dev/y\",phase=\"Prepared\"}} 0\n\
+             podcert_ca_rotation_next_step_timestamp_seconds{{signer_name=\"x.dev/y\"}} {}\n\
              podcert_leader 1\n# EOF\n",
             NOW + 100 * 86400,
             &fp[..16],
@@ -830,6 +929,7 @@ mod tests {
                 renewed: Some(NOW - 1),
                 duration_seconds: Some(8),
             },
+            members: None,
             requests: Ok(vec![Request {
                 created: Some(NOW - 10),
                 outcome: Some(("Issued".into(), "Issued".into())),
@@ -873,7 +973,7 @@ mod tests {
     fn an_expiring_ca_fails() {
         let mut o = healthy();
         let text = format!(
-            "podcert_ca_not_after_timestamp_seconds{{signer=\"x.dev/y\"}} {}\n",
+            "podcert_ca_not_after_timestamp_seconds{{signer_name=\"x.dev/y\"}} {}\n",
             NOW + 3 * 86400
         );
         o.metrics = Some(parse_metrics(&text));
@@ -884,12 +984,76 @@ mod tests {
         assert!(ca.hint.as_deref().unwrap().contains("ca rotate"));
     }
 
+    fn member(holder: &str, renewed_ago: i64) -> Member {
+        Member {
+            holder: Some(holder.into()).filter(|h: &String| !h.is_empty()),
+            renewed: Some(NOW - renewed_ago),
+            duration_seconds: Some(2),
+        }
+    }
+
+    #[test]
+    fn members_live_silent_and_absent() {
+        let mut o = healthy();
+        let c = evaluate(&o, &limits());
+        assert!(
+            c.iter().all(|c| c.id != "members"),
+            "no check with election off"
+        );
+
+        o.members = Some(Ok(vec![member("b", 1), member("a", 0), member("", 900)]));
+        let c = by_id(&evaluate(&o, &limits()), "members").clone();
+        assert_eq!(c.status, Status::Ok);
+        assert!(
+            c.message
+                .starts_with("2 active-active member(s) share the requests: a, b"),
+            "{}",
+            c.message
+        );
+
+        // A SIGKILLed replica's Lease stays held until a new replica reuses it.
+        o.members = Some(Ok(vec![member("a", 0), member("dead", 60)]));
+        let c = by_id(&evaluate(&o, &limits()), "members").clone();
+        assert_eq!(c.status, Status::Ok);
+        assert!(c.message.contains("1 held but silent"), "{}", c.message);
+
+        o.members = Some(Ok(vec![member("dead", 60)]));
+        let c = by_id(&evaluate(&o, &limits()), "members").clone();
+        assert_eq!(c.status, Status::Fail);
+        assert!(
+            c.hint
+                .as_deref()
+                .unwrap()
+                .contains("podcert.dev/member-of=l"),
+            "{:?}",
+            c.hint
+        );
+
+        o.members = Some(Ok(vec![]));
+        let c = by_id(&evaluate(&o, &limits()), "members").clone();
+        assert_eq!(c.status, Status::Skip);
+        assert!(c.message.contains("leader mode"), "{}", c.message);
+    }
+
+    #[test]
+    fn a_signer_of_before_the_label_rename_is_still_read() {
+        let mut o = healthy();
+        let text = format!(
+            "podcert_ca_not_after_timestamp_seconds{{signer=\"x.dev/y\"}} {}\n",
+            NOW + 3 * 86400
+        );
+        o.metrics = Some(parse_metrics(&text));
+        let ca = by_id(&evaluate(&o, &limits()), "ca").clone();
+        assert_eq!(ca.status, Status::Fail);
+        assert!(ca.message.contains("in 3d"), "{}", ca.message);
+    }
+
     #[test]
     fn an_overdue_rotation_step_is_stalled() {
         let mut o = healthy();
         let text = format!(
-            "podcert_ca_rotation_phase{{signer=\"x.dev/y\",phase=\"Prepared\"}} 1\n\
-             podcert_ca_rotation_next_step_timestamp_seconds{{signer=\"x.dev/y\"}} {}\n",
+            "podcert_ca_rotation_phase{{signer_name=\"x.dev/y\",phase=\"Prepared\"}} 1\n\
+             podcert_ca_rotation_next_step_timestamp_seconds{{signer_name=\"x.dev/y\"}} {}\n",
             NOW - 3600
         );
         o.metrics = Some(parse_metrics(&text));

@@ -5,6 +5,7 @@ pub mod check;
 pub mod check_eval;
 pub mod inspect;
 pub mod run;
+pub mod services_file;
 pub mod sign;
 pub mod signer_file;
 

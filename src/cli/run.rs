@@ -171,6 +171,15 @@ pub struct TrustBundleArgs {
         value_delimiter = ','
     )]
     pub trust_bundle_configmap_namespaces: Vec<String>,
+    /// How long a root that does not sign yet (a rotation's next CA) is in the preview
+    /// ClusterTrustBundle before the live one (default: half the propagation delay; 0s: no wait,
+    /// both bundles hold the same roots).
+    #[arg(
+        long,
+        env = "PODCERT_TRUST_BUNDLE_PREVIEW_DURATION",
+        value_name = "DURATION"
+    )]
+    pub trust_bundle_preview_duration: Option<String>,
     #[arg(long, default_value = "podcert-trust-bundle")]
     pub trust_bundle_configmap_name: String,
 }
@@ -338,6 +347,7 @@ fn flag_signer_spec(args: &RunArgs) -> anyhow::Result<Option<(PodCertificateSign
         trust_domain: td.clone(),
         spiffe_id: podcert_core::policy::DEFAULT_SPIFFE_PATH.into(),
         namespace_selector: None,
+        pod_selector: None,
         service_accounts: None,
         dns_names: None,
         key_types: (!args.signer.key_types.is_empty())
@@ -359,6 +369,7 @@ fn flag_signer_spec(args: &RunArgs) -> anyhow::Result<Option<(PodCertificateSign
             labels: labels(&tb.trust_bundle_labels)?,
             config_map_namespaces: tb.trust_bundle_configmap_namespaces.clone(),
             config_map_name: tb.trust_bundle_configmap_name.clone(),
+            preview_duration: tb.trust_bundle_preview_duration.clone(),
         },
     };
     Ok(Some((spec, ca)))

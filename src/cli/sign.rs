@@ -7,11 +7,11 @@ use anyhow::{bail, Context};
 use clap::Args;
 use time::OffsetDateTime;
 
-use super::signer_file;
+use super::{services_file, signer_file};
 use podcert_core::ca::Ca;
 use podcert_core::key_type::KeyType;
 use podcert_core::pipeline;
-use podcert_core::policy::SignerConfig;
+use podcert_core::policy::{valid_label_key, valid_label_value, PodFacts, PodInfo, SignerConfig};
 use podcert_core::request::wire;
 use podcert_core::spiffe_id::TrustDomain;
 use podcert_runtime::ca_files as files;
@@ -49,6 +49,16 @@ pub struct SignArgs {
     /// signer with a namespaceSelector. kubernetes.io/metadata.name is added, as the apiserver does.
     #[arg(long, value_name = "KEY=VALUE", value_delimiter = ',')]
     pub namespace_labels: Option<Vec<String>>,
+    /// Labels of the request's pod, KEY=VALUE (comma-separated or repeated), for a signer
+    /// whose policy reads them (pod labels in templates, podSelector, dnsNames.fromServices).
+    /// The pod is taken to be the request's (the controller checks its UID).
+    #[arg(long, value_name = "KEY=VALUE", value_delimiter = ',')]
+    pub pod_labels: Option<Vec<String>>,
+    /// Service objects (YAML or JSON: one Service, or a List as `kubectl get services -o yaml`
+    /// prints), for a signer with dnsNames.fromServices. A Service without a namespace is
+    /// taken to be in the request's namespace.
+    #[arg(long, value_name = "FILE")]
+    pub services: Option<PathBuf>,
     /// Load --ca-key even if group or others may read it (refused by default, as ssh does).
     #[arg(long)]
     pub allow_insecure_key_permissions: bool,
@@ -63,14 +73,44 @@ pub fn run(args: SignArgs) -> anyhow::Result<()> {
         .context("reading the request from stdin")?;
     let obj = wire::decode(&input).context("reading the PodCertificateRequest on stdin")?;
     let labels = namespace_labels(&args, &obj.request.namespace)?;
+    let pod = args
+        .pod_labels
+        .as_ref()
+        .map(|pairs| -> anyhow::Result<PodInfo> {
+            Ok(PodInfo {
+                uid: obj.request.pod_uid.clone(),
+                labels: key_values("--pod-labels", pairs)?,
+            })
+        })
+        .transpose()?;
+    let services = args
+        .services
+        .as_ref()
+        .map(|p| services_file::load(p, &obj.request.namespace))
+        .transpose()?;
     let facts = pipeline::Facts {
         namespace_labels: labels.as_ref(),
+        pod: pod.as_ref().map_or(PodFacts::Unknown, PodFacts::Found),
+        services: services.as_deref(),
     };
     let outcome = match pipeline::process_with(&obj.request, &cfg, &ca, now, facts) {
         Err(pipeline::NotDecided::NamespaceUnknown(_)) => bail!(
             "signer {} has a namespaceSelector: give the labels of namespace {} with --namespace-labels",
             cfg.signer_name,
             obj.request.namespace
+        ),
+        Err(pipeline::NotDecided::PodUnknown(_)) => bail!(
+            "signer {} reads the pod (pod labels, podSelector or dnsNames.fromServices): give the labels of pod {}/{} with --pod-labels (an empty string for none)",
+            cfg.signer_name,
+            obj.request.namespace,
+            obj.request.pod_name
+        ),
+        Err(pipeline::NotDecided::ServicesUnknown(_)) => bail!(
+            "signer {} has dnsNames.fromServices: give the Services with --services FILE (a List with no items for none)",
+            cfg.signer_name
+        ),
+        Err(pipeline::NotDecided::WaitingForService { retry_after, message }) => bail!(
+            "not decided: the controller would leave this request pending ({message}) for up to {retry_after} more, then deny it"
         ),
         other => other?,
     };
@@ -87,18 +127,28 @@ fn namespace_labels(
     let Some(pairs) = &args.namespace_labels else {
         return Ok(None);
     };
-    let mut labels = BTreeMap::new();
-    for p in pairs.iter().filter(|p| !p.is_empty()) {
-        let (k, v) = p
-            .split_once('=')
-            .with_context(|| format!("--namespace-labels takes KEY=VALUE, got {p:?}"))?;
-        labels.insert(k.to_string(), v.to_string());
-    }
+    let mut labels = key_values("--namespace-labels", pairs)?;
     labels.insert(
         "kubernetes.io/metadata.name".to_string(),
         namespace.to_string(),
     );
     Ok(Some(labels))
+}
+
+/// `KEY=VALUE` pairs (empty entries skipped), keys and values checked as Kubernetes checks
+/// labels.
+fn key_values(flag: &str, pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut labels = BTreeMap::new();
+    for p in pairs.iter().filter(|p| !p.is_empty()) {
+        let (k, v) = p
+            .split_once('=')
+            .with_context(|| format!("{flag} takes KEY=VALUE, got {p:?}"))?;
+        if !valid_label_key(k) || !(v.is_empty() || valid_label_value(v)) {
+            bail!("{flag}: {p:?} is not a label Kubernetes would accept");
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    Ok(labels)
 }
 
 fn config(args: &SignArgs) -> anyhow::Result<SignerConfig> {

@@ -415,3 +415,81 @@ async fn namespaces_always_carry_their_name_label() {
         .unwrap();
     assert_eq!(label(&replaced).as_deref(), Some("team-x"));
 }
+
+/// Services (issue 18: the signer reads their selectors): DNS-1035 names, validated selectors
+/// and ports, ClusterIP defaults; and labels validated on every kind, as ValidateObjectMeta does.
+#[tokio::test]
+async fn services_and_labels_are_validated_like_the_apiserver() {
+    use k8s_openapi::api::core::v1::Service;
+    let srv = server().await;
+    let svcs: Api<Service> = Api::namespaced(srv.admin_client(), "default");
+    let svc = |v: serde_json::Value| -> Service { serde_json::from_value(v).unwrap() };
+    let s = svcs
+        .create(
+            &PostParams::default(),
+            &svc(json!({"metadata": {"name": "web"},
+                "spec": {"selector": {"app": "web"}, "ports": [{"port": 443}]}})),
+        )
+        .await
+        .unwrap();
+    let spec = s.spec.unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+    assert!(spec.cluster_ip.is_some_and(|ip| ip.starts_with("10.96.")));
+    assert_eq!(spec.ports.unwrap()[0].protocol.as_deref(), Some("TCP"));
+    for (body, field) in [
+        (
+            json!({"metadata": {"name": "1web"}, "spec": {"ports": [{"port": 1}]}}),
+            "metadata.name",
+        ),
+        (
+            json!({"metadata": {"name": "a"}, "spec": {"selector": {"app": "a/b"}, "ports": [{"port": 1}]}}),
+            "spec.selector",
+        ),
+        (
+            json!({"metadata": {"name": "b"}, "spec": {"selector": {"app": "b"}}}),
+            "spec.ports",
+        ),
+    ] {
+        let e = svcs
+            .create(&PostParams::default(), &svc(body.clone()))
+            .await
+            .unwrap_err();
+        let kube::Error::Api(s) = e else {
+            panic!("{e}")
+        };
+        assert_eq!(s.code, 422, "{body}");
+        let causes = s.details.unwrap().causes;
+        assert_eq!(causes[0].field, field, "{body}");
+    }
+    // A headless Service needs no ports.
+    svcs.create(
+        &PostParams::default(),
+        &svc(json!({"metadata": {"name": "headless"}, "spec": {"clusterIP": "None"}})),
+    )
+    .await
+    .unwrap();
+    // A label value with a '/' is refused on a pod, at create and at update.
+    let pods: Api<Pod> = Api::namespaced(srv.admin_client(), "default");
+    let pod = |labels: serde_json::Value| -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p", "labels": labels},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}}))
+        .unwrap()
+    };
+    let e = pods
+        .create(&PostParams::default(), &pod(json!({"app": "a/b"})))
+        .await
+        .unwrap_err();
+    assert_eq!(api_err(e).0, 422);
+    pods.create(&PostParams::default(), &pod(json!({"app": "web"})))
+        .await
+        .unwrap();
+    let e = pods
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"bad/key/x": "v"}}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_err(e).0, 422);
+}

@@ -509,5 +509,175 @@ fn cookbook_signers_share_no_trust_domain_or_ca() {
         assert!(!secrets.contains(&secret), "CA Secret {secret} used twice");
         secrets.push(secret);
     }
-    assert_eq!(domains.len(), 6);
+    assert_eq!(domains.len(), 8);
+}
+
+fn services_file() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/services/team-1.yaml")
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn with_services_annotation(names: &str) -> impl FnOnce(&mut Value) + '_ {
+    move |o: &mut Value| {
+        o["spec"]["unverifiedUserAnnotations"] = json!({ "podcert.dev/services": names });
+    }
+}
+
+/// Issue 18: DNS names from the Services that select the pod, and the forgeries around them.
+#[test]
+fn from_services_names_come_only_from_services_that_select_the_pod() {
+    let ca = ca();
+    let f = example("from-services.yaml");
+    let svc = services_file();
+    let plain = request("ED25519-pop-v1beta1", &f, |_| {});
+    let decide_with = |req: &Value, labels: &str| {
+        decide(&ca, &f, req, &["--pod-labels", labels, "--services", &svc])
+    };
+    // Selected by web only: web-canary's selector has a key (track) the pod lacks, and the
+    // team-2 Service with the same selector is in another namespace.
+    let (t, _, m, der) = decide_with(&plain, "app=web");
+    assert_eq!(t, "Issued", "{m}");
+    assert_eq!(
+        sans(&der).1,
+        vec!["web.team-1.svc", "web.team-1.svc.cluster.local"]
+    );
+    let (_, _, _, der) = decide_with(&plain, "app=web,track=canary");
+    assert_eq!(
+        sans(&der).1,
+        vec![
+            "web.team-1.svc",
+            "web.team-1.svc.cluster.local",
+            "web-canary.team-1.svc",
+            "web-canary.team-1.svc.cluster.local"
+        ]
+    );
+    // Narrowed by the pod's annotation.
+    let req = request(
+        "ED25519-pop-v1beta1",
+        &f,
+        with_services_annotation("web-canary"),
+    );
+    let (_, _, _, der) = decide_with(&req, "app=web,track=canary");
+    assert_eq!(
+        sans(&der).1,
+        vec![
+            "web-canary.team-1.svc",
+            "web-canary.team-1.svc.cluster.local"
+        ]
+    );
+    // Forgeries: a Service selecting other pods, one whose selector the pod matches only in
+    // part, one of another namespace.
+    for (name, needle) in [
+        ("db", "does not select"),
+        ("web-canary", "does not select"),
+        ("payments", "no Service team-1/payments"),
+    ] {
+        let req = request("ED25519-pop-v1beta1", &f, with_services_annotation(name));
+        let (t, r, m, der) = decide_with(&req, "app=web");
+        assert_eq!(
+            (t.as_str(), r.as_str()),
+            ("Denied", "ServiceDoesNotSelectPod"),
+            "{name}: {m}"
+        );
+        assert!(m.contains(needle), "{name}: {m}");
+        assert!(der.is_empty());
+    }
+    // required: a pod no Service selects is denied once the wait is over...
+    let (t, r, _, _) = decide_with(&plain, "app=batch");
+    assert_eq!((t.as_str(), r.as_str()), ("Denied", "NoServiceSelectsPod"));
+    // ...and a request created just now is left pending (not decided), never denied.
+    let now = ::time::OffsetDateTime::now_utc()
+        .format(&::time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let fresh = request("ED25519-pop-v1beta1", &f, |o| {
+        o["metadata"]["creationTimestamp"] = json!(now)
+    });
+    let out = run(
+        &ca,
+        &f,
+        &fresh,
+        &["--pod-labels", "app=batch", "--services", &svc],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pending") && err.contains("waiting for a Service"),
+        "{err}"
+    );
+    // The pod's labels and the Services are needed: asked for, never guessed.
+    for (args, needle) in [
+        (vec!["--services", svc.as_str()], "--pod-labels"),
+        (vec!["--pod-labels", "app=web"], "--services"),
+    ] {
+        let out = run(&ca, &f, &plain, &args);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{err}");
+    }
+}
+
+/// Issue 18: pod labels in the SPIFFE ID and DNS names, and the pod selector.
+#[test]
+fn pod_label_identity_needs_the_label_and_the_selector() {
+    let ca = ca();
+    let f = example("pod-labels.yaml");
+    let req = request("ED25519-pop-v1beta1", &f, |_| {});
+    let (t, _, m, der) = decide(
+        &ca,
+        &f,
+        &req,
+        &[
+            "--pod-labels",
+            "podcert.dev/identity=app,app.kubernetes.io/name=checkout",
+        ],
+    );
+    assert_eq!(t, "Issued", "{m}");
+    assert_eq!(
+        sans(&der),
+        (
+            vec!["spiffe://apps.example.org/ns/team-1/app/checkout".to_string()],
+            vec!["checkout.team-1.svc".to_string()]
+        )
+    );
+    for (labels, reason, needle) in [
+        (
+            "app.kubernetes.io/name=checkout",
+            "PodNotAllowed",
+            "podcert.dev/identity=app",
+        ),
+        (
+            "podcert.dev/identity=app",
+            "MissingPodLabel",
+            "app.kubernetes.io/name",
+        ),
+        // A valid label value, but no DNS label.
+        (
+            "podcert.dev/identity=app,app.kubernetes.io/name=Checkout",
+            "InvalidPodLabel",
+            "Checkout",
+        ),
+    ] {
+        let (t, r, m, der) = decide(&ca, &f, &req, &["--pod-labels", labels]);
+        assert_eq!(
+            (t.as_str(), r.as_str()),
+            ("Denied", reason),
+            "{labels}: {m}"
+        );
+        assert!(m.contains(needle), "{labels}: {m}");
+        assert!(der.is_empty());
+    }
+    // A value Kubernetes would refuse never reaches the policy.
+    let out = run(
+        &ca,
+        &f,
+        &req,
+        &[
+            "--pod-labels",
+            "podcert.dev/identity=app,app.kubernetes.io/name=a/b",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a label"));
 }

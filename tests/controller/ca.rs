@@ -173,7 +173,7 @@ async fn files_are_reloaded_and_bad_material_is_refused() {
     let start = Instant::now();
     loop {
         let (_, m) = signer.get("/metrics").await;
-        if m.contains("podcert_ca_reload_errors_total{signer=\"podcert.dev/spiffe\"} 1") {
+        if m.contains("podcert_ca_reload_errors_total{signer_name=\"podcert.dev/spiffe\"} 1") {
             break;
         }
         assert!(start.elapsed() < WAIT, "bad CA not reported:\n{m}");

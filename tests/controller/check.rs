@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::fixtures::e2e::{free_port, http_get, shipped_rbac, SIGNER, SIGNER_NS};
+use crate::fixtures::metrics as prom;
 use crate::fixtures::BIN;
 use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
@@ -70,6 +71,20 @@ impl Signer {
             assert!(
                 start.elapsed() < WAIT,
                 "{needle} never exported; log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the counter `name` (summed over its series) is above 0: every counter is
+    /// exported at 0 from the start, so its presence says nothing.
+    async fn wait_counted(&self, name: &str) {
+        let start = Instant::now();
+        while prom::sum(&http_get(&self.addr, "/metrics").await.1, name, &[]) <= 0.0 {
+            assert!(
+                start.elapsed() < WAIT,
+                "{name} never counted; log:\n{}",
                 std::fs::read_to_string(&self.log).unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -166,7 +181,8 @@ fn ctb(version: &str) -> ApiResource {
     }
 }
 
-/// Waits until the leader has published the bundle and holds the Lease.
+/// Waits until the leader has published the bundle and holds the Lease, and its member Lease
+/// is held.
 async fn wait_published(server: &TestServer) {
     let bundles: Api<DynamicObject> = Api::all_with(server.admin_client(), &ctb("v1"));
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
@@ -181,12 +197,25 @@ async fn wait_published(server: &TestServer) {
             .and_then(|l| l.spec)
             .and_then(|s| s.holder_identity)
             .is_some();
-        if published && held {
+        // Active-active (the default mode): the replica's member Lease, once it is ready.
+        let member = leases
+            .list(&kube::api::ListParams::default().labels("podcert.dev/member-of=podcert-signer"))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|l| {
+                l.spec
+                    .as_ref()
+                    .and_then(|s| s.holder_identity.as_ref())
+                    .is_some()
+            });
+        if published && held && member {
             return;
         }
         assert!(
             start.elapsed() < WAIT,
-            "bundle not published or lease not held"
+            "bundle not published, lease not held or no member Lease"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -238,6 +267,7 @@ async fn a_healthy_set_up_passes_every_check() {
         "√ CA rotation phase Stable",
         "√ ClusterTrustBundle podcert.dev:spiffe:live published with 1 root(s), including the signing CA",
         "√ leader replica-0",
+        "√ 1 active-active member(s) share the requests: replica-0",
         "√ 1 node(s), kubelets v1.37.2",
         "Status check results are √",
     ] {
@@ -535,8 +565,8 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
     server
         .load_yaml(&vector_request("denied", "unknown-user-annotation"))
         .unwrap();
-    signer.wait_metric("podcert_issued_total{").await;
-    signer.wait_metric("podcert_denied_total{").await;
+    signer.wait_counted("podcert_issued_total").await;
+    signer.wait_counted("podcert_denied_total").await;
     server.set_faults(Faults {
         conflict_rate: 1.0,
         ..Faults::default()
@@ -544,13 +574,13 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
     server
         .load_yaml(&vector_request("conflicted", "ECDSAP256-stub-v1"))
         .unwrap();
-    signer.wait_metric("podcert_status_conflicts_total{").await;
+    signer.wait_counted("podcert_status_conflicts_total").await;
     server.set_faults(Faults {
         error_rate: 1.0,
         error_code: 500,
         ..Faults::default()
     });
-    signer.wait_metric("podcert_errors_total{").await;
+    signer.wait_counted("podcert_errors_total").await;
     server.set_faults(Faults::default());
     let kubeconfig = dir.path().join("admin.kubeconfig");
     server
@@ -574,7 +604,7 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
         String::from_utf8_lossy(&out.stderr)
     );
     signer
-        .wait_metric("podcert_ca_rotation_transitions_total{")
+        .wait_counted("podcert_ca_rotation_transitions_total")
         .await;
 
     let (code, exposition) = http_get(&signer.addr, "/metrics").await;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::fixtures::e2e::*;
+use crate::fixtures::metrics as prom;
 use kube::api::{Api, DynamicObject, ListParams};
 use podcert_testkit::apiserver::{KubeVersion, ServerConfig, TestServer};
 
@@ -167,14 +168,18 @@ async fn issues_every_key_type_and_both_carriers_and_publishes_the_bundle() {
 
     let (code, metrics) = signer.get("/metrics").await;
     assert_eq!(code, 200);
-    assert!(
-        metrics.contains(&format!("podcert_issued_total{{signer=\"{SIGNER}\"}}")),
-        "{metrics}"
+    let issued = prom::sum(
+        &metrics,
+        "podcert_issued_total",
+        &[&prom::signer_label(SIGNER)],
     );
-    assert!(
-        metrics.contains("reason=\"UnknownUserAnnotation\""),
-        "{metrics}"
+    assert!(issued >= 1.0, "{metrics}");
+    let denied = prom::sum(
+        &metrics,
+        "podcert_denied_total",
+        &["reason=\"UnknownUserAnnotation\""],
     );
+    assert!(denied >= 1.0, "{metrics}");
     assert!(signer
         .logs()
         .contains("PodCertificateRequest version chosen by discovery"));
@@ -414,15 +419,17 @@ async fn survives_api_faults() {
     );
     let (_, metrics) = signer.get("/metrics").await;
     // The faults reached the signer's writes: some were retried (5xx) or re-checked (409).
-    let retried = metrics.contains("podcert_errors_total{")
-        || metrics.contains("podcert_status_conflicts_total{");
+    // (Every counter is exported from the start at 0: a series' presence proves nothing.)
+    let retried = prom::sum(&metrics, "podcert_errors_total", &[]) > 0.0
+        || prom::sum(&metrics, "podcert_status_conflicts_total", &[]) > 0.0;
     assert!(
         retried,
         "faults should have hit some status writes:\n{metrics}"
     );
+    let failed = format!("podcert_failed_total{{{}}} 0", prom::signer_label(SIGNER));
     assert!(
-        !metrics.contains("podcert_failed_total{"),
-        "nothing may be Failed"
+        metrics.lines().any(|l| l == failed),
+        "nothing may be Failed (and the counter is exported at 0):\n{metrics}"
     );
     fleet.shutdown().await;
     server.shutdown().await;

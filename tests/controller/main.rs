@@ -15,4 +15,5 @@ mod e2e;
 mod ha;
 mod leader_stall;
 mod pkcs11;
+mod pod_data;
 mod rotation;

@@ -376,7 +376,7 @@ async fn run_issues_with_a_token_key_and_waits_out_a_removed_token() {
 
     // A request meanwhile is retried, not Failed: wait until its issuance has failed twice.
     create_vector(&server, &v, "while-away").await;
-    let signer_name = format!("signer=\"{}\"", e2e::SIGNER);
+    let signer_name = format!("signer_name=\"{}\"", e2e::SIGNER);
     let issue_errors = eventually(
         WAIT,
         || signer.logs(),

@@ -20,6 +20,7 @@ use podcert_testkit::kubelet::{
 };
 use podcert_testkit::rules::UserInfo;
 use podcert_workload::{AllowList, Client, Material, ServeConfig};
+use std::collections::BTreeMap;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 const WAIT: Duration = Duration::from_secs(40);
@@ -207,7 +208,15 @@ async fn a_manual_rotation_breaks_no_connection_and_keeps_the_old_root() {
         &server,
         dir.path(),
         "signer-0",
-        &bootstrap_args(&["--ca-propagation-delay", "3s", "--leader-election=false"]),
+        // The preview time is short here so that the live bundle (which the workloads mount)
+        // has most of the 3 s to reach them: the default, half the delay, is for real delays.
+        &bootstrap_args(&[
+            "--ca-propagation-delay",
+            "3s",
+            "--trust-bundle-preview-duration",
+            "500ms",
+            "--leader-election=false",
+        ]),
     );
     signer.wait_ready(WAIT).await;
     let pods = dir.path().join("pods");
@@ -400,11 +409,13 @@ async fn a_manual_rotation_breaks_no_connection_and_keeps_the_old_root() {
     // Metrics and Events.
     let (_, m) = signer.get("/metrics").await;
     assert!(
-        m.contains(r#"podcert_ca_rotation_phase{signer="podcert.dev/spiffe",phase="Draining"} 1"#),
+        m.contains(
+            r#"podcert_ca_rotation_phase{signer_name="podcert.dev/spiffe",phase="Draining"} 1"#
+        ),
         "{m}"
     );
     let old_label = format!(
-        r#"podcert_ca_certificate_not_after_timestamp_seconds{{signer="podcert.dev/spiffe",role="retired",fingerprint="{}"}} {}"#,
+        r#"podcert_ca_certificate_not_after_timestamp_seconds{{signer_name="podcert.dev/spiffe",role="retired",fingerprint="{}"}} {}"#,
         &old.fingerprint_sha256[..16],
         old.not_after.unix_timestamp()
     );
@@ -423,6 +434,111 @@ async fn a_manual_rotation_breaks_no_connection_and_keeps_the_old_root() {
     if let Ok(f) = Arc::try_unwrap(fleet) {
         f.shutdown().await;
     }
+    server.shutdown().await;
+}
+
+/// A ClusterTrustBundle's roots (DER) and labels, if it exists.
+async fn bundle(
+    server: &TestServer,
+    name: &str,
+) -> Option<(Vec<Vec<u8>>, BTreeMap<String, String>)> {
+    let api: Api<DynamicObject> = Api::all_with(server.admin_client(), &ctb_resource("v1"));
+    let o = api.get_opt(name).await.ok().flatten()?;
+    Some((
+        pem_blocks(o.data["spec"]["trustBundle"].as_str().unwrap_or_default()),
+        o.metadata.labels.unwrap_or_default(),
+    ))
+}
+
+/// SPIFFE Filesystem Delivery canarying: the next CA's root is in the preview bundle first,
+/// in the live one after the preview time, and live before the CA signs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_root_is_previewed_before_it_goes_live() {
+    const PREVIEW: &str = "podcert.dev:spiffe:preview";
+    let server = TestServer::start(ServerConfig::default()).await.unwrap();
+    prepare(&server, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let _signer = spawn_signer(
+        &server,
+        dir.path(),
+        "signer-0",
+        &bootstrap_args(&[
+            "--ca-propagation-delay",
+            "8s",
+            "--trust-bundle-preview-duration",
+            "4s",
+            "--leader-election=false",
+        ]),
+    );
+    let before = eventually(WAIT, || "no bootstrapped state".into(), || state(&server)).await;
+    let old = root_der(&before.active.cert_pem);
+    // Both bundles, labelled for Filesystem Delivery; a fresh install is live at once.
+    let (live, live_labels) =
+        eventually(WAIT, || "no live bundle".into(), || bundle(&server, BUNDLE)).await;
+    let (preview, preview_labels) = eventually(
+        WAIT,
+        || "no preview bundle".into(),
+        || bundle(&server, PREVIEW),
+    )
+    .await;
+    assert_eq!((live, preview), (vec![old.clone()], vec![old.clone()]));
+    for (labels, canary) in [(&live_labels, "live"), (&preview_labels, "preview")] {
+        assert_eq!(labels["k8s.spiffe.io/canarying"], canary, "{labels:?}");
+        assert_eq!(
+            labels["k8s.spiffe.io/workload-trust-domain"],
+            "cluster.local"
+        );
+        assert_eq!(labels["k8s.spiffe.io/peer-trust-domain"], "cluster.local");
+    }
+
+    ca_rotate(&server, dir.path(), &[]);
+    let next = eventually(
+        WAIT,
+        || "no prepared CA".into(),
+        || async { state(&server).await.and_then(|s| s.next) },
+    )
+    .await;
+    let next_root = root_der(&next.cert_pem);
+    // In preview while live still has only the active root.
+    eventually(
+        WAIT,
+        || "the next root never previewed alone".into(),
+        || async {
+            let (p, _) = bundle(&server, PREVIEW).await?;
+            let (l, _) = bundle(&server, BUNDLE).await?;
+            (p.contains(&next_root) && !l.contains(&next_root)).then_some(())
+        },
+    )
+    .await;
+    // Then live; and it was live before the next CA signed (checked at the moment the state
+    // shows it active: the publisher writes live before the step that activates it).
+    let start = Instant::now();
+    let mut live_before_active = None;
+    loop {
+        let live = bundle(&server, BUNDLE)
+            .await
+            .map(|(l, _)| l)
+            .unwrap_or_default();
+        let active = state(&server).await.map(|s| s.active.fingerprint_sha256);
+        let signing = active.as_deref() == Some(next.fingerprint_sha256.as_str());
+        if live.contains(&next_root) && live_before_active.is_none() {
+            live_before_active = Some(!signing);
+        }
+        if signing {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "the next CA never signed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        live_before_active,
+        Some(true),
+        "the live bundle got the next root only after its CA signed"
+    );
+    let (l, _) = bundle(&server, BUNDLE).await.unwrap();
+    let (p, _) = bundle(&server, PREVIEW).await.unwrap();
+    assert_eq!(l, p);
+    assert!(l.contains(&old) && l.contains(&next_root));
     server.shutdown().await;
 }
 

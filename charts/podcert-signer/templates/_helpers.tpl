@@ -50,6 +50,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" (replace "/" ":" .Values.signer.name) .Values.trustBundle.suffix }}
 {{- end }}
 
+{{/* The preview ClusterTrustBundle beside it (SPIFFE Filesystem Delivery canarying). */}}
+{{- define "podcert-signer.previewBundleName" -}}
+{{- $suffix := ternary "preview" (printf "%s-preview" .Values.trustBundle.suffix) (eq .Values.trustBundle.suffix "live") }}
+{{- printf "%s:%s" (replace "/" ":" .Values.signer.name) $suffix }}
+{{- end }}
+
 {{/* The Secret the flag signer reads its CA from (bootstrap and existingSecret modes). */}}
 {{- define "podcert-signer.caSecretName" -}}
 {{- if not .Values.signer.enabled }}
@@ -60,8 +66,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{- /* The default tag is appVersion, with image.pkcs11Suffix when a token key is used: the
+FROM scratch image cannot load a PKCS#11 module (Dockerfile.pkcs11). An explicit tag is kept. */ -}}
 {{- define "podcert-signer.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- $tag := .Values.image.tag -}}
+{{- if not $tag -}}
+{{- $tag = .Chart.AppVersion -}}
+{{- if .Values.ca.pkcs11.uri -}}
+{{- $tag = printf "%s%s" $tag (.Values.image.pkcs11Suffix | default "") -}}
+{{- end -}}
+{{- end -}}
+{{- printf "%s:%s" .Values.image.repository $tag }}
 {{- end }}
 
 {{/* "true" when the process publishes trust bundles (--trust-bundle): one switch for the flag

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::ca::Ca;
 use crate::issue::{self, IssueError, IssuedLeaf};
-use crate::policy::{self, Decision, Denial, SignerConfig};
+use crate::policy::{self, Decision, Denial, PodFacts, ServiceInfo, ServiceOutcome, SignerConfig};
 use crate::proof;
 use crate::request::{ConditionType, Request, Status};
 
@@ -31,6 +31,18 @@ pub enum NotDecided {
     Issue(#[from] IssueError),
     #[error(transparent)]
     NamespaceUnknown(#[from] policy::NamespaceUnknown),
+    #[error(transparent)]
+    PodUnknown(#[from] policy::PodUnknown),
+    #[error(
+        "the Services of namespace {0} have not been read yet (needed by dnsNames.fromServices)"
+    )]
+    ServicesUnknown(String),
+    /// A Service the policy needs may still be created: decide again within `retry_after`.
+    #[error("{message}")]
+    WaitingForService {
+        retry_after: time::Duration,
+        message: String,
+    },
 }
 
 /// What the caller knows about the request beyond the object itself.
@@ -38,6 +50,11 @@ pub enum NotDecided {
 pub struct Facts<'a> {
     /// The labels of the request's namespace (needed only for a namespace selector).
     pub namespace_labels: Option<&'a BTreeMap<String, String>>,
+    /// The pod named by the request (needed when [`SignerConfig::needs_pod`]).
+    pub pod: PodFacts<'a>,
+    /// The Services of the request's namespace (needed for `dnsNames.fromServices`); others
+    /// are ignored.
+    pub services: Option<&'a [ServiceInfo]>,
 }
 
 /// What happened, with the leaf when one was issued (for logs, metrics, inspection).
@@ -75,17 +92,56 @@ pub fn process_with(
     }
     // Cheap checks first: a request for another signer or with forged annotations is denied
     // without spending a signature verification on it.
-    let early = match policy::precheck(req, cfg) {
+    let mut early = match policy::precheck(req, cfg) {
         Some(d) => Some(d),
         None => policy::check_namespace(req, cfg, facts.namespace_labels)?,
     };
+    let mut labels = None;
+    if early.is_none() && cfg.needs_pod() {
+        if facts.pod == PodFacts::Unknown {
+            return Err(policy::PodUnknown {
+                namespace: req.namespace.clone(),
+                name: req.pod_name.clone(),
+            }
+            .into());
+        }
+        early = policy::check_pod(req, cfg, facts.pod);
+        if let PodFacts::Found(p) = facts.pod {
+            labels = Some(&p.labels);
+        }
+    }
     let denial = match early {
         Some(d) => d,
         None => match proof::extract_subject_key(req) {
             Err(e) => policy::deny_for_proof_error(&e, cfg),
-            Ok(key) => match policy::decide(req, &key, cfg) {
+            Ok(key) => match policy::decide_for(req, &key, cfg, labels) {
                 Decision::Deny(d) => d,
-                Decision::Issue(profile) => {
+                Decision::Issue(mut profile) => {
+                    // Services last: a request denied for its key or labels is not kept
+                    // waiting for one.
+                    if let (Some(sp), Some(labels)) = (&cfg.services, labels) {
+                        let services = facts
+                            .services
+                            .ok_or_else(|| NotDecided::ServicesUnknown(req.namespace.clone()))?;
+                        match sp.resolve(req, labels, services, now) {
+                            ServiceOutcome::Names(names) => {
+                                for n in names {
+                                    if !profile.dns_names.contains(&n) {
+                                        profile.dns_names.push(n);
+                                    }
+                                }
+                            }
+                            ServiceOutcome::Deny(kind, message) => {
+                                return Ok(denied(policy::service_denial(kind, message)))
+                            }
+                            ServiceOutcome::Wait(retry_after, message) => {
+                                return Err(NotDecided::WaitingForService {
+                                    retry_after,
+                                    message,
+                                })
+                            }
+                        }
+                    }
                     let leaf = issue::issue_leaf(ca, &key, &profile, now)?;
                     return Ok(issued(leaf, profile.spiffe_id));
                 }

@@ -156,9 +156,12 @@ fn the_pool_serves_more_signers_than_sessions() {
         }
     });
     assert_eq!(key.unavailable(), None);
-    assert_eq!(
-        key.sessions_high_water(),
-        2,
-        "8 signers share the 2 sessions"
+    // Never more sessions than the pool's size, however many signers; how many of the two
+    // were needed depends on how the threads were scheduled (1 when they never overlapped, as
+    // on a loaded machine), so that is not asserted.
+    let high = key.sessions_high_water();
+    assert!(
+        (1..=2).contains(&high),
+        "8 signers share at most the 2 sessions: {high}"
     );
 }

@@ -20,6 +20,7 @@ use crate::http::{self, Health};
 use crate::leader::{self, LeaderConfig};
 use crate::membership::{self, MembershipConfig};
 use crate::namespaces;
+use crate::pod_lookup::PodLookup;
 use crate::signer_manager::{self, Instance, ManagerConfig};
 use crate::tasks::Tasks;
 use crate::telemetry::Metrics;
@@ -184,6 +185,11 @@ async fn serve(
             .objects
             .is_some()
             .then(|| namespaces::spawn(client.clone(), tasks)),
+        // Reads nothing until a signer needs it (get pods, list/watch services).
+        pods: config
+            .objects
+            .is_some()
+            .then(|| PodLookup::new(client.clone(), tasks.clone())),
         concurrency: config.concurrency,
         issuance,
         tasks: tasks.clone(),

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::membership::Members;
 use crate::namespaces::NamespaceLabels;
+use crate::pod_lookup::PodLookup;
 use crate::tasks::Tasks;
 use crate::telemetry::Metrics;
 
@@ -25,6 +26,8 @@ pub struct AppContext {
     /// The ClusterTrustBundle version (None: not served, bundles are not published).
     pub ctb: Option<ApiResource>,
     pub namespaces: Option<NamespaceLabels>,
+    /// Pods and Services, for signers whose policy reads them (PodCertificateSigner objects).
+    pub pods: Option<PodLookup>,
     pub concurrency: u16,
     /// Who decides requests: the leader, or every member by ownership.
     pub issuance: Issuance,

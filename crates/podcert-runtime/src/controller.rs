@@ -28,6 +28,7 @@ use crate::ca_backend::CaHandle;
 use crate::context::{AppContext, Issuance};
 use crate::membership::Members;
 use crate::namespaces::NamespaceLabels;
+use crate::pod_lookup::PodLookup;
 use crate::request_cache::{self, is_terminal};
 use crate::request_events::EventPublisher;
 use crate::tasks::Tasks;
@@ -47,6 +48,8 @@ pub struct Context {
     pub ca: Arc<CaHandle>,
     /// Namespace labels, for signers with a namespace selector.
     pub namespaces: Option<NamespaceLabels>,
+    /// Pods and Services, for signers whose policy reads them.
+    pub pods: Option<PodLookup>,
     pub metrics: Arc<Metrics>,
     pub leader: watch::Receiver<bool>,
     pub events: Option<EventPublisher>,
@@ -72,6 +75,7 @@ impl Context {
             config: RwLock::new(Arc::new(config)),
             ca,
             namespaces: app.namespaces.clone(),
+            pods: app.pods.clone(),
             metrics: app.metrics.clone(),
             leader: app.leader.clone(),
             events,
@@ -115,7 +119,7 @@ impl Context {
         self.metrics
             .errors
             .get_or_create(&ErrorLabels {
-                signer: self.signer_name.clone(),
+                signer_name: self.signer_name.clone(),
                 kind: kind.into(),
             })
             .inc();
@@ -160,6 +164,8 @@ pub enum ReconcileError {
     CaNotLoaded,
     #[error(transparent)]
     NamespaceUnknown(#[from] podcert_core::policy::NamespaceUnknown),
+    #[error("the pod or Services the policy needs are not known: {0}")]
+    PodData(String),
     #[error("cannot issue now: {0}")]
     Issue(#[from] podcert_core::issue::IssueError),
     #[error("status write failed: {0}")]
@@ -173,6 +179,7 @@ impl ReconcileError {
         match self {
             ReconcileError::CaNotLoaded => "ca_not_loaded",
             ReconcileError::NamespaceUnknown(_) => "namespace_unknown",
+            ReconcileError::PodData(_) => "pod_data",
             ReconcileError::Issue(_) => "issue",
             ReconcileError::Write(kube::Error::Api(e)) if e.code == 429 => "api_throttled",
             ReconcileError::Write(kube::Error::Api(e)) if e.code >= 500 => "api_server_error",
@@ -234,12 +241,21 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
         (Some(_), Some(ns)) => ns.get(&namespace),
         _ => None,
     };
+    let pod = match &ctx.pods {
+        Some(p) => p
+            .read(&config, &request.request)
+            .await
+            .map_err(|e| ReconcileError::PodData(format!("reading the pod: {e}")))?,
+        None => Default::default(),
+    };
     let decided = if ca.has_remote_key() {
         // The token's C_Sign blocks (a network HSM: a round trip): off the async workers.
         let (req, ca) = (request.request.clone(), ca.clone());
         tokio::task::spawn_blocking(move || {
             let facts = Facts {
                 namespace_labels: labels.as_deref(),
+                pod: pod.pod_facts(),
+                services: pod.services.as_deref(),
             };
             pipeline::process_with(&req, &config, &ca, now, facts)
         })
@@ -252,6 +268,8 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
     } else {
         let facts = Facts {
             namespace_labels: labels.as_deref(),
+            pod: pod.pod_facts(),
+            services: pod.services.as_deref(),
         };
         pipeline::process_with(&request.request, &config, &ca, now, facts)
     };
@@ -260,6 +278,18 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
         Err(NotDecided::AlreadyTerminal { .. }) => return Ok(Action::await_change()),
         Err(NotDecided::Issue(e)) => return Err(e.into()),
         Err(NotDecided::NamespaceUnknown(e)) => return Err(e.into()),
+        Err(e @ (NotDecided::PodUnknown(_) | NotDecided::ServicesUnknown(_))) => {
+            return Err(ReconcileError::PodData(e.to_string()))
+        }
+        // Pending, never Failed: a Service may be created in the next seconds.
+        Err(NotDecided::WaitingForService {
+            retry_after,
+            message,
+        }) => {
+            debug!(%namespace, %name, %message, "waiting for a Service");
+            let secs = retry_after.whole_milliseconds().clamp(100, 2000) as u64;
+            return Ok(Action::requeue(Duration::from_millis(secs)));
+        }
     };
     let generation = obj.metadata.generation;
     let status = wire::status_json(&outcome.status, generation, now);
@@ -313,7 +343,7 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
             if let Some(created) = request.request.creation_timestamp {
                 let secs = (now - created).as_seconds_f64().max(0.0);
                 ctx.metrics
-                    .issue_latency
+                    .issue_duration
                     .get_or_create(&ctx.labels)
                     .observe(secs);
             }
@@ -323,7 +353,7 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
             ctx.metrics
                 .denied
                 .get_or_create(&ReasonLabels {
-                    signer: ctx.signer_name.clone(),
+                    signer_name: ctx.signer_name.clone(),
                     reason: st.reason.clone(),
                 })
                 .inc();

@@ -32,27 +32,29 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+// Every per-signer series is labelled `signer_name`, as the kubelet's
+// `kubelet_podcertificate_states{signer_name,state}` is, so the two join without relabelling.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SignerLabels {
-    pub signer: String,
+    pub signer_name: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
-    pub signer: String,
+    pub signer_name: String,
     pub reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
-    pub signer: String,
+    pub signer_name: String,
     pub kind: String,
 }
 
 /// One CA of a signer's rotation state.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CaLabels {
-    pub signer: String,
+    pub signer_name: String,
     /// active, next or retired.
     pub role: String,
     /// The first 16 hex digits of the certificate's SHA-256.
@@ -61,7 +63,7 @@ pub struct CaLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
-    pub signer: String,
+    pub signer_name: String,
     pub phase: String,
 }
 
@@ -73,7 +75,7 @@ pub struct Metrics {
     pub failed: Family<SignerLabels, Counter>,
     pub errors: Family<ErrorLabels, Counter>,
     pub conflicts: Family<SignerLabels, Counter>,
-    pub issue_latency: Family<SignerLabels, Histogram>,
+    pub issue_duration: Family<SignerLabels, Histogram>,
     pub pending: Family<SignerLabels, Gauge>,
     pub oldest_pending_seconds: Family<SignerLabels, Gauge<f64, AtomicU64>>,
     pub ca_not_after: Family<SignerLabels, Gauge>,
@@ -92,6 +94,23 @@ pub struct Metrics {
     pub hedged: Family<SignerLabels, Counter>,
 }
 
+/// The `kind` values of `podcert_errors_total` (the request controller's retried errors).
+pub const ERROR_KINDS: &[&str] = &[
+    "decode",
+    "ca_not_loaded",
+    "namespace_unknown",
+    "issue",
+    "api_throttled",
+    "api_server_error",
+    "api_write",
+    "encode",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 5 ms .. ~80 s: a burst's queue can be long; a quiet cluster answers in milliseconds.
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -108,7 +127,7 @@ impl Metrics {
             failed: Family::default(),
             errors: Family::default(),
             conflicts: Family::default(),
-            issue_latency: Family::new_with_constructor(latency_histogram),
+            issue_duration: Family::new_with_constructor(latency_histogram),
             pending: Family::default(),
             oldest_pending_seconds: Family::default(),
             ca_not_after: Family::default(),
@@ -142,9 +161,9 @@ impl Metrics {
             m.conflicts.clone(),
         );
         registry.register(
-            "issue_latency_seconds",
+            "issue_duration_seconds",
             "From the request's creation to its Issued status write",
-            m.issue_latency.clone(),
+            m.issue_duration.clone(),
         );
         registry.register(
             "pending_requests",
@@ -211,7 +230,49 @@ impl Metrics {
             "Active-active: requests this replica decided for a live owner after the hedge delay",
             m.hedged.clone(),
         );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the signer's version as a label",
+            build_info,
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Creates a signer's counters at 0 (every denial reason and error kind included), so that
+    /// the first increment of each is a visible change to `rate()` and `increase()`: a series
+    /// that appears at 1 has no earlier sample to differ from.
+    pub fn register_signer(&self, name: &str) {
+        let signer = Self::signer(name);
+        for family in [
+            &self.issued,
+            &self.failed,
+            &self.conflicts,
+            &self.ca_reload_errors,
+            &self.trust_bundle_errors,
+            &self.hedged,
+        ] {
+            // (The returned guard is only for reading the value: drop it at once.)
+            drop(family.get_or_create(&signer));
+        }
+        drop(self.issue_duration.get_or_create(&signer));
+        for reason in podcert_core::policy::DenyReason::ALL {
+            drop(self.denied.get_or_create(&ReasonLabels {
+                signer_name: name.to_string(),
+                reason: reason.as_str().to_string(),
+            }));
+        }
+        for kind in ERROR_KINDS {
+            drop(self.errors.get_or_create(&ErrorLabels {
+                signer_name: name.to_string(),
+                kind: kind.to_string(),
+            }));
+        }
     }
 
     /// The text exposition format.
@@ -223,7 +284,7 @@ impl Metrics {
 
     pub fn signer(name: &str) -> SignerLabels {
         SignerLabels {
-            signer: name.to_string(),
+            signer_name: name.to_string(),
         }
     }
 }
@@ -238,6 +299,10 @@ impl Default for Metrics {
 mod tests {
     use super::*;
 
+    fn has_line(text: &str, line: &str) -> bool {
+        text.lines().any(|l| l == line)
+    }
+
     #[test]
     fn exports_named_metrics_with_labels() {
         let m = Metrics::new();
@@ -246,22 +311,60 @@ mod tests {
             .inc();
         m.denied
             .get_or_create(&ReasonLabels {
-                signer: "example.com/x".into(),
+                signer_name: "example.com/x".into(),
                 reason: "InvalidProof".into(),
             })
             .inc();
+        m.issue_duration
+            .get_or_create(&Metrics::signer("example.com/x"))
+            .observe(0.2);
         m.leader.set(1);
         let text = m.encode();
-        assert!(
-            text.contains("podcert_issued_total{signer=\"example.com/x\"} 1"),
+        for line in [
+            "podcert_issued_total{signer_name=\"example.com/x\"} 1",
+            "podcert_denied_total{signer_name=\"example.com/x\",reason=\"InvalidProof\"} 1",
+            "podcert_issue_duration_seconds_count{signer_name=\"example.com/x\"} 1",
+            "podcert_leader 1",
+        ] {
+            assert!(has_line(&text, line), "{line} missing from\n{text}");
+        }
+        let version = format!(
+            "podcert_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(has_line(&text, &version), "{text}");
+    }
+
+    #[test]
+    fn a_registered_signer_exports_its_counters_at_zero() {
+        let m = Metrics::new();
+        m.register_signer("example.com/x");
+        let text = m.encode();
+        let s = "signer_name=\"example.com/x\"";
+        for line in [
+            format!("podcert_issued_total{{{s}}} 0"),
+            format!("podcert_failed_total{{{s}}} 0"),
+            format!("podcert_status_conflicts_total{{{s}}} 0"),
+            format!("podcert_ca_reload_errors_total{{{s}}} 0"),
+            format!("podcert_trust_bundle_publish_errors_total{{{s}}} 0"),
+            format!("podcert_hedged_takeovers_total{{{s}}} 0"),
+            format!("podcert_issue_duration_seconds_count{{{s}}} 0"),
+            format!("podcert_denied_total{{{s},reason=\"InvalidProof\"}} 0"),
+            format!("podcert_denied_total{{{s},reason=\"DnsNameNotAllowed\"}} 0"),
+            format!("podcert_errors_total{{{s},kind=\"api_server_error\"}} 0"),
+        ] {
+            assert!(has_line(&text, &line), "{line} missing from\n{text}");
+        }
+        let denied = text
+            .lines()
+            .filter(|l| l.starts_with("podcert_denied_total{"))
+            .count();
+        assert_eq!(
+            denied,
+            podcert_core::policy::DenyReason::ALL.len(),
             "{text}"
         );
-        assert!(
-            text.contains(
-                "podcert_denied_total{signer=\"example.com/x\",reason=\"InvalidProof\"} 1"
-            ),
-            "{text}"
-        );
-        assert!(text.lines().any(|l| l == "podcert_leader 1"), "{text}");
+        // Another signer's series are its own.
+        assert!(!text.contains("example.com/y"));
     }
 }

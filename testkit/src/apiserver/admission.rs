@@ -147,6 +147,7 @@ fn create_rules(
         ("coordination.k8s.io", "leases") => lease_valid(def, obj),
         ("", "configmaps") => errs_to(def, obj, rules::core::validate_configmap(obj)),
         ("", "secrets") => errs_to(def, obj, rules::core::validate_secret(obj)),
+        ("", "services") => errs_to(def, obj, rules::service::validate(obj)),
         ("events.k8s.io", "events") => errs_to(def, obj, rules::core::validate_event_create(obj)),
         _ if def.custom => crd::validate_custom(def, obj, None, crd::Write::Main)
             .map_err(|e| invalid(def, obj, &e)),
@@ -208,6 +209,7 @@ fn update_rules(
         ("coordination.k8s.io", "leases") => lease_valid(def, new),
         ("", "configmaps") => errs_to(def, new, rules::core::validate_configmap_update(old, new)),
         ("", "secrets") => errs_to(def, new, rules::core::validate_secret_update(old, new)),
+        ("", "services") => errs_to(def, new, rules::service::validate(new)),
         _ if def.custom => crd::validate_custom(def, new, Some(old), crd::Write::Main)
             .map_err(|e| invalid(def, new, &e)),
         _ => Ok(()),

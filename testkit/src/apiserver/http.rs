@@ -512,11 +512,11 @@ async fn resource_request(
             let gone = st.get_obj(&def.group, &def.resource, &ns, &name).is_none();
             // store.go finalizeDelete: an object deleted at once is answered with a Status,
             // except by the stores with ReturnDeletedObject (here pods, namespaces,
-            // serviceaccounts); one waiting for finalizers is answered with itself.
+            // serviceaccounts, services); one waiting for finalizers is answered with itself.
             let returns_object = def.group.is_empty()
                 && matches!(
                     def.resource.as_str(),
-                    "pods" | "namespaces" | "serviceaccounts"
+                    "pods" | "namespaces" | "serviceaccounts" | "services"
                 );
             if gone && !returns_object {
                 let mut details =

@@ -146,6 +146,10 @@ fn prepare_for_create(st: &State, def: &ResourceDef, obj: &mut Value, now: &str)
             let qos = qos_class(obj);
             obj["status"] = json!({"phase": "Pending", "qosClass": qos});
         }
+        ("", "services") => {
+            let seq = st.rv;
+            rules::service::prepare_for_create(obj, seq);
+        }
         ("", "namespaces") => {
             obj["status"] = json!({"phase": "Active"});
             if obj.get("spec").and_then(|s| s.get("finalizers")).is_none() {
@@ -266,11 +270,17 @@ pub fn create_with(
     // PodCertificateRequests and ClusterTrustBundles validate their own object meta
     // (rules::names::validate_object_meta; bundle names carry ':' after the signer).
     let own_meta = matches!(def.conversion, Conversion::Pcr { .. } | Conversion::Ctb);
-    let errs = if own_meta {
+    let mut errs = if own_meta {
         Vec::new()
+    } else if def.group.is_empty() && def.resource == "services" {
+        rules::service::validate_name(&name)
     } else {
         meta::validate_name(&def.resource, &name)
     };
+    // ValidateObjectMeta's labels rule applies to every kind.
+    if let Some(labels) = obj.pointer("/metadata/labels") {
+        errs.extend(rules::names::validate_labels("metadata.labels", labels));
+    }
     if !errs.is_empty() {
         return Err(ApiError::invalid(&def.group, &def.kind, &name, &errs));
     }
@@ -439,6 +449,21 @@ pub fn update(
                 m.insert("namespace".into(), json!(ns));
             } else {
                 m.remove("namespace");
+            }
+        }
+    }
+    // ValidateObjectMetaUpdate validates the labels again (before the rest here; the real
+    // server lists every error at once).
+    if sub == Sub::Main {
+        if let Some(labels) = new.pointer("/metadata/labels") {
+            let errs = rules::names::validate_labels("metadata.labels", labels);
+            if !errs.is_empty() {
+                return Err(ApiError::invalid(
+                    &def.group,
+                    &def.kind,
+                    name_of(&new),
+                    &errs,
+                ));
             }
         }
     }

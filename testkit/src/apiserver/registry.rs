@@ -177,6 +177,10 @@ impl Registry {
                 .all(),
             ResourceDef::builtin("", &["v1"], "serviceaccounts", "ServiceAccount", true)
                 .short(&["sa"]),
+            ResourceDef::builtin("", &["v1"], "services", "Service", true)
+                .short(&["svc"])
+                .status()
+                .all(),
             ResourceDef::builtin("", &["v1"], "nodes", "Node", false)
                 .short(&["no"])
                 .status(),

@@ -27,6 +27,7 @@ pub mod node_restriction;
 pub mod pcr;
 pub mod pem_go;
 pub mod rbac;
+pub mod service;
 pub mod signers;
 pub mod x509_go;
 

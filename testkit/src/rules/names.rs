@@ -154,6 +154,45 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
     errs
 }
 
+const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
+const LABEL_VALUE_ERR: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+
+/// validation.IsValidLabelValue.
+pub fn is_valid_label_value(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if value.len() > DNS1123_LABEL_MAX {
+        errs.push(max_len_error(DNS1123_LABEL_MAX));
+    }
+    if !value.is_empty() && !matches_qualified_name_part(value) {
+        errs.push(regex_error(
+            LABEL_VALUE_ERR,
+            LABEL_VALUE_FMT,
+            &["MyValue", "my_value", "12345"],
+        ));
+    }
+    errs
+}
+
+/// ValidateLabels (metav1validation): every key a qualified name, every value a label value.
+/// A value that is not a map of strings is left to decoding.
+pub fn validate_labels(field: &str, labels: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let Some(map) = labels.as_object() else {
+        return errs;
+    };
+    for (k, v) in map {
+        for m in is_qualified_name(k) {
+            errs.push(FieldError::invalid(field, json!(k), m));
+        }
+        if let Some(v) = v.as_str() {
+            for m in is_valid_label_value(v) {
+                errs.push(FieldError::invalid(field, json!(v), m));
+            }
+        }
+    }
+    errs
+}
+
 /// validation.IsDomainPrefixedKey: a qualified name that must carry a `domain/` prefix.
 pub fn is_domain_prefixed_key(field: &str, key: &str) -> Vec<FieldError> {
     if key.is_empty() {

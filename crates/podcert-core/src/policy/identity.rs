@@ -26,10 +26,13 @@
 //! template likewise names exactly one namespace. Other signers cannot mint IDs in this
 //! trust domain: one trust domain is served by one signer and one CA (podcert-runtime signer_manager/conflict.rs).
 
+use std::collections::BTreeMap;
+
 use crate::request::Request;
 use crate::spiffe_id::{self, SpiffeIdError, TrustDomain};
 
-use super::template::{Part, Template, TemplateError, Var};
+use super::labels::{self, LabelProblem};
+use super::template::{split_outside_braces, Part, Template, TemplateError, Values, Var};
 
 /// The default path: one identity per service account, like SPIRE's Kubernetes workload
 /// attestor and Istio.
@@ -55,6 +58,7 @@ fn named_var(literal: &str) -> Option<Var> {
 enum Segment<'a> {
     Literal(&'a str),
     Var(Var),
+    Label,
 }
 
 impl IdTemplate {
@@ -68,29 +72,43 @@ impl IdTemplate {
             template: text.into(),
             problem,
         };
-        if text.starts_with('/') || text.ends_with('/') || text.contains("//") {
+        let raw_segments = split_outside_braces(text, '/');
+        if raw_segments.iter().any(|s| s.is_empty()) {
             return Err(invalid(
                 "a path has no leading, trailing or doubled '/' (write ns/{namespace}, not /ns/{namespace})".into(),
             ));
         }
         // A segment made only of literal dots would be "." or ".." whatever the request says.
-        for seg in text.split('/') {
-            if seg == "." || seg == ".." {
+        for seg in &raw_segments {
+            if *seg == "." || *seg == ".." {
                 return Err(invalid(
                     "'.' and '..' are not valid SPIFFE ID segments".into(),
                 ));
             }
         }
-        if !t.parts().iter().any(|p| matches!(p, Part::Var(_))) {
+        if !t
+            .parts()
+            .iter()
+            .any(|p| matches!(p, Part::Var(_) | Part::Label(_)))
+        {
             return Err(invalid(
                 "it uses no variable, so every pod would get the same identity".into(),
             ));
         }
         // Rule 1 (the template parsed, so braces are balanced and names are known).
         let mut segments = Vec::new();
-        for seg in text.split('/') {
+        for seg in raw_segments {
             if !seg.contains('{') {
                 segments.push(Segment::Literal(seg));
+                continue;
+            }
+            let label = seg
+                .strip_prefix('{')
+                .and_then(|s| s.strip_suffix('}'))
+                .filter(|s| !s.contains('{') && !s.contains('}'))
+                .and_then(|s| s.strip_prefix(labels::PREFIX));
+            if label.is_some() {
+                segments.push(Segment::Label);
                 continue;
             }
             let var = seg
@@ -143,6 +161,7 @@ impl IdTemplate {
                 let next = match segments.get(i + 1) {
                     Some(Segment::Var(n)) => format!("{{{}}}", n.name()),
                     Some(Segment::Literal(l)) => format!("{l:?}"),
+                    Some(Segment::Label) => "a pod label".into(),
                     None => "nothing".into(),
                 };
                 return Err(invalid(format!(
@@ -160,11 +179,30 @@ impl IdTemplate {
         self.0.as_str()
     }
 
+    /// Whether the path reads a pod label.
+    pub fn uses_labels(&self) -> bool {
+        self.0.uses_labels()
+    }
+
     /// The full SPIFFE ID for `req`, validated segment by segment. The request's names are
     /// checked first: the injectivity argument above needs them to be Kubernetes names.
     pub fn render(&self, td: &TrustDomain, req: &Request) -> Result<String, IdentityError> {
+        self.render_with(td, req, None)
+    }
+
+    /// As [`IdTemplate::render`], with the pod's labels for `{pod.labels.KEY}`.
+    pub fn render_with(
+        &self,
+        td: &TrustDomain,
+        req: &Request,
+        labels: Option<&BTreeMap<String, String>>,
+    ) -> Result<String, IdentityError> {
         check_identity(req)?;
-        let path = self.0.render(req);
+        let path = self.0.render(
+            &Values { req, labels },
+            labels::valid_value,
+            "a Kubernetes label value (letters, digits, '-', '_', '.', at most 63, starting and ending with a letter or digit)",
+        )?;
         let segments: Vec<&str> = path.split('/').collect();
         Ok(spiffe_id::build(td, &segments)?)
     }
@@ -189,6 +227,8 @@ pub enum IdentityError {
     },
     #[error(transparent)]
     SpiffeId(#[from] SpiffeIdError),
+    #[error("SPIFFE ID: {0}")]
+    Label(#[from] LabelProblem),
 }
 
 /// An RFC 1123 label as Kubernetes checks it (`IsDNS1123Label`).
@@ -354,6 +394,51 @@ mod tests {
             ),
         ];
         for (bad, needle) in cases {
+            match IdTemplate::parse(bad) {
+                Ok(_) => panic!("{bad} accepted"),
+                Err(e) => assert!(e.to_string().contains(needle), "{bad}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn label_segments_render_checked_values_and_need_the_namespace() {
+        let td = TrustDomain::new("td").unwrap();
+        let t =
+            IdTemplate::parse("ns/{namespace}/app/{pod.labels.app.kubernetes.io/name}").unwrap();
+        assert!(t.uses_labels());
+        let mut labels = BTreeMap::new();
+        labels.insert("app.kubernetes.io/name".to_string(), "Web_1.v2".to_string());
+        assert_eq!(
+            t.render_with(&td, &req(), Some(&labels)).unwrap(),
+            "spiffe://td/ns/team-a/app/Web_1.v2"
+        );
+        // A missing label is named; a value that is no label value never reaches the ID.
+        let e = t.render_with(&td, &req(), None).unwrap_err();
+        assert_eq!(
+            e,
+            IdentityError::Label(LabelProblem::Missing("app.kubernetes.io/name".into()))
+        );
+        for bad in ["a/b", "..", "", "x/../admin"] {
+            labels.insert("app.kubernetes.io/name".into(), bad.into());
+            assert!(matches!(
+                t.render_with(&td, &req(), Some(&labels)),
+                Err(IdentityError::Label(LabelProblem::Invalid { .. }))
+            ));
+        }
+        for (bad, needle) in [
+            ("app/{pod.labels.app}", "{namespace}"),
+            ("ns/{namespace}/app-{pod.labels.app}", "whole path segment"),
+            (
+                "ns/{namespace}/{pod.labels.app}{pod.labels.x}",
+                "whole path segment",
+            ),
+            (
+                "ns/{namespace}/sa/{pod.labels.app}",
+                "names {serviceAccount}",
+            ),
+            ("ns/{namespace}/{pod.labels.Bad/x}", "label key"),
+        ] {
             match IdTemplate::parse(bad) {
                 Ok(_) => panic!("{bad} accepted"),
                 Err(e) => assert!(e.to_string().contains(needle), "{bad}: {e}"),

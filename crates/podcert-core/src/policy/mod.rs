@@ -1,23 +1,37 @@
 //! What a signer is willing to issue: its configuration and the decision for one request.
 //!
 //! Pure: the decision depends only on the request's apiserver-verified fields, the checked
-//! subject key and the signer's configuration. `unverified_user_annotations` are written by
-//! whoever writes the pod spec, so they are treated as hostile input: any key this signer does
-//! not recognise is a denial (as the API documentation asks of signers).
+//! subject key, the signer's configuration and, for signers that read them, the pod's labels
+//! and the namespace's Services (passed in as data by the caller). `unverified_user_annotations`
+//! and pod labels are written by whoever writes the pod spec, so they are treated as hostile
+//! input: any annotation key this signer does not recognise is a denial (as the API
+//! documentation asks of signers), and a label value is checked before it is used.
 
 mod access;
 mod dns;
 mod identity;
+mod labels;
+mod pod;
 mod selector;
+mod services;
 mod template;
 
 pub use access::{AccountPattern, AccountRules, PatternError};
-pub use dns::{DnsPolicy, DnsTemplate, DEFAULT_ANNOTATION_KEY as DEFAULT_DNS_ANNOTATION_KEY};
+pub use dns::{
+    DnsError, DnsPolicy, DnsTemplate, DEFAULT_ANNOTATION_KEY as DEFAULT_DNS_ANNOTATION_KEY,
+};
 pub use identity::{
     check_identity, IdTemplate, IdentityError, DEFAULT_PATH as DEFAULT_SPIFFE_PATH,
 };
+pub use labels::{valid_key as valid_label_key, valid_value as valid_label_value, LabelProblem};
+pub use pod::{mismatch as pod_mismatch, PodFacts, PodInfo, PodUnknown};
 pub use selector::{Operator, Requirement, Selector, SelectorError};
-pub use template::{TemplateError, Var};
+pub use services::{
+    NameForms, ServiceDenial, ServiceInfo, ServiceOutcome, ServicePolicy, ServicePolicyError,
+    DEFAULT_ANNOTATION_KEY as DEFAULT_SERVICES_ANNOTATION_KEY,
+    DEFAULT_WAIT as DEFAULT_SERVICE_WAIT, MAX_WAIT as MAX_SERVICE_WAIT,
+};
+pub use template::{TemplateError, Values, Var};
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,9 +68,40 @@ pub enum DenyReason {
     ServiceAccountNotAllowed,
     /// A requested DNS name is malformed, a wildcard, or matches none of the signer's templates.
     DnsNameNotAllowed,
+    /// A template uses a pod label the pod does not have.
+    MissingPodLabel,
+    /// A pod label a template uses has a value that cannot go where the template puts it.
+    InvalidPodLabel,
+    /// The pod's labels do not match the signer's pod selector.
+    PodNotAllowed,
+    /// The pod named by the request is gone (not found, or another pod with another UID).
+    PodUIDMismatch,
+    /// A Service the pod names does not select it (or does not exist after the wait).
+    ServiceDoesNotSelectPod,
+    /// The signer requires a Service and none selects the pod (after the wait).
+    NoServiceSelectsPod,
 }
 
 impl DenyReason {
+    /// Every reason, for exporters that list them before the first denial (metrics start at 0).
+    pub const ALL: [DenyReason; 15] = [
+        DenyReason::UnsupportedKeyType,
+        DenyReason::InvalidProof,
+        DenyReason::MalformedKey,
+        DenyReason::UnknownUserAnnotation,
+        DenyReason::SignerNameMismatch,
+        DenyReason::InvalidIdentity,
+        DenyReason::NamespaceNotAllowed,
+        DenyReason::ServiceAccountNotAllowed,
+        DenyReason::DnsNameNotAllowed,
+        DenyReason::MissingPodLabel,
+        DenyReason::InvalidPodLabel,
+        DenyReason::PodNotAllowed,
+        DenyReason::PodUIDMismatch,
+        DenyReason::ServiceDoesNotSelectPod,
+        DenyReason::NoServiceSelectsPod,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DenyReason::UnsupportedKeyType => "UnsupportedKeyType",
@@ -68,6 +113,12 @@ impl DenyReason {
             DenyReason::NamespaceNotAllowed => "NamespaceNotAllowed",
             DenyReason::ServiceAccountNotAllowed => "ServiceAccountNotAllowed",
             DenyReason::DnsNameNotAllowed => "DnsNameNotAllowed",
+            DenyReason::MissingPodLabel => "MissingPodLabel",
+            DenyReason::InvalidPodLabel => "InvalidPodLabel",
+            DenyReason::PodNotAllowed => "PodNotAllowed",
+            DenyReason::PodUIDMismatch => "PodUIDMismatch",
+            DenyReason::ServiceDoesNotSelectPod => "ServiceDoesNotSelectPod",
+            DenyReason::NoServiceSelectsPod => "NoServiceSelectsPod",
         }
     }
 }
@@ -92,6 +143,10 @@ pub struct SignerConfig {
     pub service_accounts: AccountRules,
     /// DNS names pods may ask for and names every leaf gets (`None`: no DNS names).
     pub dns: Option<DnsPolicy>,
+    /// Only pods whose labels match get certificates (`None`: every pod).
+    pub pod_selector: Option<Selector>,
+    /// DNS names from the Services that select the pod (`None`: none).
+    pub services: Option<ServicePolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -108,6 +163,10 @@ pub enum ConfigError {
     RefreshFraction(f64),
     #[error("no key types are allowed")]
     NoKeyTypes,
+    #[error(transparent)]
+    Services(#[from] ServicePolicyError),
+    #[error("annotation key {0:?} is used for both DNS names and Services")]
+    AnnotationKeyClash(String),
 }
 
 impl SignerConfig {
@@ -132,6 +191,8 @@ impl SignerConfig {
             namespace_selector: None,
             service_accounts: AccountRules::default(),
             dns: None,
+            pod_selector: None,
+            services: None,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -154,7 +215,25 @@ impl SignerConfig {
         if self.allowed_key_types.is_empty() {
             return Err(ConfigError::NoKeyTypes);
         }
+        if let Some(s) = &self.services {
+            s.validate()?;
+            if self
+                .dns
+                .as_ref()
+                .is_some_and(|d| d.annotation_key == s.annotation_key)
+            {
+                return Err(ConfigError::AnnotationKeyClash(s.annotation_key.clone()));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether a decision needs the pod object (its labels, or its Services).
+    pub fn needs_pod(&self) -> bool {
+        self.pod_selector.is_some()
+            || self.services.is_some()
+            || self.spiffe_path.uses_labels()
+            || self.dns.as_ref().is_some_and(DnsPolicy::uses_labels)
     }
 
     /// Every `unverifiedUserAnnotations` key this signer understands.
@@ -166,6 +245,9 @@ impl SignerConfig {
             .collect();
         if let Some(d) = &self.dns {
             keys.insert(d.annotation_key.as_str());
+        }
+        if let Some(s) = &self.services {
+            keys.insert(s.annotation_key.as_str());
         }
         keys
     }
@@ -260,12 +342,60 @@ pub fn precheck(req: &Request, cfg: &SignerConfig) -> Option<Denial> {
     {
         return Some(denial(DenyReason::ServiceAccountNotAllowed, message));
     }
-    if let Some(dns) = &cfg.dns {
-        if let Err(message) = dns.resolve(req) {
-            return Some(denial(DenyReason::DnsNameNotAllowed, message));
+    // Names that need the pod's labels are checked once the pod is read (in `decide_for`).
+    if let Some(dns) = cfg.dns.as_ref().filter(|d| !d.uses_labels()) {
+        if let Err(e) = dns.resolve(&Values::request(req)) {
+            return Some(dns_denial(e));
         }
     }
     None
+}
+
+fn dns_denial(e: DnsError) -> Denial {
+    match e {
+        DnsError::Name(message) => denial(DenyReason::DnsNameNotAllowed, message),
+        DnsError::Label(p) => label_denial(p, "DNS name"),
+    }
+}
+
+fn label_denial(p: LabelProblem, used_in: &str) -> Denial {
+    let reason = match p {
+        LabelProblem::Missing(_) => DenyReason::MissingPodLabel,
+        LabelProblem::Invalid { .. } => DenyReason::InvalidPodLabel,
+    };
+    denial(reason, format!("{used_in}: {p}"))
+}
+
+/// Checks the pod the signer read: it must be the request's pod (same UID), and match the
+/// signer's pod selector.
+pub fn check_pod(req: &Request, cfg: &SignerConfig, pod: PodFacts<'_>) -> Option<Denial> {
+    if let Some(message) = pod_mismatch(req, pod) {
+        return Some(denial(DenyReason::PodUIDMismatch, message));
+    }
+    let PodFacts::Found(pod) = pod else {
+        return None;
+    };
+    let selector = cfg.pod_selector.as_ref()?;
+    if selector.matches(&pod.labels) {
+        return None;
+    }
+    Some(denial(
+        DenyReason::PodNotAllowed,
+        format!(
+            "signer {} does not issue to pod {}/{}: its labels do not match the signer's pod selector ({selector})",
+            cfg.signer_name, req.namespace, req.pod_name
+        ),
+    ))
+}
+
+/// Maps a Service rule's denial to the requester's reason.
+pub fn service_denial(kind: ServiceDenial, message: String) -> Denial {
+    let reason = match kind {
+        ServiceDenial::DoesNotSelect => DenyReason::ServiceDoesNotSelectPod,
+        ServiceDenial::NoneSelects => DenyReason::NoServiceSelectsPod,
+        ServiceDenial::BadAnnotation => DenyReason::DnsNameNotAllowed,
+    };
+    denial(reason, message)
 }
 
 /// The namespace's labels are needed (the signer has a namespace selector) but not known yet.
@@ -335,8 +465,19 @@ fn allowed_list(cfg: &SignerConfig) -> String {
         .join(", ")
 }
 
-/// Decides for a request whose key has been checked.
+/// Decides for a request whose key has been checked, for a signer that reads no pod.
 pub fn decide(req: &Request, key: &SubjectKey, cfg: &SignerConfig) -> Decision {
+    decide_for(req, key, cfg, None)
+}
+
+/// Decides for a request whose key has been checked, with its pod's labels when they were
+/// read. (Names from Services are added by the pipeline once this has decided to issue.)
+pub fn decide_for(
+    req: &Request,
+    key: &SubjectKey,
+    cfg: &SignerConfig,
+    pod_labels: Option<&BTreeMap<String, String>>,
+) -> Decision {
     if let Some(d) = precheck(req, cfg) {
         return Decision::Deny(d);
     }
@@ -358,13 +499,22 @@ pub fn decide(req: &Request, key: &SubjectKey, cfg: &SignerConfig) -> Decision {
         );
     }
     // Identity comes only from fields the apiserver verified (NodeRestriction checks them).
-    let spiffe_id = match cfg.spiffe_path.render(&cfg.trust_domain, req) {
+    // Pod labels are the pod author's, checked as label values before they reach the ID.
+    let spiffe_id = match cfg
+        .spiffe_path
+        .render_with(&cfg.trust_domain, req, pod_labels)
+    {
         Ok(id) => id,
+        Err(IdentityError::Label(p)) => return Decision::Deny(label_denial(p, "SPIFFE ID")),
         Err(e) => return Decision::deny(DenyReason::InvalidIdentity, e.to_string()),
     };
-    let dns_names = match cfg.dns.as_ref().map(|d| d.resolve(req)).transpose() {
+    let values = Values {
+        req,
+        labels: pod_labels,
+    };
+    let dns_names = match cfg.dns.as_ref().map(|d| d.resolve(&values)).transpose() {
         Ok(names) => names.unwrap_or_default(),
-        Err(message) => return Decision::deny(DenyReason::DnsNameNotAllowed, message),
+        Err(e) => return Decision::Deny(dns_denial(e)),
     };
     let requested = Duration::seconds(req.max_expiration_seconds);
     Decision::Issue(LeafProfile {
@@ -411,6 +561,37 @@ pub(crate) mod tests_support {
 mod tests {
     use super::tests_support::req;
     use super::*;
+
+    #[test]
+    fn deny_reason_all_lists_every_reason_once() {
+        // A new variant fails to compile here until it is added to this match, which is the
+        // reminder to add it to `ALL` (the metrics pre-create one series per entry).
+        for r in DenyReason::ALL {
+            match r {
+                DenyReason::UnsupportedKeyType
+                | DenyReason::InvalidProof
+                | DenyReason::MalformedKey
+                | DenyReason::UnknownUserAnnotation
+                | DenyReason::SignerNameMismatch
+                | DenyReason::InvalidIdentity
+                | DenyReason::NamespaceNotAllowed
+                | DenyReason::ServiceAccountNotAllowed
+                | DenyReason::DnsNameNotAllowed
+                | DenyReason::MissingPodLabel
+                | DenyReason::InvalidPodLabel
+                | DenyReason::PodNotAllowed
+                | DenyReason::PodUIDMismatch
+                | DenyReason::ServiceDoesNotSelectPod
+                | DenyReason::NoServiceSelectsPod => {}
+            }
+        }
+        let names: BTreeSet<&str> = DenyReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            names.len(),
+            DenyReason::ALL.len(),
+            "a reason is listed twice"
+        );
+    }
 
     fn cfg() -> SignerConfig {
         SignerConfig::new(
@@ -547,6 +728,12 @@ mod tests {
             DenyReason::NamespaceNotAllowed,
             DenyReason::ServiceAccountNotAllowed,
             DenyReason::DnsNameNotAllowed,
+            DenyReason::MissingPodLabel,
+            DenyReason::InvalidPodLabel,
+            DenyReason::PodNotAllowed,
+            DenyReason::PodUIDMismatch,
+            DenyReason::ServiceDoesNotSelectPod,
+            DenyReason::NoServiceSelectsPod,
         ];
         for r in all {
             let s = r.as_str();
@@ -558,6 +745,74 @@ mod tests {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b',' | b':')));
             assert!(last.is_ascii_alphanumeric() || last == b'_');
         }
+    }
+
+    fn pod(uid: &str, labels: &[(&str, &str)]) -> PodInfo {
+        PodInfo {
+            uid: uid.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_pod_with_another_uid_or_none_is_never_the_requests() {
+        let c = cfg();
+        let same = pod("pod-uid", &[]);
+        assert_eq!(check_pod(&req(), &c, PodFacts::Found(&same)), None);
+        // Deleted and re-created under the same name: another pod.
+        let other = pod("another-uid", &[("app", "web")]);
+        let d = check_pod(&req(), &c, PodFacts::Found(&other)).unwrap();
+        assert_eq!(d.reason.as_str(), "PodUIDMismatch");
+        assert!(d.message.contains("another-uid"), "{}", d.message);
+        let d = check_pod(&req(), &c, PodFacts::NotFound).unwrap();
+        assert_eq!(d.reason.as_str(), "PodUIDMismatch");
+    }
+
+    #[test]
+    fn the_pod_selector_restricts_like_the_namespace_selector() {
+        let mut c = cfg();
+        c.pod_selector = Some(Selector {
+            match_labels: [("podcert.dev/identity".to_string(), "yes".to_string())].into(),
+            ..Default::default()
+        });
+        assert!(c.needs_pod());
+        let yes = pod("pod-uid", &[("podcert.dev/identity", "yes")]);
+        assert_eq!(check_pod(&req(), &c, PodFacts::Found(&yes)), None);
+        let no = pod("pod-uid", &[("app", "web")]);
+        let d = check_pod(&req(), &c, PodFacts::Found(&no)).unwrap();
+        assert_eq!(d.reason.as_str(), "PodNotAllowed");
+        assert!(
+            d.message.contains("podcert.dev/identity=yes"),
+            "{}",
+            d.message
+        );
+    }
+
+    #[test]
+    fn a_label_template_on_a_pod_without_the_label_is_denied_naming_it() {
+        let mut c = cfg();
+        c.spiffe_path = IdTemplate::parse("ns/{namespace}/app/{pod.labels.app}").unwrap();
+        assert!(c.needs_pod());
+        let p = pod("pod-uid", &[("tier", "front")]);
+        let Decision::Deny(d) = decide_for(&req(), &key(KeyType::Ed25519), &c, Some(&p.labels))
+        else {
+            panic!("issued")
+        };
+        assert_eq!(d.reason.as_str(), "MissingPodLabel");
+        assert!(d.message.contains("\"app\""), "{}", d.message);
+        let p = pod("pod-uid", &[("app", "web")]);
+        let Decision::Issue(profile) =
+            decide_for(&req(), &key(KeyType::Ed25519), &c, Some(&p.labels))
+        else {
+            panic!("denied")
+        };
+        assert_eq!(
+            profile.spiffe_id,
+            "spiffe://cluster.local/ns/team-a/app/web"
+        );
     }
 
     #[test]

@@ -1,11 +1,16 @@
 //! Templates over a request's verified identity: `{namespace}`, `{serviceAccount}`, `{podName}`,
-//! `{nodeName}`. Used for the SPIFFE ID path and for DNS names. Only these four fields are
-//! offered because only they are checked by the apiserver (NodeRestriction ties them to the
-//! requesting kubelet's pod); nothing a pod author writes can reach a template.
+//! `{nodeName}`, and the pod's labels `{pod.labels.KEY}`. Used for the SPIFFE ID path and for
+//! DNS names. The four fields are checked by the apiserver (NodeRestriction ties them to the
+//! requesting kubelet's pod). Labels are read from the pod object (its UID checked against the
+//! request) and are set by whoever may create pods in the namespace: a value is checked by the
+//! caller's rule before it is used, and the templates that use one must contain `{namespace}`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::request::Request;
+
+use super::labels::{self, LabelProblem};
 
 /// A verified request field a template may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +58,42 @@ impl Var {
 pub enum Part {
     Literal(String),
     Var(Var),
+    /// `{pod.labels.KEY}`: the value of the pod's label KEY.
+    Label(String),
+}
+
+/// What a template is rendered from: the request and, when the signer read it, the pod's labels.
+#[derive(Debug, Clone, Copy)]
+pub struct Values<'a> {
+    pub req: &'a Request,
+    pub labels: Option<&'a BTreeMap<String, String>>,
+}
+
+impl<'a> Values<'a> {
+    /// The request alone (no pod read).
+    pub fn request(req: &'a Request) -> Self {
+        Values { req, labels: None }
+    }
+}
+
+/// Splits `text` at `sep` where it is not inside braces (a label key may hold `.` and `/`).
+pub(super) fn split_outside_braces(text: &str, sep: char) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            c if c == sep && depth == 0 => {
+                out.push(&text[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    out.push(&text[start..]);
+    out
 }
 
 /// A parsed template: literal text and variables, in order.
@@ -64,7 +105,7 @@ pub struct Template {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
-    #[error("template {template:?}: unknown variable {{{name}}}; use {{namespace}}, {{serviceAccount}}, {{podName}} or {{nodeName}}")]
+    #[error("template {template:?}: unknown variable {{{name}}}; use {{namespace}}, {{serviceAccount}}, {{podName}}, {{nodeName}} or {{pod.labels.KEY}}")]
     UnknownVar { template: String, name: String },
     #[error("template {template:?}: unbalanced braces")]
     Unbalanced { template: String },
@@ -97,14 +138,25 @@ impl Template {
                             Some(ch) => name.push(ch),
                         }
                     }
-                    let var = Var::parse(&name).ok_or_else(|| TemplateError::UnknownVar {
-                        template: text.into(),
-                        name: name.clone(),
-                    })?;
+                    let part = match name.strip_prefix(labels::PREFIX) {
+                        Some(key) if labels::valid_key(key) => Part::Label(key.to_string()),
+                        Some(key) => {
+                            return Err(TemplateError::Invalid {
+                                template: text.into(),
+                                problem: format!("{key:?} is not a valid label key ([prefix/]name, as Kubernetes allows)"),
+                            })
+                        }
+                        None => Part::Var(Var::parse(&name).ok_or_else(|| {
+                            TemplateError::UnknownVar {
+                                template: text.into(),
+                                name: name.clone(),
+                            }
+                        })?),
+                    };
                     if !literal.is_empty() {
                         parts.push(Part::Literal(std::mem::take(&mut literal)));
                     }
-                    parts.push(Part::Var(var));
+                    parts.push(part);
                 }
                 '}' => {
                     return Err(TemplateError::Unbalanced {
@@ -143,16 +195,33 @@ impl Template {
         &self.source
     }
 
-    /// The template with the request's verified fields substituted.
-    pub fn render(&self, req: &Request) -> String {
+    /// Whether the template reads a pod label.
+    pub fn uses_labels(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Label(_)))
+    }
+
+    /// Whether the template uses `var`.
+    pub fn uses(&self, var: Var) -> bool {
+        self.parts.contains(&Part::Var(var))
+    }
+
+    /// The template with the request's verified fields and the pod's labels substituted; a
+    /// label value must pass `value_ok` (`wanted` says what that is, for the message).
+    pub fn render(
+        &self,
+        v: &Values<'_>,
+        value_ok: fn(&str) -> bool,
+        wanted: &'static str,
+    ) -> Result<String, LabelProblem> {
         let mut out = String::with_capacity(self.source.len() + 32);
         for p in &self.parts {
             match p {
                 Part::Literal(s) => out.push_str(s),
-                Part::Var(v) => out.push_str(v.value(req)),
+                Part::Var(var) => out.push_str(var.value(v.req)),
+                Part::Label(key) => out.push_str(labels::lookup(v.labels, key, value_ok, wanted)?),
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -181,6 +250,19 @@ mod tests {
                 Part::Literal("/sa/".into()),
                 Part::Var(Var::ServiceAccount),
             ]
+        );
+    }
+
+    #[test]
+    fn parses_label_variables_with_dots_and_slashes_in_the_key() {
+        let t = Template::parse("{pod.labels.app.kubernetes.io/name}", any, "x").unwrap();
+        assert_eq!(t.parts(), &[Part::Label("app.kubernetes.io/name".into())]);
+        assert!(t.uses_labels());
+        assert!(Template::parse("{pod.labels.}", any, "x").is_err());
+        assert!(Template::parse("{pod.labels.a b}", any, "x").is_err());
+        assert_eq!(
+            split_outside_braces("ns/{namespace}/{pod.labels.a.b/c}", '/'),
+            vec!["ns", "{namespace}", "{pod.labels.a.b/c}"]
         );
     }
 

@@ -12,7 +12,7 @@ use podcert_core::ca::CaKeyType;
 use podcert_core::key_type::KeyType;
 use podcert_core::policy::{
     AccountPattern, AccountRules, DnsPolicy, DnsTemplate, IdTemplate, Operator, Requirement,
-    Selector, SignerConfig,
+    Selector, ServicePolicy, SignerConfig,
 };
 use podcert_core::rotation::RotationPolicy;
 use podcert_core::spiffe_id::TrustDomain;
@@ -103,17 +103,46 @@ pub fn duration_text(d: time::Duration) -> String {
     }
 }
 
+/// The preview time: half the propagation delay unless given; "0s" (None) is no wait. A root
+/// must reach the live bundle before its CA signs, so it is shorter than the delay.
+fn preview_duration(
+    text: Option<&str>,
+    propagation: time::Duration,
+) -> Result<Option<std::time::Duration>, SignerSpecError> {
+    const FIELD: &str = "trustBundle.previewDuration";
+    let d = match text {
+        None => propagation / 2,
+        Some(t) => duration(FIELD, t)?,
+    };
+    if d.is_zero() {
+        return Ok(None);
+    }
+    if d.is_negative() || (text.is_some() && d >= propagation) {
+        return Err(err(
+            FIELD,
+            format!(
+                "{} must be shorter than the propagation delay ({}): a root must be live before its CA signs",
+                duration_text(d),
+                duration_text(propagation)
+            ),
+        ));
+    }
+    Ok(Some(std::time::Duration::from_millis(
+        d.whole_milliseconds().try_into().unwrap_or(u64::MAX),
+    )))
+}
+
 fn duration(field: &str, text: &str) -> Result<time::Duration, SignerSpecError> {
     podcert_core::duration::parse_duration(text).map_err(|m| err(field, m))
 }
 
-fn selector(s: &LabelSelector) -> Result<Selector, SignerSpecError> {
+fn selector(name: &str, s: &LabelSelector) -> Result<Selector, SignerSpecError> {
     let mut out = Selector {
         match_labels: s.match_labels.clone().unwrap_or_default(),
         expressions: Vec::new(),
     };
     for (i, e) in s.match_expressions.iter().flatten().enumerate() {
-        let field = format!("namespaceSelector.matchExpressions[{i}]");
+        let field = format!("{name}.matchExpressions[{i}]");
         let op = Operator::parse(&e.operator).map_err(|m| err(&field, m))?;
         let values = e.values.clone().unwrap_or_default();
         out.expressions
@@ -127,7 +156,16 @@ pub fn signer_config(spec: &PodCertificateSignerSpec) -> Result<SignerConfig, Si
     let td = TrustDomain::new(&spec.trust_domain).map_err(|e| err("trustDomain", e))?;
     let mut cfg = SignerConfig::new(&spec.signer_name, td).map_err(|e| err("signerName", e))?;
     cfg.spiffe_path = IdTemplate::parse(&spec.spiffe_id).map_err(|e| err("spiffeID", e))?;
-    cfg.namespace_selector = spec.namespace_selector.as_ref().map(selector).transpose()?;
+    cfg.namespace_selector = spec
+        .namespace_selector
+        .as_ref()
+        .map(|s| selector("namespaceSelector", s))
+        .transpose()?;
+    cfg.pod_selector = spec
+        .pod_selector
+        .as_ref()
+        .map(|s| selector("podSelector", s))
+        .transpose()?;
     if let Some(sa) = &spec.service_accounts {
         let parse = |list: &[String], name: &str| -> Result<Vec<AccountPattern>, SignerSpecError> {
             list.iter()
@@ -166,6 +204,32 @@ pub fn signer_config(spec: &PodCertificateSignerSpec) -> Result<SignerConfig, Si
             allowed: parse(&d.allowed, "allowed", true)?,
             always: parse(&d.always, "always", false)?,
         });
+        if let Some(f) = &d.from_services {
+            let mut p = ServicePolicy::new(&f.cluster_domain)
+                .map_err(|e| err("dnsNames.fromServices.clusterDomain", e))?;
+            p.forms.short = f.short_names;
+            p.required = f.required;
+            if !valid_annotation_key(&f.annotation_key) {
+                return Err(err(
+                    "dnsNames.fromServices.annotationKey",
+                    format!(
+                        "{:?} is not a qualified annotation key like podcert.dev/services",
+                        f.annotation_key
+                    ),
+                ));
+            }
+            if f.annotation_key == *key {
+                return Err(err(
+                    "dnsNames.fromServices.annotationKey",
+                    "must differ from dnsNames.annotationKey",
+                ));
+            }
+            p.annotation_key = f.annotation_key.clone();
+            p.wait = duration("dnsNames.fromServices.wait", &f.wait)?;
+            p.validate()
+                .map_err(|e| err("dnsNames.fromServices.wait", e))?;
+            cfg.services = Some(p);
+        }
     }
     if let Some(types) = &spec.key_types {
         cfg.allowed_key_types = types.iter().map(|k| KeyType::from(*k)).collect();
@@ -181,6 +245,7 @@ pub fn signer_config(spec: &PodCertificateSignerSpec) -> Result<SignerConfig, Si
             C::Backdate(_) => "backdate",
             C::RefreshFraction(_) => "refreshFraction",
             C::NoKeyTypes => "keyTypes",
+            C::Services(_) | C::AnnotationKeyClash(_) => "dnsNames.fromServices",
         };
         err(field, e)
     })?;
@@ -326,12 +391,15 @@ fn build(
         }
     }
     let tb = &spec.trust_bundle;
+    let preview = preview_duration(tb.preview_duration.as_deref(), rotation.propagation_delay)?;
     let trust_bundle = tb.enabled.then(|| {
         let mut c = TrustBundleConfig::new(&spec.signer_name);
         c.suffix = tb.suffix.clone();
         c.labels = tb.labels.clone();
         c.configmap_namespaces = tb.config_map_namespaces.clone();
         c.configmap_name = tb.config_map_name.clone();
+        c.trust_domain = Some(spec.trust_domain.clone());
+        c.preview = preview;
         c
     });
     Ok(SignerSettings {
@@ -345,6 +413,52 @@ fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec(extra: &str) -> PodCertificateSignerSpec {
+        let yaml = format!(
+            "signerName: podcert.dev/x\ntrustDomain: x.example.org\nca: {{secret: {{name: x}}}}\n{extra}"
+        );
+        serde_saphyr::from_str(&yaml).unwrap()
+    }
+
+    #[test]
+    fn pod_selector_and_services_convert_and_name_the_bad_field() {
+        let cfg = signer_config(&spec(
+            "podSelector: {matchLabels: {app: web}}\ndnsNames: {fromServices: {shortNames: true, wait: 5s}}",
+        ))
+        .unwrap();
+        assert!(cfg.needs_pod());
+        let s = cfg.services.unwrap();
+        assert_eq!(s.cluster_domain, "cluster.local");
+        assert!(s.forms.short);
+        assert_eq!(s.wait, time::Duration::seconds(5));
+        assert_eq!(
+            s.annotation_key,
+            podcert_core::policy::DEFAULT_SERVICES_ANNOTATION_KEY
+        );
+        for (extra, field) in [
+            (
+                "dnsNames: {fromServices: {clusterDomain: Cluster.Local}}",
+                "dnsNames.fromServices.clusterDomain",
+            ),
+            (
+                "dnsNames: {fromServices: {wait: 11m}}",
+                "dnsNames.fromServices.wait",
+            ),
+            (
+                "dnsNames: {annotationKey: a.example/k, fromServices: {annotationKey: a.example/k}}",
+                "dnsNames.fromServices.annotationKey",
+            ),
+            (
+                "podSelector: {matchExpressions: [{key: a, operator: Equals}]}",
+                "podSelector.matchExpressions[0]",
+            ),
+            ("spiffeID: \"app/{pod.labels.app}\"", "spiffeID"),
+        ] {
+            let e = signer_config(&spec(extra)).unwrap_err();
+            assert_eq!(e.field, field, "{extra}: {e}");
+        }
+    }
 
     #[test]
     fn duration_text_reads_back_exactly() {

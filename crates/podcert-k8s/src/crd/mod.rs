@@ -73,8 +73,9 @@ pub struct PodCertificateSignerSpec {
     /// SPIFFE trust domain of the issued IDs, e.g. cluster.local.
     #[schemars(length(min = 1, max = 255), regex(pattern = r"^[a-z0-9._-]+$"))]
     pub trust_domain: String,
-    /// Path of the SPIFFE ID, from verified fields only: {namespace}, {serviceAccount},
-    /// {podName}, {nodeName}.
+    /// Path of the SPIFFE ID, from verified fields: {namespace}, {serviceAccount}, {podName},
+    /// {nodeName}; and {pod.labels.KEY}, a label of the pod (set by whoever may create pods in
+    /// the namespace, so a path with a label must contain {namespace}).
     #[serde(rename = "spiffeID", default = "default_spiffe_id")]
     #[schemars(length(min = 1, max = 1024))]
     pub spiffe_id: String,
@@ -82,6 +83,10 @@ pub struct PodCertificateSignerSpec {
     /// Namespaces carry kubernetes.io/metadata.name, so this also selects namespaces by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
+    /// Only pods whose labels match get certificates (absent: every pod). The signer reads
+    /// the pod (get pods) and checks its UID is the request's podUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<LabelSelector>,
     /// Service accounts allowed and denied, as NAMESPACE/NAME patterns with * for any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_accounts: Option<ServiceAccountRules>,
@@ -135,7 +140,9 @@ pub struct ServiceAccountRules {
     pub deny: Vec<String>,
 }
 
-/// DNS name templates, over {namespace}, {serviceAccount}, {podName}, {nodeName}.
+/// DNS name templates, over {namespace}, {serviceAccount}, {podName}, {nodeName} and
+/// {pod.labels.KEY} (a whole DNS label, in a template that also has {namespace}); and names
+/// from the Services that select the pod.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DnsNamesSpec {
@@ -148,10 +155,52 @@ pub struct DnsNamesSpec {
     /// Names added to every certificate (no "*").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub always: Vec<String>,
+    /// The names of the Services of the pod's namespace whose selector matches the pod's
+    /// labels: <svc>.<ns>.svc and <svc>.<ns>.svc.<clusterDomain>. The signer reads the pod
+    /// (get pods) and the Services (list and watch services).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_services: Option<FromServicesSpec>,
 }
 
 fn default_dns_annotation_key() -> String {
     podcert_core::policy::DEFAULT_DNS_ANNOTATION_KEY.into()
+}
+
+/// DNS names from the Services that select the pod.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FromServicesSpec {
+    /// The cluster's DNS domain.
+    #[serde(default = "default_cluster_domain")]
+    #[schemars(length(min = 1, max = 253))]
+    pub cluster_domain: String,
+    /// Also <svc> and <svc>.<ns> (names resolved through the pod's DNS search path).
+    #[serde(default)]
+    pub short_names: bool,
+    /// Issue only to pods some Service selects: a request waits up to `wait` for one, then
+    /// is denied (NoServiceSelectsPod).
+    #[serde(default)]
+    pub required: bool,
+    /// The unverifiedUserAnnotations key whose value (comma-separated Service names) narrows
+    /// the Services to those named; naming one that does not select the pod is denied
+    /// (ServiceDoesNotSelectPod).
+    #[serde(default = "default_services_annotation_key")]
+    pub annotation_key: String,
+    /// How long after its creation a request waits for a Service that does not exist yet
+    /// (a pod created just before its Service), 0s to 10m; it stays pending meanwhile.
+    #[serde(default = "default_service_wait")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub wait: String,
+}
+
+fn default_cluster_domain() -> String {
+    "cluster.local".into()
+}
+fn default_services_annotation_key() -> String {
+    podcert_core::policy::DEFAULT_SERVICES_ANNOTATION_KEY.into()
+}
+fn default_service_wait() -> String {
+    "60s".into()
 }
 
 /// A key type as the PodCertificateRequest API names it.
@@ -315,6 +364,12 @@ pub struct TrustBundleSpec {
     pub config_map_namespaces: Vec<String>,
     #[serde(default = "default_configmap_name")]
     pub config_map_name: String,
+    /// How long a root that does not sign yet (a rotation's next CA) is in the `preview`
+    /// ClusterTrustBundle (<signerName with / as :>:preview) before the live one, as SPIFFE
+    /// Filesystem Delivery's canarying intends. Default: half the propagation delay; "0s": no
+    /// wait (both bundles hold the same roots). Must be shorter than the propagation delay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_duration: Option<String>,
 }
 
 impl Default for TrustBundleSpec {
@@ -325,6 +380,7 @@ impl Default for TrustBundleSpec {
             labels: BTreeMap::new(),
             config_map_namespaces: Vec::new(),
             config_map_name: default_configmap_name(),
+            preview_duration: None,
         }
     }
 }

@@ -186,7 +186,7 @@ impl Rotator {
             if let Some(m) = &self.opts.metrics {
                 m.rotation_transitions
                     .get_or_create(&ReasonLabels {
-                        signer: self.opts.signer_name.clone(),
+                        signer_name: self.opts.signer_name.clone(),
                         reason: t.reason().to_string(),
                     })
                     .inc();
@@ -242,7 +242,7 @@ impl Rotator {
             .map(|(role, r)| {
                 (
                     CaLabels {
-                        signer: signer.clone(),
+                        signer_name: signer.clone(),
                         role: role.to_string(),
                         fingerprint: r.fingerprint_sha256.chars().take(16).collect(),
                     },
@@ -263,7 +263,7 @@ impl Rotator {
         for phase in ["Stable", "Prepared", "Draining"] {
             m.rotation_phase
                 .get_or_create(&PhaseLabels {
-                    signer: signer.clone(),
+                    signer_name: signer.clone(),
                     phase: phase.to_string(),
                 })
                 .set(i64::from(phase == current));
