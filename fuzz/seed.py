@@ -6,6 +6,8 @@ import base64, json, os, pathlib, struct, subprocess, tempfile
 root = pathlib.Path(__file__).resolve().parent.parent
 corpus = root / "fuzz" / "corpus"
 vectors = json.loads((root / "testdata/kubelet-vectors/vectors.json").read_text())
+# Kubernetes 1.38's ML-DSA requests (Go 1.27), stub CSRs and the refused pkix carrier.
+vectors += json.loads((root / "testdata/kubelet-vectors/vectors-mldsa.json").read_text())
 
 def write(target, name, data):
     d = corpus / target

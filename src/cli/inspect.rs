@@ -156,10 +156,13 @@ fn describe_pem(data: &[u8], now: OffsetDateTime) -> anyhow::Result<String> {
             "credential bundle: private key ({tag}) + {} certificate(s)",
             certs.len()
         );
-        let matches = std::str::from_utf8(key_pem)
-            .ok()
-            .and_then(|p| rcgen::KeyPair::from_pem(p).ok())
-            .map(|kp| rcgen::PublicKeyData::subject_public_key_info(&kp));
+        // rcgen reads every classical key (P-521 too); the core's CA key reader adds ML-DSA.
+        let matches = std::str::from_utf8(key_pem).ok().and_then(|p| {
+            rcgen::KeyPair::from_pem(p)
+                .map(|kp| rcgen::PublicKeyData::subject_public_key_info(&kp))
+                .ok()
+                .or_else(|| podcert_core::ca::public_key_info_of_pem(p).ok())
+        });
         if let (Some(pub_der), Some(leaf)) = (matches, certs.first()) {
             let same = X509Certificate::from_der(leaf)
                 .map(|(_, c)| c.public_key().raw == pub_der.as_slice())
@@ -285,8 +288,13 @@ pub fn describe_spki(spki: &SubjectPublicKeyInfo<'_>) -> String {
                 .unwrap_or_else(|| "unknown curve".into());
             format!("ECDSA {curve}")
         }
-        _ if spki.algorithm.algorithm.to_id_string() == "1.3.101.112" => "Ed25519".to_string(),
-        _ => format!("algorithm {}", spki.algorithm.algorithm.to_id_string()),
+        _ => match spki.algorithm.algorithm.to_id_string().as_str() {
+            "1.3.101.112" => "Ed25519".to_string(),
+            "2.16.840.1.101.3.4.3.17" => "ML-DSA-44".to_string(),
+            "2.16.840.1.101.3.4.3.18" => "ML-DSA-65".to_string(),
+            "2.16.840.1.101.3.4.3.19" => "ML-DSA-87".to_string(),
+            other => format!("algorithm {other}"),
+        },
     }
 }
 

@@ -69,7 +69,7 @@ pub struct SignerArgs {
     /// Longest certificate lifetime issued (a request's maxExpirationSeconds may lower it).
     #[arg(long, env = "PODCERT_MAX_LIFETIME", default_value = "24h", value_parser = super::parse_duration)]
     pub max_lifetime: time::Duration,
-    /// Key types issued for (default: all six the API allows).
+    /// Key types issued for (default: every type the API allows, ML-DSA included).
     #[arg(long, env = "PODCERT_KEY_TYPES", value_delimiter = ',')]
     pub key_types: Vec<KeyType>,
     /// Requests decided in parallel.

@@ -37,7 +37,7 @@ pub struct SignArgs {
     /// Longest lifetime issued (the request's maxExpirationSeconds may lower it).
     #[arg(long, default_value = "24h", value_parser = super::parse_duration, conflicts_with = "signer")]
     pub max_lifetime: time::Duration,
-    /// Key types issued for (default: all six the API allows).
+    /// Key types issued for (default: every type the API allows, ML-DSA included).
     #[arg(long, value_delimiter = ',', conflicts_with = "signer")]
     pub key_types: Vec<KeyType>,
     /// Apply this PodCertificateSigner's policy (YAML or JSON) instead of the flags above, to

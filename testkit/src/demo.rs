@@ -26,7 +26,7 @@ const SIGNER_NS: &str = "podcert-system";
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Emulated Kubernetes version (1.34 to 1.37).
+    /// Emulated Kubernetes version (1.34 to 1.38).
     #[arg(long, default_value = "1.37")]
     pub kube_version: String,
     /// Pods to issue certificates for (key types round robin over all six).
@@ -44,6 +44,7 @@ fn kubelet_version(v: KubeVersion) -> KubeletVersion {
         KubeVersion::V1_35 => KubeletVersion::V1_35,
         KubeVersion::V1_36 => KubeletVersion::V1_36,
         KubeVersion::V1_37 => KubeletVersion::V1_37,
+        KubeVersion::V1_38 => KubeletVersion::V1_38,
     }
 }
 
@@ -60,7 +61,7 @@ fn ctb_resource(version: &str) -> ApiResource {
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let version = KubeVersion::parse(&args.kube_version).with_context(|| {
         format!(
-            "unsupported Kubernetes version {:?}: use 1.34 to 1.37",
+            "unsupported Kubernetes version {:?}: use 1.34 to 1.38",
             args.kube_version
         )
     })?;

@@ -56,7 +56,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn parse_version(s: &str) -> Result<KubeVersion, String> {
     KubeVersion::parse(s).ok_or_else(|| {
-        format!("unsupported Kubernetes version {s:?}: use 1.34, 1.35, 1.36 or 1.37")
+        format!("unsupported Kubernetes version {s:?}: use 1.34, 1.35, 1.36, 1.37 or 1.38")
     })
 }
 
@@ -93,6 +93,10 @@ struct ApiserverArgs {
     /// projected sources are dropped on create).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     cluster_trust_bundle_projection: bool,
+    /// kube-apiserver's PodCertificateMLDSA gate (1.38 only; off by default): pods may ask for
+    /// MLDSA44/MLDSA65/MLDSA87 podCertificate keys.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pod_certificate_mldsa: bool,
     #[command(flatten)]
     faults: FaultArgs,
 }
@@ -161,6 +165,7 @@ async fn apiserver(a: ApiserverArgs) -> anyhow::Result<()> {
         faults: a.faults.faults(),
         listen: a.listen,
         cluster_trust_bundle_projection: a.cluster_trust_bundle_projection,
+        pod_certificate_mldsa: a.pod_certificate_mldsa,
         ..ServerConfig::default()
     };
     let server = TestServer::start(cfg).await?;

@@ -547,7 +547,7 @@ async fn our_podcertificatesigner_crd_is_enforced_as_a_real_cluster_would() {
          "spec.keyTypes: Invalid value: keyTypes must not be empty; omit it to allow every type",
          ("spec.keyTypes", "FieldValueInvalid")),
         (with("keyTypes", json!(["RSA2048"])),
-         "spec.keyTypes[0]: Unsupported value: \"RSA2048\": supported values: \"ED25519\", \"ECDSAP256\", \"ECDSAP384\", \"ECDSAP521\", \"RSA3072\", \"RSA4096\"",
+         "spec.keyTypes[0]: Unsupported value: \"RSA2048\": supported values: \"ED25519\", \"ECDSAP256\", \"ECDSAP384\", \"ECDSAP521\", \"RSA3072\", \"RSA4096\", \"MLDSA44\", \"MLDSA65\", \"MLDSA87\"",
          ("spec.keyTypes[0]", "FieldValueNotSupported")),
         (with("ca", json!({"secret": {"name": "ca"}, "files": {"certFile": "/c", "keyFile": "/k"}})),
          "spec.ca: Invalid value: ca needs exactly one of secret or files",

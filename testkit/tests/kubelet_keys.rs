@@ -15,11 +15,43 @@ use x509_cert::request::CertReq;
 const UID: &str = "0b6f3c4e-0001-4d2a-9b1e-5f6a7b8c9d01";
 
 fn vectors() -> Vec<Value> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../testdata/kubelet-vectors/vectors.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    ["vectors.json", "vectors-mldsa.json"]
+        .into_iter()
+        .flat_map(|file| {
+            let path = format!(
+                "{}/../testdata/kubelet-vectors/{file}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            serde_json::from_str::<Vec<Value>>(&std::fs::read_to_string(path).unwrap()).unwrap()
+        })
+        .collect()
+}
+
+/// Every key type, ML-DSA included.
+fn all_key_types() -> impl Iterator<Item = KeyType> {
+    KeyType::ALL.into_iter().chain(KeyType::ML_DSA)
+}
+
+/// Pure ML-DSA, empty context, with RustCrypto's ml-dsa (the emulator signs with aws-lc-rs).
+fn verify_ml_dsa(kt: KeyType, spki: &[u8], msg: &[u8], sig: &[u8]) -> bool {
+    fn verify<P: ml_dsa::MlDsaParams>(key: &[u8], msg: &[u8], sig: &[u8]) -> bool {
+        let key = ml_dsa::EncodedVerifyingKey::<P>::try_from(key).unwrap();
+        let Ok(sig) = ml_dsa::Signature::<P>::try_from(sig) else {
+            return false;
+        };
+        ml_dsa::VerifyingKey::<P>::decode(&key).verify_with_context(msg, &[], &sig)
+    }
+    let key = SubjectPublicKeyInfoRef::from_der(spki)
+        .unwrap()
+        .subject_public_key
+        .raw_bytes()
+        .to_vec();
+    match kt {
+        KeyType::MlDsa44 => verify::<ml_dsa::MlDsa44>(&key, msg, sig),
+        KeyType::MlDsa65 => verify::<ml_dsa::MlDsa65>(&key, msg, sig),
+        KeyType::MlDsa87 => verify::<ml_dsa::MlDsa87>(&key, msg, sig),
+        _ => unreachable!("{kt} is not ML-DSA"),
+    }
 }
 
 fn vector(name: &str) -> Value {
@@ -102,6 +134,9 @@ fn verify_proof(kt: KeyType, spki: &[u8], uid: &str, sig: &[u8]) -> bool {
             vk.verify_prehash(&padded, &sig).is_ok()
         }
         KeyType::Rsa3072 | KeyType::Rsa4096 => verify_pss(spki, uid.as_bytes(), sig, max_salt(kt)),
+        KeyType::MlDsa44 | KeyType::MlDsa65 | KeyType::MlDsa87 => {
+            unreachable!("ML-DSA keys have no proof of possession")
+        }
     }
 }
 
@@ -151,6 +186,7 @@ fn verify_csr_signature(kt: KeyType, spki: &[u8], tbs: &[u8], sig: &[u8]) -> boo
             )
             .is_ok()
         }
+        KeyType::MlDsa44 | KeyType::MlDsa65 | KeyType::MlDsa87 => verify_ml_dsa(kt, spki, tbs, sig),
     }
 }
 
@@ -211,6 +247,54 @@ fn proofs_verify_like_gos_for_every_key_type() {
 }
 
 #[test]
+fn ml_dsa_keys_have_no_proof_of_possession() {
+    // 1.38's kubelet sends ML-DSA keys only in the stub request.
+    for kt in KeyType::ML_DSA {
+        assert!(key(kt).proof_of_possession(UID).is_err(), "{kt}");
+    }
+}
+
+#[test]
+fn ml_dsa_private_key_is_gos_seed_pkcs8_matching_the_spki() {
+    // Go's x509.MarshalPKCS8PrivateKey writes an mldsa key as its 32-byte seed
+    // ([0] IMPLICIT OCTET STRING); RustCrypto's ml-dsa reads that form and derives the key.
+    fn public<P: ml_dsa::MlDsaParams>(der: &[u8]) -> Vec<u8>
+    where
+        ml_dsa::SigningKey<P>: ml_dsa::pkcs8::DecodePrivateKey,
+    {
+        use ml_dsa::pkcs8::DecodePrivateKey;
+        use ml_dsa::Keypair;
+        let sk = ml_dsa::SigningKey::<P>::from_pkcs8_der(der).unwrap();
+        sk.verifying_key().encode().to_vec()
+    }
+    for kt in KeyType::ML_DSA {
+        let k = key(kt);
+        let der = pem::parse(k.private_key_pem()).unwrap().into_contents();
+        // The same form as the Go 1.27 vectors' key files.
+        let go = std::fs::read_to_string(format!(
+            "{}/../testdata/kubelet-vectors/keys/{kt}.key.pem",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let go_der = pem::parse(go).unwrap().into_contents();
+        assert_eq!(
+            der.len(),
+            go_der.len(),
+            "{kt}: PKCS#8 size differs from Go's"
+        );
+        assert_eq!(der[..der.len() - 32], go_der[..go_der.len() - 32], "{kt}");
+        let key_bytes = match kt {
+            KeyType::MlDsa44 => public::<ml_dsa::MlDsa44>(&der),
+            KeyType::MlDsa65 => public::<ml_dsa::MlDsa65>(&der),
+            _ => public::<ml_dsa::MlDsa87>(&der),
+        };
+        let spki = SubjectPublicKeyInfoRef::from_der(k.spki_der()).unwrap();
+        assert_eq!(spki.subject_public_key.raw_bytes(), key_bytes, "{kt}");
+        assert!(spki.algorithm.parameters.is_none(), "{kt}");
+    }
+}
+
+#[test]
 fn private_key_is_pkcs8_pem_matching_the_spki() {
     use pkcs8::DecodePrivateKey;
     for kt in KeyType::ALL {
@@ -251,6 +335,7 @@ fn private_key_is_pkcs8_pem_matching_the_spki() {
                     .unwrap()
                     .into_vec()
             }
+            KeyType::MlDsa44 | KeyType::MlDsa65 | KeyType::MlDsa87 => unreachable!(),
         };
         assert_eq!(
             spki,
@@ -262,7 +347,7 @@ fn private_key_is_pkcs8_pem_matching_the_spki() {
 
 #[test]
 fn stub_csr_has_gos_shape_and_a_valid_signature() {
-    for kt in KeyType::ALL {
+    for kt in all_key_types() {
         let k = key(kt);
         let der = k.stub_pkcs10_request().unwrap();
         let ours = CertReq::from_der(&der).unwrap();
@@ -311,6 +396,7 @@ fn fresh_keys_differ() {
         KeyType::EcdsaP256,
         KeyType::EcdsaP384,
         KeyType::EcdsaP521,
+        KeyType::MlDsa65,
     ] {
         let a = KubeletKey::generate(kt).unwrap();
         let b = KubeletKey::generate(kt).unwrap();

@@ -22,8 +22,9 @@ fn base() -> Value {
     pcr::to_internal(vector_object("ED25519-pop-v1beta1"), "v1beta1")
 }
 
+/// Create validation of a 1.37 kube-apiserver.
 fn create(mut obj: Value) -> Result<Value, Vec<FieldError>> {
-    pcr::validate_create(&mut obj).map(|()| obj)
+    pcr::validate_create(&mut obj, 37).map(|()| obj)
 }
 
 fn first(obj: Value) -> FieldError {
@@ -189,13 +190,25 @@ fn key_material_size_limits() {
 
 #[test]
 fn carriers() {
+    let on_1_35 = |mut o: Value| {
+        pcr::validate_create(&mut o, 35)
+            .unwrap_err()
+            .into_iter()
+            .next()
+            .unwrap()
+    };
     // Proof without key, key without proof: refused by the 1.35 rules.
     let mut o = base();
     o["spec"].as_object_mut().unwrap().remove("pkixPublicKey");
-    let e = first(o);
+    let e = on_1_35(o.clone());
     assert_eq!(
         e.message(),
         "spec.pkixPublicKey: Invalid value: []byte{}: must be a valid PKIX-serialized public key"
+    );
+    // 1.36-1.38: one error on `spec` (ValidatePodCertificateRequestCreate's carrier switch).
+    assert_eq!(
+        first(o).message(),
+        "spec: Invalid value: exactly one of (stubPKCS10Request) or (pkixPublicKey, proofOfPossession) must be set"
     );
     let mut o = base();
     o["spec"]
@@ -203,21 +216,26 @@ fn carriers() {
         .unwrap()
         .remove("proofOfPossession");
     assert_eq!(
-        first(o).detail,
+        on_1_35(o.clone()).detail,
         "could not verify proof-of-possession signature"
     );
+    assert_eq!(
+        first(o).detail,
+        "exactly one of (stubPKCS10Request) or (pkixPublicKey, proofOfPossession) must be set"
+    );
 
-    // Stub together with the deprecated fields: refused.
+    // Stub together with the deprecated fields: refused, as one error on `spec`
+    // (ValidatePodCertificateRequestCreate, 1.36-1.38).
     let pop = base();
     let mut o = pcr::to_internal(vector_object("ED25519-stub-v1beta1"), "v1beta1");
     o["spec"]["pkixPublicKey"] = pop["spec"]["pkixPublicKey"].clone();
     o["spec"]["proofOfPossession"] = pop["spec"]["proofOfPossession"].clone();
     let errs = create(o).unwrap_err();
-    assert_eq!(errs.len(), 2);
-    assert_eq!(errs[0].kind, FieldErrorKind::Forbidden);
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].kind, FieldErrorKind::Invalid);
     assert_eq!(
         errs[0].message(),
-        "spec.pkixPublicKey: Forbidden: must not be set when stubPKCS10Request is set"
+        "spec: Invalid value: exactly one of (stubPKCS10Request) or (pkixPublicKey, proofOfPossession) must be set"
     );
 
     // A stub that is not a PKCS#10 request.
@@ -225,7 +243,7 @@ fn carriers() {
     o["spec"]["stubPKCS10Request"] = json!("AQID");
     assert_eq!(
         first(o).message(),
-        "spec.stubPKCS10Request: Invalid value: must be a valid PKCS#10 certificate request"
+        "spec.stubPKCS10Request: Invalid value: must be a valid PKCS#10 CSR"
     );
 }
 

@@ -30,7 +30,7 @@ fn pending(name: &str) -> Value {
     let mut o = v["object"].clone();
     o["metadata"]["name"] = json!(o["metadata"]["name"].as_str().unwrap().to_lowercase());
     let mut obj = pcr::to_internal(o, &ver);
-    pcr::validate_create(&mut obj).unwrap();
+    pcr::validate_create(&mut obj, 38).unwrap();
     obj
 }
 

@@ -6,5 +6,6 @@
 mod fixtures;
 
 mod ca_openssl;
+mod ml_dsa_go;
 mod sign_cli;
 mod sign_signer_policy;

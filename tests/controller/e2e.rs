@@ -21,7 +21,8 @@ async fn server(version: KubeVersion) -> TestServer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issues_every_key_type_and_both_carriers_and_publishes_the_bundle() {
-    let server = server(KubeVersion::V1_37).await;
+    // 1.38: as 1.37 for the classical key types, and it knows ML-DSA ones (stub CSR only).
+    let server = server(KubeVersion::V1_38).await;
     prepare(&server, &["team-0", "team-1"]);
     let dir = tempfile::tempdir().unwrap();
     // ConfigMap publication needs the Role the chart renders when it is enabled for a namespace.
@@ -43,7 +44,7 @@ async fn issues_every_key_type_and_both_carriers_and_publishes_the_bundle() {
     );
     signer.wait_ready(WAIT).await;
 
-    // A 1.37 server serves v1beta1 (pkix + proof from 1.35 kubelets, stub from 1.36) and v1.
+    // A 1.37/1.38 server serves v1beta1 (pkix + proof from 1.35 kubelets, stub from 1.36) and v1.
     let mut created = Vec::new();
     for v in vectors() {
         let n = v["name"].as_str().unwrap();
@@ -67,8 +68,9 @@ async fn issues_every_key_type_and_both_carriers_and_publishes_the_bundle() {
     }
     assert_eq!(
         created.len(),
-        23,
-        "6 key types x 3 carriers/versions, 2 PSS salt-32, forged names, annotation, 1 h"
+        29,
+        "6 key types x 3 carriers/versions, 2 PSS salt-32, forged names, annotation, 1 h, \
+         3 ML-DSA types x 2 versions"
     );
     for (version, ns, name, expect) in &created {
         let obj = wait_terminal(&server, version, ns, name, WAIT).await;
@@ -232,6 +234,88 @@ async fn kubernetes_1_36_v1beta1_stub_csr() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_1_37_v1() {
     version_scenario(KubeVersion::V1_37, KubeletVersion::V1_37).await;
+}
+
+/// Kubernetes 1.38 with `PodCertificateMLDSA` on: 1.38 kubelets ask for MLDSA44/65/87 keys
+/// (stub CSRs signed with ML-DSA) and the signer, with an ML-DSA-65 CA, issues them (its default
+/// key types are every type the API has) and publishes the ML-DSA root; a signer whose
+/// --key-types leave ML-DSA out denies them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_1_38_ml_dsa_keys() {
+    use podcert_testkit::kubelet::KeyType as K;
+    let server = TestServer::start(ServerConfig {
+        version: KubeVersion::V1_38,
+        pod_certificate_mldsa: true,
+        ..ServerConfig::default()
+    })
+    .await
+    .unwrap();
+    prepare(&server, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut signer = spawn_signer(
+        &server,
+        dir.path(),
+        "signer-0",
+        &[
+            "--ca-memory",
+            "--ca-key-type",
+            "mldsa65",
+            "--leader-election=false",
+        ],
+    );
+    signer.wait_ready(WAIT).await;
+    let ml_dsa = |c: &mut podcert_testkit::kubelet::KubeletConfig| {
+        c.key_types = vec![K::MlDsa44, K::MlDsa65, K::MlDsa87];
+    };
+    let fleet = kubelets(&server, KubeletVersion::V1_38, 6, "mldsa", ml_dsa).await;
+    let summary = fleet
+        .wait_settled(WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}; logs:\n{}", signer.logs()));
+    // Issued, and the kubelet emulator's checks of the status (leaf key = request key) held.
+    assert_eq!(summary.issued, 6, "{summary:?}\n{:?}", fleet.states());
+    assert_eq!(summary.invalid + summary.denied + summary.failed, 0);
+    let bundle = eventually(WAIT, || signer.logs(), || published_bundle(&server)).await;
+    let root = pem::parse(&bundle).unwrap().into_contents();
+    let (_, root) = x509_parser::parse_x509_certificate(&root).unwrap();
+    assert_eq!(
+        root.public_key().algorithm.algorithm.to_id_string(),
+        "2.16.840.1.101.3.4.3.18",
+        "the published root is the ML-DSA-65 CA"
+    );
+    fleet.shutdown().await;
+    signer.terminate();
+
+    let dir = tempfile::tempdir().unwrap();
+    let signer = spawn_signer(
+        &server,
+        dir.path(),
+        "signer-1",
+        &[
+            "--ca-memory",
+            "--leader-election=false",
+            "--key-types",
+            "ED25519,ECDSAP256",
+        ],
+    );
+    signer.wait_ready(WAIT).await;
+    let fleet = kubelets(&server, KubeletVersion::V1_38, 3, "classical-only", ml_dsa).await;
+    let summary = fleet.wait_settled(WAIT).await.unwrap();
+    assert_eq!(
+        (summary.issued, summary.denied),
+        (0, 3),
+        "{:?}",
+        fleet.states()
+    );
+    for st in fleet.states() {
+        let Phase::Denied { reason, message } = &st.phase else {
+            panic!("{st:?}")
+        };
+        assert_eq!(reason, "UnsupportedKeyType");
+        assert!(message.contains("ED25519, ECDSAP256"), "{message}");
+    }
+    fleet.shutdown().await;
+    server.shutdown().await;
 }
 
 /// Version skew: a 1.35 kubelet (pkix + proof, written in v1beta1) against a 1.37 server.

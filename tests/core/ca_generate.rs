@@ -10,7 +10,7 @@ use x509_parser::public_key::PublicKey;
 
 #[test]
 fn generated_cas_are_proper_cas() {
-    for ca_type in CA_TYPES {
+    for ca_type in CA_TYPES.into_iter().chain(ML_DSA_CA_TYPES) {
         let g = generated(ca_type);
         let der = pem_certs(&g.cert_pem).remove(0);
         let (_, cert) = parse_x509_certificate(&der).unwrap();
@@ -61,6 +61,9 @@ fn generated_cas_are_proper_cas() {
             CaKeyType::EcdsaP256 | CaKeyType::EcdsaP384 => "1.2.840.10045.2.1",
             CaKeyType::Ed25519 => "1.3.101.112",
             CaKeyType::Rsa3072 => "1.2.840.113549.1.1.1",
+            CaKeyType::MlDsa44 => "2.16.840.1.101.3.4.3.17",
+            CaKeyType::MlDsa65 => "2.16.840.1.101.3.4.3.18",
+            CaKeyType::MlDsa87 => "2.16.840.1.101.3.4.3.19",
         };
         assert_eq!(info.algorithm.oid.to_string(), expected_alg, "{ctx}");
         assert_eq!(load(g).key_type(), ca_type, "{ctx}");

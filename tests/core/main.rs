@@ -10,6 +10,7 @@ mod ca_load;
 mod issue_lifetime;
 mod issue_profile;
 mod issue_tls;
+mod ml_dsa;
 mod proof_refusals;
 mod proof_vectors;
 mod rotation_incidents;

@@ -114,7 +114,8 @@ fn every_vector_gets_the_decision_its_expect_names() {
             CaKeyType::EcdsaP384,
             CaKeyType::Ed25519,
             CaKeyType::Rsa3072,
-        ][i % 4];
+            CaKeyType::MlDsa65,
+        ][i % 5];
         let ca = ca(ca_kind, now);
         let name = v["name"].as_str().unwrap();
         let expect = v["expect"].as_str().unwrap();
@@ -173,6 +174,11 @@ fn denial_reasons_are_specific() {
         ("ED25519-pop-wrong-uid", "InvalidProof"),
         ("RSA4096-stub-bad-signature", "InvalidProof"),
         ("pop-from-other-key", "InvalidProof"),
+        ("MLDSA65-stub-signed-by-other-key", "InvalidProof"),
+        ("MLDSA44-stub-claims-mldsa65", "InvalidProof"),
+        ("ECDSAP256-stub-claims-mldsa65", "InvalidProof"),
+        ("MLDSA87-stub-bad-signature", "InvalidProof"),
+        ("MLDSA65-pop-v1beta1", "UnsupportedKeyType"),
         ("unknown-user-annotation", "UnknownUserAnnotation"),
     ];
     let all = vectors();

@@ -68,6 +68,10 @@ fn stub_csr_corpus() {
     let ok = replay("stub_csr", targets::stub_csr);
     assert!(ok.contains(&"seed-ED25519-stub-v1".to_string()), "{ok:?}");
     assert!(!ok.contains(&"seed-ED25519-stub-bad-signature".to_string()));
+    // Kubernetes 1.38's ML-DSA stubs, and the forgeries among them.
+    assert!(ok.contains(&"seed-MLDSA87-stub-v1".to_string()), "{ok:?}");
+    assert!(!ok.contains(&"seed-MLDSA65-stub-signed-by-other-key".to_string()));
+    assert!(!ok.contains(&"seed-MLDSA44-stub-claims-mldsa65".to_string()));
 }
 
 #[test]

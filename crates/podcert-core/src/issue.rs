@@ -206,6 +206,10 @@ impl<'a> SubjectSpki<'a> {
                 KeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
                 KeyType::EcdsaP521 => &rcgen::PKCS_ECDSA_P521_SHA512,
                 KeyType::Rsa3072 | KeyType::Rsa4096 => &rcgen::PKCS_RSA_SHA256,
+                // Only the SPKI's algorithm OID (no parameters) is taken from these.
+                KeyType::MlDsa44 => &rcgen::PKCS_ML_DSA_44,
+                KeyType::MlDsa65 => &rcgen::PKCS_ML_DSA_65,
+                KeyType::MlDsa87 => &rcgen::PKCS_ML_DSA_87,
             },
         };
         if key.subject_public_key_info() != subject.spki_der {

@@ -4,7 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A key type the API admits (`RSA3072`, `RSA4096`, `ECDSAP256`, `ECDSAP384`, `ECDSAP521`,
-/// `ED25519`). RSA-2048, P-224 and anything else never become a `KeyType`.
+/// `ED25519`, and from Kubernetes 1.38 `MLDSA44`, `MLDSA65`, `MLDSA87`: FIPS 204 ML-DSA).
+/// RSA-2048, P-224 and anything else never become a `KeyType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum KeyType {
     Ed25519,
@@ -13,16 +14,22 @@ pub enum KeyType {
     EcdsaP521,
     Rsa3072,
     Rsa4096,
+    MlDsa44,
+    MlDsa65,
+    MlDsa87,
 }
 
 impl KeyType {
-    pub const ALL: [KeyType; 6] = [
+    pub const ALL: [KeyType; 9] = [
         KeyType::Ed25519,
         KeyType::EcdsaP256,
         KeyType::EcdsaP384,
         KeyType::EcdsaP521,
         KeyType::Rsa3072,
         KeyType::Rsa4096,
+        KeyType::MlDsa44,
+        KeyType::MlDsa65,
+        KeyType::MlDsa87,
     ];
 
     /// The kubelet's name for this key type.
@@ -34,11 +41,18 @@ impl KeyType {
             KeyType::EcdsaP521 => "ECDSAP521",
             KeyType::Rsa3072 => "RSA3072",
             KeyType::Rsa4096 => "RSA4096",
+            KeyType::MlDsa44 => "MLDSA44",
+            KeyType::MlDsa65 => "MLDSA65",
+            KeyType::MlDsa87 => "MLDSA87",
         }
     }
 
     pub fn is_rsa(self) -> bool {
         matches!(self, KeyType::Rsa3072 | KeyType::Rsa4096)
+    }
+
+    pub fn is_ml_dsa(self) -> bool {
+        matches!(self, KeyType::MlDsa44 | KeyType::MlDsa65 | KeyType::MlDsa87)
     }
 }
 
@@ -49,7 +63,7 @@ impl fmt::Display for KeyType {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown key type {0:?}; expected one of ED25519, ECDSAP256, ECDSAP384, ECDSAP521, RSA3072, RSA4096")]
+#[error("unknown key type {0:?}; expected one of ED25519, ECDSAP256, ECDSAP384, ECDSAP521, RSA3072, RSA4096, MLDSA44, MLDSA65, MLDSA87")]
 pub struct UnknownKeyType(pub String);
 
 impl FromStr for KeyType {
@@ -73,5 +87,7 @@ mod tests {
         }
         assert!("RSA2048".parse::<KeyType>().is_err());
         assert!("ecdsap256".parse::<KeyType>().is_ok());
+        assert_eq!("mldsa65".parse::<KeyType>().unwrap(), KeyType::MlDsa65);
+        assert!("MLDSA128".parse::<KeyType>().is_err());
     }
 }

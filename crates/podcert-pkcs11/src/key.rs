@@ -506,6 +506,10 @@ impl Inner {
                 msg.to_vec(),
             ),
             CaKeyType::Rsa3072 => (Mechanism::Sha256RsaPkcs, msg.to_vec()),
+            // Never a token key: `generate` refuses them and `pubkey` reads none.
+            CaKeyType::MlDsa44 | CaKeyType::MlDsa65 | CaKeyType::MlDsa87 => {
+                (Mechanism::Sha256RsaPkcs, msg.to_vec())
+            }
         }
     }
 
@@ -611,6 +615,9 @@ impl PublicKeyData for Pkcs11Key {
             CaKeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
             CaKeyType::Ed25519 => &rcgen::PKCS_ED25519,
             CaKeyType::Rsa3072 => &rcgen::PKCS_RSA_SHA256,
+            CaKeyType::MlDsa44 => &rcgen::PKCS_ML_DSA_44,
+            CaKeyType::MlDsa65 => &rcgen::PKCS_ML_DSA_65,
+            CaKeyType::MlDsa87 => &rcgen::PKCS_ML_DSA_87,
         }
     }
 }
@@ -633,6 +640,13 @@ pub fn generate(
     key_type: CaKeyType,
     max_sessions: usize,
 ) -> Result<Pkcs11Key, Pkcs11Error> {
+    if key_type.is_ml_dsa() {
+        // PKCS#11 3.2 defines CKM_ML_DSA, but no token here (SoftHSM2 included) offers it.
+        return Err(Pkcs11Error::Key(format!(
+            "{uri}: {} keys cannot be made in a PKCS#11 token (only ECDSA, Ed25519 and RSA)",
+            key_type.name()
+        )));
+    }
     let pin = pin_for(uri, pin)?;
     let inner = Inner::new(uri, pin.clone(), 1)?;
     let generation = inner.module.enter();

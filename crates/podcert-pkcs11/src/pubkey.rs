@@ -13,13 +13,13 @@ const OID_ED25519: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
 /// RFC 8410 names the curve by OID; PKCS#11 3.0 also allows PrintableString "edwards25519".
 const NAME_ED25519: &[u8] = b"\x13\x0cedwards25519";
 
-/// CKA_EC_PARAMS for a key type (None: RSA).
+/// CKA_EC_PARAMS for a key type (None: RSA, and ML-DSA, which tokens here do not hold).
 pub(crate) fn ec_params(t: CaKeyType) -> Option<&'static [u8]> {
     match t {
         CaKeyType::EcdsaP256 => Some(OID_P256),
         CaKeyType::EcdsaP384 => Some(OID_P384),
         CaKeyType::Ed25519 => Some(OID_ED25519),
-        CaKeyType::Rsa3072 => None,
+        CaKeyType::Rsa3072 | CaKeyType::MlDsa44 | CaKeyType::MlDsa65 | CaKeyType::MlDsa87 => None,
     }
 }
 

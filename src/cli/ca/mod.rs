@@ -34,6 +34,13 @@ pub enum KeyTypeArg {
     Ed25519,
     #[value(name = "rsa3072")]
     Rsa3072,
+    /// ML-DSA (FIPS 204): leaves then verify only with ML-DSA-aware peers.
+    #[value(name = "mldsa44")]
+    MlDsa44,
+    #[value(name = "mldsa65")]
+    MlDsa65,
+    #[value(name = "mldsa87")]
+    MlDsa87,
 }
 
 impl From<KeyTypeArg> for CaKeyType {
@@ -43,6 +50,9 @@ impl From<KeyTypeArg> for CaKeyType {
             KeyTypeArg::EcdsaP384 => CaKeyType::EcdsaP384,
             KeyTypeArg::Ed25519 => CaKeyType::Ed25519,
             KeyTypeArg::Rsa3072 => CaKeyType::Rsa3072,
+            KeyTypeArg::MlDsa44 => CaKeyType::MlDsa44,
+            KeyTypeArg::MlDsa65 => CaKeyType::MlDsa65,
+            KeyTypeArg::MlDsa87 => CaKeyType::MlDsa87,
         }
     }
 }

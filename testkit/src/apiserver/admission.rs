@@ -122,7 +122,11 @@ fn create_rules(
                 ),
             };
             rules::node_restriction::admit_pcr_create_with(user, obj, st, opts)?;
-            rules::pcr::validate_create(obj).map_err(|e| invalid(def, obj, &e))
+            let kube_minor = match def.conversion {
+                Conversion::Pcr { kube_minor } => kube_minor,
+                _ => 37,
+            };
+            rules::pcr::validate_create(obj, kube_minor).map_err(|e| invalid(def, obj, &e))
         }
         ("certificates.k8s.io", "clustertrustbundles") => {
             rules::ctb::validate_create(obj).map_err(|e| invalid(def, obj, &e))?;
@@ -131,7 +135,12 @@ fn create_rules(
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             crd::validate(obj).map_err(|e| invalid(def, obj, &e))
         }
-        ("", "pods") => admit_pod_service_account(st, obj),
+        ("", "pods") => {
+            admit_pod_service_account(st, obj)?;
+            let errs =
+                rules::core::validate_pod_certificate_key_types(obj, st.pod_certificate_mldsa);
+            errs_to(def, obj, errs)
+        }
         (admission_policy::GROUP, _) => {
             admission_policy::validate_definition(def, obj).map_err(|e| invalid(def, obj, &e))
         }

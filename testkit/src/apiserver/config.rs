@@ -10,6 +10,8 @@ pub enum KubeVersion {
     V1_35,
     V1_36,
     V1_37,
+    /// 1.38: ML-DSA key types behind the `PodCertificateMLDSA` gate.
+    V1_38,
 }
 
 impl KubeVersion {
@@ -20,6 +22,7 @@ impl KubeVersion {
             KubeVersion::V1_35 => 35,
             KubeVersion::V1_36 => 36,
             KubeVersion::V1_37 => 37,
+            KubeVersion::V1_38 => 38,
         }
     }
 
@@ -40,6 +43,7 @@ impl KubeVersion {
             "35" => Some(KubeVersion::V1_35),
             "36" => Some(KubeVersion::V1_36),
             "37" => Some(KubeVersion::V1_37),
+            "38" => Some(KubeVersion::V1_38),
             _ => None,
         }
     }
@@ -49,7 +53,7 @@ impl KubeVersion {
         let v: &[&str] = match self {
             KubeVersion::V1_34 => &["v1alpha1"],
             KubeVersion::V1_35 | KubeVersion::V1_36 => &["v1beta1"],
-            KubeVersion::V1_37 => &["v1", "v1beta1"],
+            KubeVersion::V1_37 | KubeVersion::V1_38 => &["v1", "v1beta1"],
         };
         v.iter().map(|s| s.to_string()).collect()
     }
@@ -57,7 +61,7 @@ impl KubeVersion {
     /// ClusterTrustBundle versions served by default, preferred first.
     pub fn default_ctb_versions(self) -> Vec<String> {
         let v: &[&str] = match self {
-            KubeVersion::V1_37 => &["v1", "v1beta1"],
+            KubeVersion::V1_37 | KubeVersion::V1_38 => &["v1", "v1beta1"],
             _ => &["v1beta1"],
         };
         v.iter().map(|s| s.to_string()).collect()
@@ -125,6 +129,11 @@ pub struct ServerConfig {
     /// (pkg/api/pod/util.go dropDisabledClusterTrustBundleProjection). Default on, as on
     /// 1.37 (GA); on 1.35 it is beta and off unless `--feature-gates` turns it on.
     pub cluster_trust_bundle_projection: bool,
+    /// kube-apiserver's `PodCertificateMLDSA` gate (1.38, beta, off by default): on, pods may
+    /// ask for `MLDSA44`/`MLDSA65`/`MLDSA87` podCertificate keys. Only 1.38 has the gate
+    /// (`TestServer::start` refuses it on older versions, as kube-apiserver refuses an unknown
+    /// gate).
+    pub pod_certificate_mldsa: bool,
 }
 
 impl Default for ServerConfig {
@@ -140,6 +149,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             bookmark_interval: Duration::from_secs(1),
             cluster_trust_bundle_projection: true,
+            pod_certificate_mldsa: false,
         }
     }
 }

@@ -115,6 +115,10 @@ impl TestServer {
                 "unknown ClusterTrustBundle version {v:?} (expected v1alpha1, v1beta1 or v1)"
             );
         }
+        anyhow::ensure!(
+            !cfg.pod_certificate_mldsa || cfg.version >= KubeVersion::V1_38,
+            "unrecognized feature gate: PodCertificateMLDSA (it exists from Kubernetes 1.38)"
+        );
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .with_context(|| format!("binding the API server to {}", cfg.listen))?;
@@ -123,6 +127,7 @@ impl TestServer {
             .context("reading the API server's address")?;
         let mut state = State::new(Registry::new(cfg.version, pcr, ctb), cfg.watch_history);
         state.cluster_trust_bundle_projection = cfg.cluster_trust_bundle_projection;
+        state.pod_certificate_mldsa = cfg.pod_certificate_mldsa;
         let state = Arc::new(Mutex::new(state));
         let (drop_tx, _) = twatch::channel(0u64);
         let shared = Arc::new(Shared {

@@ -73,6 +73,8 @@ pub struct State {
     tx: broadcast::Sender<Arc<StoredEvent>>,
     /// The `ClusterTrustBundleProjection` feature gate (`ServerConfig`).
     pub cluster_trust_bundle_projection: bool,
+    /// The `PodCertificateMLDSA` feature gate (`ServerConfig`).
+    pub pod_certificate_mldsa: bool,
 }
 
 impl State {
@@ -89,6 +91,7 @@ impl State {
             stale_writes: HashMap::new(),
             tx,
             cluster_trust_bundle_projection: true,
+            pod_certificate_mldsa: false,
         }
     }
 

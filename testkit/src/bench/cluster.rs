@@ -11,7 +11,7 @@ use podcert_core::ca::{generate_self_signed, CaKeyType};
 use time::OffsetDateTime;
 
 use super::proc_stats::{self, ProcError, ProcUsage};
-use crate::apiserver::{ServerConfig, TestServer};
+use crate::apiserver::{KubeVersion, ServerConfig, TestServer};
 use crate::demo::CHART_RBAC;
 use crate::kubelet::{self, Kubelet, KubeletConfig};
 use crate::rules::UserInfo;
@@ -56,9 +56,24 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(signer_bin: PathBuf, ca_key_type: CaKeyType) -> anyhow::Result<Self> {
+        Self::start_for(signer_bin, ca_key_type, false).await
+    }
+
+    /// As [`Cluster::start`]; with `ml_dsa`, a 1.38 server with the PodCertificateMLDSA gate.
+    pub async fn start_for(
+        signer_bin: PathBuf,
+        ca_key_type: CaKeyType,
+        ml_dsa: bool,
+    ) -> anyhow::Result<Self> {
         let server = TestServer::start(ServerConfig {
             // Large bursts: enough history that a resumed watch rarely gets 410 Gone.
             watch_history: 50_000,
+            version: if ml_dsa {
+                KubeVersion::V1_38
+            } else {
+                KubeVersion::V1_37
+            },
+            pod_certificate_mldsa: ml_dsa,
             ..ServerConfig::default()
         })
         .await?;

@@ -22,7 +22,8 @@ pub struct BenchArgs {
     /// Requests offered (one pod each).
     #[arg(long, default_value_t = 1000)]
     pub requests: usize,
-    /// Subject key type of every request (ED25519, ECDSAP256, ..., RSA4096).
+    /// Subject key type of every request (ED25519, ECDSAP256, ..., RSA4096; MLDSA44/65/87 with
+    /// --kube-version 1.38, served with the PodCertificateMLDSA gate on).
     #[arg(long, default_value = "ED25519")]
     pub key_type: KeyType,
     /// Key type of the CA the signer signs with.
@@ -135,8 +136,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         Some(b) => b.clone(),
         None => cluster::default_signer_bin()?,
     };
+    if !args.kube_version.knows_key_type(args.key_type) {
+        bail!(
+            "--key-type {} needs --kube-version 1.38 (kubelets before 1.38 know no ML-DSA)",
+            args.key_type
+        );
+    }
     let ca_key_type = args.ca_key_type;
-    let mut cluster = Cluster::start(signer_bin, ca_key_type).await?;
+    let mut cluster =
+        Cluster::start_for(signer_bin, ca_key_type, args.key_type.is_ml_dsa()).await?;
     if let (Some(cert), Some(key)) = (&args.ca_cert, &args.ca_key) {
         cluster.use_ca(cert.clone(), key.clone());
     }

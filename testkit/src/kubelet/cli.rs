@@ -32,10 +32,11 @@ pub struct KubeletArgs {
     #[arg(long, default_value_t = 1)]
     pub service_accounts: usize,
     /// Key types given to pods round robin, comma separated (ED25519, ECDSAP256, ECDSAP384,
-    /// ECDSAP521, RSA3072, RSA4096, or "all").
+    /// ECDSAP521, RSA3072, RSA4096, or "all" for these six; MLDSA44, MLDSA65, MLDSA87 with
+    /// --kube-version 1.38).
     #[arg(long, default_value = "ECDSAP256", value_delimiter = ',')]
     pub key_types: Vec<String>,
-    /// The Kubernetes version the kubelets emulate (1.34 .. 1.37): picks the key carrier.
+    /// The Kubernetes version the kubelets emulate (1.34 .. 1.38): picks the key carrier.
     #[arg(long, default_value = "1.37")]
     pub kube_version: KubeletVersion,
     /// The PodCertificateRequest version to write (default: discovered).

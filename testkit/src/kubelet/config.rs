@@ -17,10 +17,11 @@ pub enum KubeletVersion {
     V1_35,
     V1_36,
     V1_37,
+    V1_38,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unsupported Kubernetes version {0:?}; expected one of 1.34, 1.35, 1.36, 1.37")]
+#[error("unsupported Kubernetes version {0:?}; expected one of 1.34, 1.35, 1.36, 1.37, 1.38")]
 pub struct UnknownVersion(String);
 
 impl FromStr for KubeletVersion {
@@ -31,6 +32,7 @@ impl FromStr for KubeletVersion {
             "1.35" => Ok(Self::V1_35),
             "1.36" => Ok(Self::V1_36),
             "1.37" => Ok(Self::V1_37),
+            "1.38" => Ok(Self::V1_38),
             _ => Err(UnknownVersion(s.to_string())),
         }
     }
@@ -43,6 +45,7 @@ impl fmt::Display for KubeletVersion {
             Self::V1_35 => "1.35",
             Self::V1_36 => "1.36",
             Self::V1_37 => "1.37",
+            Self::V1_38 => "1.38",
         })
     }
 }
@@ -63,8 +66,14 @@ impl KubeletVersion {
         match self {
             Self::V1_34 => &[PcrVersion::V1alpha1],
             Self::V1_35 | Self::V1_36 => &[PcrVersion::V1beta1],
-            Self::V1_37 => &[PcrVersion::V1, PcrVersion::V1beta1],
+            Self::V1_37 | Self::V1_38 => &[PcrVersion::V1, PcrVersion::V1beta1],
         }
+    }
+
+    /// ML-DSA key types exist from 1.38 on (`generateKeyAndProof` knows them); an older
+    /// kubelet fails such a volume with "unknown key type".
+    pub fn knows_key_type(self, key_type: KeyType) -> bool {
+        !key_type.is_ml_dsa() || self >= Self::V1_38
     }
 
     /// `unverifiedUserAnnotations` exists from 1.35 on.
@@ -236,5 +245,19 @@ mod tests {
         );
         assert!(!KubeletVersion::V1_34.has_user_annotations());
         assert!("1.33".parse::<KubeletVersion>().is_err());
+    }
+
+    #[test]
+    fn only_1_38_kubelets_know_ml_dsa() {
+        assert_eq!(
+            "1.38".parse::<KubeletVersion>().unwrap(),
+            KubeletVersion::V1_38
+        );
+        assert_eq!(KubeletVersion::V1_38.carrier(), Carrier::StubPkcs10);
+        for kt in KeyType::ML_DSA {
+            assert!(KubeletVersion::V1_38.knows_key_type(kt));
+            assert!(!KubeletVersion::V1_37.knows_key_type(kt));
+        }
+        assert!(KubeletVersion::V1_34.knows_key_type(KeyType::Ed25519));
     }
 }

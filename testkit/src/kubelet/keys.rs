@@ -1,5 +1,7 @@
-//! Keys of the six kubelet key types, with the two key carriers exactly as the kubelet (Go's
+//! Keys of the kubelet key types, with the two key carriers exactly as the kubelet (Go's
 //! crypto) produces them: `pkixPublicKey` + `proofOfPossession`, and the stub PKCS#10 request.
+//! ML-DSA keys (Kubernetes 1.38, `crypto/mldsa`) travel only in the stub request, signed with
+//! pure ML-DSA and the empty context as Go 1.27's `x509.CreateCertificateRequest` does.
 //!
 //! Signing is done by aws-lc-rs (C, fast RSA key generation), except the ECDSA P-384 proof: Go
 //! signs SHA-256(uid) with P-384, a pairing aws-lc-rs does not offer, so RustCrypto does it.
@@ -13,8 +15,8 @@ use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
-    self, EcdsaKeyPair, EcdsaSigningAlgorithm, Ed25519KeyPair, KeyPair, RsaKeyPair,
-    RsaPssSaltLength, RsaSignatureEncoding,
+    self, EcdsaKeyPair, EcdsaSigningAlgorithm, Ed25519KeyPair, KeyPair, PqdsaKeyPair,
+    PqdsaSigningAlgorithm, RsaKeyPair, RsaPssSaltLength, RsaSignatureEncoding,
 };
 use sha2::{Digest, Sha256};
 
@@ -34,9 +36,15 @@ pub enum KeyType {
     EcdsaP521,
     Rsa3072,
     Rsa4096,
+    /// Kubernetes 1.38+ (gate `PodCertificateMLDSA`).
+    MlDsa44,
+    MlDsa65,
+    MlDsa87,
 }
 
 impl KeyType {
+    /// The types every kubelet version makes (`--key-types all`); the ML-DSA ones, 1.38 and
+    /// later only, are [`KeyType::ML_DSA`].
     pub const ALL: [KeyType; 6] = [
         KeyType::Ed25519,
         KeyType::EcdsaP256,
@@ -45,6 +53,7 @@ impl KeyType {
         KeyType::Rsa3072,
         KeyType::Rsa4096,
     ];
+    pub const ML_DSA: [KeyType; 3] = [KeyType::MlDsa44, KeyType::MlDsa65, KeyType::MlDsa87];
 
     /// The name used in `spec.volumes[].projected.sources[].podCertificate.keyType`.
     pub fn as_str(self) -> &'static str {
@@ -55,11 +64,18 @@ impl KeyType {
             KeyType::EcdsaP521 => "ECDSAP521",
             KeyType::Rsa3072 => "RSA3072",
             KeyType::Rsa4096 => "RSA4096",
+            KeyType::MlDsa44 => "MLDSA44",
+            KeyType::MlDsa65 => "MLDSA65",
+            KeyType::MlDsa87 => "MLDSA87",
         }
     }
 
     pub fn is_rsa(self) -> bool {
         matches!(self, KeyType::Rsa3072 | KeyType::Rsa4096)
+    }
+
+    pub fn is_ml_dsa(self) -> bool {
+        matches!(self, KeyType::MlDsa44 | KeyType::MlDsa65 | KeyType::MlDsa87)
     }
 }
 
@@ -74,6 +90,7 @@ impl FromStr for KeyType {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         KeyType::ALL
             .into_iter()
+            .chain(KeyType::ML_DSA)
             .find(|k| k.as_str().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| KeyError::UnknownType(s.to_string()))
     }
@@ -81,12 +98,17 @@ impl FromStr for KeyType {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("unknown key type {0:?}; expected one of ED25519, ECDSAP256, ECDSAP384, ECDSAP521, RSA3072, RSA4096")]
+    #[error("unknown key type {0:?}; expected one of ED25519, ECDSAP256, ECDSAP384, ECDSAP521, RSA3072, RSA4096, MLDSA44, MLDSA65, MLDSA87")]
     UnknownType(String),
     #[error("generating a {0} key failed")]
     Generate(KeyType),
     #[error("signing with the {0} key failed")]
     Sign(KeyType),
+    /// 1.38's kubelet sends ML-DSA keys only in the stub PKCS#10 request.
+    #[error(
+        "a {0} key has no proof of possession over the pod UID (only the stub PKCS#10 request)"
+    )]
+    NoProof(KeyType),
 }
 
 /// The signing halves of one key.
@@ -98,6 +120,7 @@ enum Signer {
         proof: EcProof,
     },
     Rsa(RsaKeyPair),
+    MlDsa(PqdsaKeyPair),
 }
 
 enum EcProof {
@@ -208,6 +231,21 @@ impl KubeletKey {
                     signer: Signer::Rsa(kp),
                 }
             }
+            KeyType::MlDsa44 | KeyType::MlDsa65 | KeyType::MlDsa87 => {
+                let kp = PqdsaKeyPair::generate(ml_dsa_algorithm(key_type)).map_err(gen_err)?;
+                // The seed form, as Go's x509.MarshalPKCS8PrivateKey writes an mldsa key.
+                let pkcs8 = kp.to_pkcs8v1().map_err(gen_err)?.as_ref().to_vec();
+                let spki = AsDer::<PublicKeyX509Der>::as_der(kp.public_key())
+                    .map_err(gen_err)?
+                    .as_ref()
+                    .to_vec();
+                KeyInner {
+                    key_type,
+                    pkcs8_der: pkcs8,
+                    spki_der: spki,
+                    signer: Signer::MlDsa(kp),
+                }
+            }
         };
         Ok(KubeletKey(Arc::new(inner)))
     }
@@ -262,12 +300,14 @@ impl KubeletKey {
                 Ok(sig.to_der().as_bytes().to_vec())
             }
             Signer::Rsa(kp) => rsa_sign(kp, &RSA_PSS_SHA256_MAX_SALT, msg, kt),
+            Signer::MlDsa(_) => Err(KeyError::NoProof(kt)),
         }
     }
 
     /// The stub request of Go's `x509.CreateCertificateRequest(rand, &x509.CertificateRequest{},
     /// key)`: version 0, empty subject, the SPKI, an empty attribute set; signed with RSA
-    /// PKCS#1 v1.5 SHA-256, ECDSA with SHA-256/384/512 by curve, or pure Ed25519.
+    /// PKCS#1 v1.5 SHA-256, ECDSA with SHA-256/384/512 by curve, pure Ed25519, or pure
+    /// ML-DSA with the empty context.
     pub fn stub_pkcs10_request(&self) -> Result<Vec<u8>, KeyError> {
         let kt = self.0.key_type;
         let version = [0x02, 0x01, 0x00];
@@ -284,6 +324,12 @@ impl KubeletKey {
                 .as_ref()
                 .to_vec(),
             Signer::Rsa(kp) => rsa_sign(kp, &signature::RSA_PKCS1_SHA256, &info, kt)?,
+            Signer::MlDsa(kp) => {
+                let mut sig = vec![0u8; kp.algorithm().signature_len()];
+                let len = kp.sign(&info, &mut sig).map_err(|_| KeyError::Sign(kt))?;
+                sig.truncate(len);
+                sig
+            }
         };
         let algorithm = der::seq(&[signature_algorithm_oid(kt), signature_algorithm_params(kt)]);
         Ok(der::seq(&[&info, &algorithm, &der::bit_string(&signature)]))
@@ -323,10 +369,28 @@ fn signature_algorithm_oid(kt: KeyType) -> &'static [u8] {
         KeyType::EcdsaP521 => &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04],
         // id-Ed25519 1.3.101.112
         KeyType::Ed25519 => &[0x06, 0x03, 0x2b, 0x65, 0x70],
+        // id-ml-dsa-44/65/87 2.16.840.1.101.3.4.3.{17,18,19} (RFC 9881)
+        KeyType::MlDsa44 => &[
+            0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, 0x11,
+        ],
+        KeyType::MlDsa65 => &[
+            0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, 0x12,
+        ],
+        KeyType::MlDsa87 => &[
+            0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, 0x13,
+        ],
     }
 }
 
-/// Go writes an explicit NULL parameter for RSA and none for ECDSA and Ed25519.
+fn ml_dsa_algorithm(kt: KeyType) -> &'static PqdsaSigningAlgorithm {
+    match kt {
+        KeyType::MlDsa44 => &signature::ML_DSA_44_SIGNING,
+        KeyType::MlDsa87 => &signature::ML_DSA_87_SIGNING,
+        _ => &signature::ML_DSA_65_SIGNING,
+    }
+}
+
+/// Go writes an explicit NULL parameter for RSA and none for ECDSA, Ed25519 and ML-DSA.
 fn signature_algorithm_params(kt: KeyType) -> &'static [u8] {
     if kt.is_rsa() {
         &[0x05, 0x00]
@@ -419,7 +483,7 @@ mod tests {
 
     #[test]
     fn key_type_names_round_trip() {
-        for kt in KeyType::ALL {
+        for kt in KeyType::ALL.into_iter().chain(KeyType::ML_DSA) {
             assert_eq!(kt.as_str().parse::<KeyType>().unwrap(), kt);
         }
         assert!(matches!(

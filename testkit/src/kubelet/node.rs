@@ -434,6 +434,10 @@ async fn create_request(
     pacer.wait_turn().await;
     let keys = cfg.keys.clone();
     let kt = info.key_type;
+    if !cfg.kube_version.knows_key_type(kt) {
+        // generateKeyAndProof's default case, before any request is made.
+        return (Err(format!("unknown key type {:?}", kt.as_str())), false);
+    }
     let key = match tokio::task::spawn_blocking(move || keys.key(kt)).await {
         Ok(Ok(k)) => k,
         Ok(Err(e)) => return (Err(e.to_string()), true),

@@ -359,6 +359,58 @@ pub fn validate_event_create(obj: &Value) -> Vec<FieldError> {
     errs
 }
 
+/// The key types kubelets make for a `podCertificate` projected source (1.34-1.37), and the
+/// ML-DSA ones 1.38 adds behind `PodCertificateMLDSA`.
+const POD_CERTIFICATE_KEY_TYPES: [&str; 6] = [
+    "RSA3072",
+    "RSA4096",
+    "ECDSAP256",
+    "ECDSAP384",
+    "ECDSAP521",
+    "ED25519",
+];
+const POD_CERTIFICATE_MLDSA_KEY_TYPES: [&str; 3] = ["MLDSA44", "MLDSA65", "MLDSA87"];
+
+/// The `podCertificate.keyType` check of ValidatePodSpec (pkg/apis/core/validation,
+/// validateProjectionSources): an ML-DSA type is NotSupported unless `allow_mldsa` (1.38 with
+/// the `PodCertificateMLDSA` gate; before 1.38 there is no such type), listing only the
+/// classical types; any other unknown type lists the ML-DSA ones too when they are allowed.
+/// Checked on create only: a pod's volumes are immutable (and 1.38 allows an update of a pod
+/// that already had an ML-DSA source).
+pub fn validate_pod_certificate_key_types(pod: &Value, allow_mldsa: bool) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let volumes = pod["spec"]["volumes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for (i, vol) in volumes.iter().enumerate() {
+        let sources = vol["projected"]["sources"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for (j, src) in sources.iter().enumerate() {
+            let Some(pc) = src.get("podCertificate").filter(|v| v.is_object()) else {
+                continue;
+            };
+            let key_type = pc["keyType"].as_str().unwrap_or("");
+            if POD_CERTIFICATE_KEY_TYPES.contains(&key_type)
+                || (allow_mldsa && POD_CERTIFICATE_MLDSA_KEY_TYPES.contains(&key_type))
+            {
+                continue;
+            }
+            let mut supported: Vec<&str> = POD_CERTIFICATE_KEY_TYPES.to_vec();
+            if allow_mldsa && !POD_CERTIFICATE_MLDSA_KEY_TYPES.contains(&key_type) {
+                supported.extend(POD_CERTIFICATE_MLDSA_KEY_TYPES);
+            }
+            errs.push(FieldError::not_supported(
+                format!("spec.volumes[{i}].projected.sources[{j}].podCertificate.keyType"),
+                json!(key_type),
+                &supported,
+            ));
+        }
+    }
+    errs
+}
 /// kube-apiserver's pod strategy with the `ClusterTrustBundleProjection` gate off
 /// (pkg/api/pod/util.go dropDisabledClusterTrustBundleProjection, called by PrepareForCreate):
 /// the `clusterTrustBundle` field of every projected volume source is cleared, leaving an empty

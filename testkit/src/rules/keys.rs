@@ -1,5 +1,7 @@
 //! Public keys as Go's crypto/x509 sees them (ParsePKIXPublicKey, ParseCertificateRequest,
-//! CheckSignature), implemented with RustCrypto, for the PodCertificateRequest rules.
+//! CheckSignature), implemented with RustCrypto, for the PodCertificateRequest rules. ML-DSA is
+//! parsed as Go 1.27 (Kubernetes 1.38) does; callers emulating an older release treat
+//! [`PublicKey::MlDsa`] as a key Go could not parse.
 
 use der::asn1::ObjectIdentifier;
 use der::Decode;
@@ -16,6 +18,36 @@ const OID_P224: &str = "1.3.132.0.33";
 const OID_P256: &str = "1.2.840.10045.3.1.7";
 const OID_P384: &str = "1.3.132.0.34";
 const OID_P521: &str = "1.3.132.0.35";
+const OID_ML_DSA_44: &str = "2.16.840.1.101.3.4.3.17";
+const OID_ML_DSA_65: &str = "2.16.840.1.101.3.4.3.18";
+const OID_ML_DSA_87: &str = "2.16.840.1.101.3.4.3.19";
+
+/// The ML-DSA parameter sets (FIPS 204) Go 1.27's crypto/mldsa knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MlDsaLevel {
+    L44,
+    L65,
+    L87,
+}
+
+impl MlDsaLevel {
+    fn from_oid(oid: &str) -> Option<Self> {
+        match oid {
+            OID_ML_DSA_44 => Some(MlDsaLevel::L44),
+            OID_ML_DSA_65 => Some(MlDsaLevel::L65),
+            OID_ML_DSA_87 => Some(MlDsaLevel::L87),
+            _ => None,
+        }
+    }
+    /// mldsa.NewPublicKey's length check.
+    fn public_key_len(self) -> usize {
+        match self {
+            MlDsaLevel::L44 => 1312,
+            MlDsaLevel::L65 => 1952,
+            MlDsaLevel::L87 => 2592,
+        }
+    }
+}
 
 /// The elliptic curves Go's x509 can parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +91,11 @@ pub enum PublicKey {
     Rsa {
         n: Vec<u8>,
         e: Vec<u8>,
+    },
+    /// ML-DSA (Go 1.27+): the encoded public key, of its parameter set's exact length.
+    MlDsa {
+        level: MlDsaLevel,
+        key: Vec<u8>,
     },
     /// Parsed by Go but not a type PodCertificateRequests allow (DSA, X25519).
     Other,
@@ -133,7 +170,36 @@ pub fn parse_spki(der_bytes: &[u8]) -> Option<PublicKey> {
             Some(PublicKey::Rsa { n, e })
         }
         OID_DSA | OID_X25519 => Some(PublicKey::Other),
-        _ => None,
+        oid => {
+            // "x509: ML-DSA key encoded with illegal parameters"; mldsa.NewPublicKey: length.
+            let level = MlDsaLevel::from_oid(oid)?;
+            if spki.algorithm.parameters.is_some() || bits.len() != level.public_key_len() {
+                return None;
+            }
+            Some(PublicKey::MlDsa {
+                level,
+                key: bits.to_vec(),
+            })
+        }
+    }
+}
+
+/// mldsa.Verify with no options (pure ML-DSA, empty context), with RustCrypto's ml-dsa: an
+/// implementation independent of the aws-lc-rs the signer and the kubelet emulator use.
+pub fn ml_dsa_verify(level: MlDsaLevel, key: &[u8], msg: &[u8], sig: &[u8]) -> bool {
+    fn verify<P: ml_dsa::MlDsaParams>(key: &[u8], msg: &[u8], sig: &[u8]) -> bool {
+        let (Ok(key), Ok(sig)) = (
+            ml_dsa::EncodedVerifyingKey::<P>::try_from(key),
+            ml_dsa::Signature::<P>::try_from(sig),
+        ) else {
+            return false;
+        };
+        ml_dsa::VerifyingKey::<P>::decode(&key).verify_with_context(msg, &[], &sig)
+    }
+    match level {
+        MlDsaLevel::L44 => verify::<ml_dsa::MlDsa44>(key, msg, sig),
+        MlDsaLevel::L65 => verify::<ml_dsa::MlDsa65>(key, msg, sig),
+        MlDsaLevel::L87 => verify::<ml_dsa::MlDsa87>(key, msg, sig),
     }
 }
 
@@ -218,7 +284,8 @@ pub fn verify_proof_of_possession(key: &PublicKey, pod_uid: &str, sig: &[u8]) ->
         PublicKey::Ed25519(k) => verify_ed25519(k, pod_uid.as_bytes(), sig),
         PublicKey::Ec { curve, point } => ecdsa_verify_asn1(*curve, point, &digest, sig),
         PublicKey::Rsa { n, e } => rsa_verify_pss_sha256_auto(n, e, &digest, sig),
-        PublicKey::Other => false,
+        // validateDeprecatedPKIXPublicKey knows no ML-DSA proof (the key type is refused first).
+        PublicKey::MlDsa { .. } | PublicKey::Other => false,
     }
 }
 
@@ -240,7 +307,8 @@ pub struct StubRequest {
 }
 
 /// x509.ParseCertificateRequest + CheckSignature (RSA PKCS#1 v1.5, ECDSA and Ed25519 with
-/// the SHA-2 family). `None` when the request does not parse.
+/// the SHA-2 family, and Go 1.27's pure ML-DSA: the signature OID must name the key's own
+/// parameter set, without parameters). `None` when the request does not parse.
 pub fn parse_stub_request(der_bytes: &[u8]) -> Option<StubRequest> {
     use x509_parser::prelude::FromDer;
     let (rest, csr) =
@@ -253,8 +321,14 @@ pub fn parse_stub_request(der_bytes: &[u8]) -> Option<StubRequest> {
     let tbs = info.raw;
     let sig: &[u8] = &csr.signature_value.data;
     let alg = csr.signature_algorithm.algorithm.to_id_string();
+    let alg_has_params = csr.signature_algorithm.parameters.is_some();
     let key = parse_spki(&spki_der);
     let signature_ok = match (key.as_ref(), alg.as_str()) {
+        (Some(PublicKey::MlDsa { level, key }), alg) => {
+            MlDsaLevel::from_oid(alg) == Some(*level)
+                && !alg_has_params
+                && ml_dsa_verify(*level, key, tbs, sig)
+        }
         (Some(PublicKey::Ed25519(k)), "1.3.101.112") => verify_ed25519(k, tbs, sig),
         (Some(PublicKey::Ec { curve, point }), "1.2.840.10045.4.3.2") => {
             ecdsa_verify_asn1(*curve, point, &Sha256::digest(tbs), sig)

@@ -124,6 +124,8 @@ pub(crate) fn key_type(cert: &X509Certificate<'_>) -> Option<CaKeyType> {
         Some(CaKeyType::Ed25519)
     } else if *alg == oid_registry::OID_PKCS1_RSAENCRYPTION {
         Some(CaKeyType::Rsa3072)
+    } else if let Some(t) = ml_dsa_key_type(alg) {
+        Some(t)
     } else if *alg == oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY {
         let curve = spki.algorithm.parameters.as_ref()?.as_oid().ok()?;
         if curve == oid_registry::OID_EC_P256 {
@@ -135,6 +137,16 @@ pub(crate) fn key_type(cert: &X509Certificate<'_>) -> Option<CaKeyType> {
         }
     } else {
         None
+    }
+}
+
+/// The ML-DSA parameter set an SPKI algorithm OID names (2.16.840.1.101.3.4.3.17/18/19).
+fn ml_dsa_key_type(alg: &oid_registry::Oid<'_>) -> Option<CaKeyType> {
+    match alg.iter()?.collect::<Vec<u64>>().as_slice() {
+        [2, 16, 840, 1, 101, 3, 4, 3, 17] => Some(CaKeyType::MlDsa44),
+        [2, 16, 840, 1, 101, 3, 4, 3, 18] => Some(CaKeyType::MlDsa65),
+        [2, 16, 840, 1, 101, 3, 4, 3, 19] => Some(CaKeyType::MlDsa87),
+        _ => None,
     }
 }
 

@@ -1,6 +1,5 @@
 //! A fresh self-signed CA (`podcert-signer ca init`, `--ca-bootstrap`, rotation).
 
-use super::key::signature_algorithm;
 use super::{CaError, CaKeyType, RemoteKey};
 use rand::RngCore;
 use rcgen::{
@@ -34,7 +33,7 @@ pub fn generate_self_signed(
     validity: Duration,
     now: OffsetDateTime,
 ) -> Result<GeneratedCa, CaError> {
-    let alg = signature_algorithm(key_type);
+    let alg = key_type.signature_algorithm();
     let key_pair = match key_type {
         CaKeyType::Rsa3072 => KeyPair::generate_rsa_for(alg, RsaKeySize::_3072),
         _ => KeyPair::generate_for(alg),

@@ -2,29 +2,24 @@
 //!
 //! SEC1 and PKCS#1 are converted to PKCS#8 first so rcgen/aws-lc-rs always sees one format.
 
+use super::ml_dsa::MlDsaKey;
+use super::signing_key::CaKey;
 use super::{CaError, CaKeyType};
 use pkcs8::der::asn1::ObjectIdentifier;
 use pkcs8::EncodePrivateKey;
-use rcgen::{KeyPair, SignatureAlgorithm};
+use rcgen::KeyPair;
 
 const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-
-/// The signature algorithm a CA of this key type signs leaves with.
-pub(crate) fn signature_algorithm(key_type: CaKeyType) -> &'static SignatureAlgorithm {
-    match key_type {
-        CaKeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-        CaKeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-        CaKeyType::Ed25519 => &rcgen::PKCS_ED25519,
-        CaKeyType::Rsa3072 => &rcgen::PKCS_RSA_SHA256,
-    }
-}
+const OID_ML_DSA_44: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.17");
+const OID_ML_DSA_65: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.18");
+const OID_ML_DSA_87: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.19");
 
 /// Parses the first private key block of `key_pem`.
-pub(crate) fn load_key(key_pem: &str) -> Result<(KeyPair, CaKeyType), CaError> {
+pub(crate) fn load_key(key_pem: &str) -> Result<(CaKey, CaKeyType), CaError> {
     let blocks = pem::parse_many(key_pem).map_err(|e| {
         CaError::BadKey(format!(
             "the key is not valid PEM ({})",
@@ -52,12 +47,20 @@ pub(crate) fn load_key(key_pem: &str) -> Result<(KeyPair, CaKeyType), CaError> {
     Err(CaError::NoKey)
 }
 
-fn from_pkcs8(der: &[u8]) -> Result<(KeyPair, CaKeyType), CaError> {
+fn from_pkcs8(der: &[u8]) -> Result<(CaKey, CaKeyType), CaError> {
     let info = pkcs8::PrivateKeyInfo::try_from(der)
         .map_err(|e| CaError::BadKey(format!("the PKCS#8 private key is malformed ({e})")))?;
     let key_type = match info.algorithm.oid {
         OID_ED25519 => CaKeyType::Ed25519,
         OID_RSA => CaKeyType::Rsa3072,
+        OID_ML_DSA_44 | OID_ML_DSA_65 | OID_ML_DSA_87 => {
+            let key_type = match info.algorithm.oid {
+                OID_ML_DSA_44 => CaKeyType::MlDsa44,
+                OID_ML_DSA_65 => CaKeyType::MlDsa65,
+                _ => CaKeyType::MlDsa87,
+            };
+            return Ok((CaKey::MlDsa(MlDsaKey::from_pkcs8(der, key_type)?), key_type));
+        }
         OID_EC_PUBLIC_KEY => match info.algorithm.parameters_oid() {
             Ok(OID_P256) => CaKeyType::EcdsaP256,
             Ok(OID_P384) => CaKeyType::EcdsaP384,
@@ -79,12 +82,12 @@ fn from_pkcs8(der: &[u8]) -> Result<(KeyPair, CaKeyType), CaError> {
         }
     };
     let key_pair =
-        KeyPair::from_pkcs8_der_and_sign_algo(&der.to_vec().into(), signature_algorithm(key_type))
+        KeyPair::from_pkcs8_der_and_sign_algo(&der.to_vec().into(), key_type.signature_algorithm())
             .map_err(|e| CaError::BadKey(format!("the private key was rejected ({e})")))?;
-    Ok((key_pair, key_type))
+    Ok((CaKey::Local(key_pair), key_type))
 }
 
-fn from_sec1(der: &[u8]) -> Result<(KeyPair, CaKeyType), CaError> {
+fn from_sec1(der: &[u8]) -> Result<(CaKey, CaKeyType), CaError> {
     // Each parser checks the embedded curve parameters, so at most one accepts the key.
     let pkcs8 = if let Ok(k) = p256::SecretKey::from_sec1_der(der) {
         k.to_pkcs8_der()
@@ -99,7 +102,7 @@ fn from_sec1(der: &[u8]) -> Result<(KeyPair, CaKeyType), CaError> {
     from_pkcs8(pkcs8.as_bytes())
 }
 
-fn from_pkcs1(der: &[u8]) -> Result<(KeyPair, CaKeyType), CaError> {
+fn from_pkcs1(der: &[u8]) -> Result<(CaKey, CaKeyType), CaError> {
     use rsa::pkcs1::DecodeRsaPrivateKey;
     let key = rsa::RsaPrivateKey::from_pkcs1_der(der)
         .map_err(|e| CaError::BadKey(format!("the RSA PRIVATE KEY is malformed ({e})")))?;

@@ -7,6 +7,7 @@ mod cert;
 pub mod generate;
 mod key;
 mod material;
+mod ml_dsa;
 mod signing_key;
 
 use sha2::{Digest, Sha256};
@@ -22,6 +23,8 @@ pub use signing_key::{KeyResolver, PemKeys, RemoteKey};
 
 /// Key types a CA may have. Loaded RSA CA keys of any size aws-lc-rs accepts (2048 bits and
 /// up) report `Rsa3072`: it stands for "an RSA CA", signing with sha256WithRSAEncryption.
+/// The ML-DSA types sign with pure ML-DSA (FIPS 204, RFC 9881); only verifiers that know
+/// ML-DSA can check what such a CA issues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CaKeyType {
     #[default]
@@ -29,15 +32,41 @@ pub enum CaKeyType {
     EcdsaP384,
     Ed25519,
     Rsa3072,
+    MlDsa44,
+    MlDsa65,
+    MlDsa87,
 }
 
 impl CaKeyType {
-    pub const ALL: [CaKeyType; 4] = [
+    pub const ALL: [CaKeyType; 7] = [
         CaKeyType::EcdsaP256,
         CaKeyType::EcdsaP384,
         CaKeyType::Ed25519,
         CaKeyType::Rsa3072,
+        CaKeyType::MlDsa44,
+        CaKeyType::MlDsa65,
+        CaKeyType::MlDsa87,
     ];
+
+    /// The signature algorithm a CA of this key type signs leaves with.
+    pub(crate) fn signature_algorithm(self) -> &'static rcgen::SignatureAlgorithm {
+        match self {
+            CaKeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            CaKeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            CaKeyType::Ed25519 => &rcgen::PKCS_ED25519,
+            CaKeyType::Rsa3072 => &rcgen::PKCS_RSA_SHA256,
+            CaKeyType::MlDsa44 => &rcgen::PKCS_ML_DSA_44,
+            CaKeyType::MlDsa65 => &rcgen::PKCS_ML_DSA_65,
+            CaKeyType::MlDsa87 => &rcgen::PKCS_ML_DSA_87,
+        }
+    }
+
+    pub fn is_ml_dsa(self) -> bool {
+        matches!(
+            self,
+            CaKeyType::MlDsa44 | CaKeyType::MlDsa65 | CaKeyType::MlDsa87
+        )
+    }
 
     /// The name flags use (`--ca-key-type ecdsa-p256`).
     pub fn name(self) -> &'static str {
@@ -46,6 +75,9 @@ impl CaKeyType {
             CaKeyType::EcdsaP384 => "ecdsa-p384",
             CaKeyType::Ed25519 => "ed25519",
             CaKeyType::Rsa3072 => "rsa3072",
+            CaKeyType::MlDsa44 => "mldsa44",
+            CaKeyType::MlDsa65 => "mldsa65",
+            CaKeyType::MlDsa87 => "mldsa87",
         }
     }
 }
@@ -62,6 +94,14 @@ impl std::str::FromStr for CaKeyType {
                 format!("unknown CA key type {s:?} (one of {})", names.join(", "))
             })
     }
+}
+
+/// The DER SubjectPublicKeyInfo of a PEM private key a CA may have (ML-DSA included, which
+/// rcgen cannot load): for checking that a credential bundle's key matches its leaf.
+pub fn public_key_info_of_pem(key_pem: &str) -> Result<Vec<u8>, CaError> {
+    use rcgen::PublicKeyData;
+    let (key, _) = key::load_key(key_pem)?;
+    Ok(key.subject_public_key_info())
 }
 
 fn rfc3339(t: &OffsetDateTime) -> String {
@@ -190,13 +230,7 @@ impl Ca {
             Some(remote) => remote?,
             None => {
                 let (key_pair, key_type) = key::load_key(key_text)?;
-                return Ca::from_parts(
-                    chain,
-                    CaKey::Local(key_pair),
-                    key_type,
-                    trust_anchors_pem,
-                    now,
-                );
+                return Ca::from_parts(chain, key_pair, key_type, trust_anchors_pem, now);
             }
         };
         Ca::from_parts_remote(chain, key, trust_anchors_pem, now)
@@ -401,7 +435,9 @@ fn check_issuer_name_round_trips(
             CaKey::Remote(_) => {
                 CaError::KeyUnavailable(format!("the probe signature failed ({e})"))
             }
-            CaKey::Local(_) => CaError::BadKey(format!("signing with the CA key failed ({e})")),
+            CaKey::Local(_) | CaKey::MlDsa(_) => {
+                CaError::BadKey(format!("signing with the CA key failed ({e})"))
+            }
         })?;
     let probe = cert::parse(probe.der()).map_err(CaError::BadCertificate)?;
     if probe.issuer().as_raw() != subject_raw {

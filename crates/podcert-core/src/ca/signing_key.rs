@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rcgen::{KeyPair, PublicKeyData, SignatureAlgorithm, SigningKey};
 
+use super::ml_dsa::MlDsaKey;
 use super::{CaError, CaKeyType};
 
 /// A signing key the process does not hold: every signature is made by whatever is behind it.
@@ -32,6 +33,8 @@ impl KeyResolver for PemKeys {
 /// Either kind of key, as the issuer holds it.
 pub(crate) enum CaKey {
     Local(KeyPair),
+    /// Loaded ML-DSA keys (rcgen's `KeyPair` cannot load them).
+    MlDsa(MlDsaKey),
     Remote(RemoteKey),
 }
 
@@ -39,6 +42,7 @@ impl PublicKeyData for CaKey {
     fn der_bytes(&self) -> &[u8] {
         match self {
             CaKey::Local(k) => k.der_bytes(),
+            CaKey::MlDsa(k) => k.der_bytes(),
             CaKey::Remote(k) => k.der_bytes(),
         }
     }
@@ -46,6 +50,7 @@ impl PublicKeyData for CaKey {
     fn algorithm(&self) -> &'static SignatureAlgorithm {
         match self {
             CaKey::Local(k) => k.algorithm(),
+            CaKey::MlDsa(k) => k.algorithm(),
             CaKey::Remote(k) => k.algorithm(),
         }
     }
@@ -55,6 +60,7 @@ impl SigningKey for CaKey {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
         match self {
             CaKey::Local(k) => k.sign(msg),
+            CaKey::MlDsa(k) => k.sign(msg),
             CaKey::Remote(k) => k.sign(msg),
         }
     }
@@ -65,6 +71,6 @@ pub(crate) fn remote_key_type(key: &dyn SigningKey) -> Result<CaKeyType, CaError
     let alg = key.algorithm();
     CaKeyType::ALL
         .into_iter()
-        .find(|t| super::key::signature_algorithm(*t) == alg)
+        .find(|t| t.signature_algorithm() == alg)
         .ok_or_else(|| CaError::UnsupportedKey(format!("a remote key signing with {alg:?}")))
 }

@@ -5,14 +5,18 @@
 //! Signature algorithms accepted are the ones Go's `x509.CreateCertificateRequest` emits by
 //! default, plus the other PKCS#1 v1.5 SHA-2 sizes (kube-apiserver's `CheckSignature` accepts
 //! them too): sha{256,384,512}WithRSAEncryption, ecdsa-with-SHA{256,384,512} on the key's own
-//! curve, and pure Ed25519. Anything else (RSASSA-PSS, SHA-1, MD5, ...) is refused by name.
+//! curve, pure Ed25519, and (Kubernetes 1.38) pure ML-DSA with the empty context, as Go 1.27's
+//! `x509.CreateCertificateRequest` signs with a `crypto/mldsa` key and `CheckSignature` verifies
+//! (RFC 9881: the signature OID is the key's own, parameters absent). Anything else
+//! (RSASSA-PSS, SHA-1, MD5, HashML-DSA, ...) is refused by name.
 
+use aws_lc_rs::signature as pq;
 use aws_lc_rs::signature::{self as sig, VerificationAlgorithm};
 use der::asn1::{BitStringRef, ObjectIdentifier};
 use der::{Decode, Reader, SliceReader, Tag, TagNumber, Tagged};
 use spki::AlgorithmIdentifierRef;
 
-use super::key::{self, ParsedKey};
+use super::key::{self, ParsedKey, OID_ML_DSA_44, OID_ML_DSA_65, OID_ML_DSA_87};
 use super::pop::{parse_public_key, verify_ed25519_strict};
 use super::{ProofError, SubjectKey};
 use crate::key_type::KeyType;
@@ -157,9 +161,14 @@ fn verification_algorithm(
         (ECDSA_WITH_SHA384, EcdsaP521) => &sig::ECDSA_P521_SHA384_ASN1,
         (ECDSA_WITH_SHA512, EcdsaP521) => &sig::ECDSA_P521_SHA512_ASN1,
         (ED25519, Ed25519) => &sig::ED25519,
+        // Pure ML-DSA, empty context (aws-lc-rs's only ML-DSA mode): what Go signs with.
+        (OID_ML_DSA_44, MlDsa44) => &pq::ML_DSA_44,
+        (OID_ML_DSA_65, MlDsa65) => &pq::ML_DSA_65,
+        (OID_ML_DSA_87, MlDsa87) => &pq::ML_DSA_87,
         (
             SHA256_WITH_RSA | SHA384_WITH_RSA | SHA512_WITH_RSA | ECDSA_WITH_SHA256
-            | ECDSA_WITH_SHA384 | ECDSA_WITH_SHA512 | ED25519,
+            | ECDSA_WITH_SHA384 | ECDSA_WITH_SHA512 | ED25519 | OID_ML_DSA_44 | OID_ML_DSA_65
+            | OID_ML_DSA_87,
             _,
         ) => {
             return Err(ProofError::InvalidProof(format!(
@@ -170,7 +179,7 @@ fn verification_algorithm(
         _ => {
             return Err(ProofError::InvalidProof(format!(
                 "the {FIELD} signature algorithm {} is not supported; expected \
-                 sha256WithRSAEncryption, ecdsa-with-SHA256/384/512 or Ed25519",
+                 sha256WithRSAEncryption, ecdsa-with-SHA256/384/512, Ed25519 or ML-DSA",
                 algorithm_name(oid)
             )))
         }
@@ -178,8 +187,8 @@ fn verification_algorithm(
     Ok(alg)
 }
 
-/// RSA PKCS#1 v1.5 algorithms carry NULL (or, leniently as Go, nothing); ECDSA and Ed25519
-/// carry no parameters (RFC 5758, RFC 8410).
+/// RSA PKCS#1 v1.5 algorithms carry NULL (or, leniently as Go, nothing); ECDSA, Ed25519 and
+/// ML-DSA carry no parameters (RFC 5758, RFC 8410, RFC 9881).
 fn check_parameters(alg: &AlgorithmIdentifierRef<'_>) -> Result<(), ProofError> {
     let ok = match alg.oid {
         SHA256_WITH_RSA | SHA384_WITH_RSA | SHA512_WITH_RSA => alg
@@ -213,6 +222,9 @@ fn algorithm_name(oid: ObjectIdentifier) -> String {
         ECDSA_WITH_SHA512 => "ecdsa-with-SHA512",
         ED25519 => "Ed25519",
         ED448 => "Ed448",
+        OID_ML_DSA_44 => "ML-DSA-44",
+        OID_ML_DSA_65 => "ML-DSA-65",
+        OID_ML_DSA_87 => "ML-DSA-87",
         other => return format!("OID {other}"),
     };
     name.to_string()

@@ -1,7 +1,8 @@
 //! SubjectPublicKeyInfo parsing and the key-type rules of the API: Ed25519, ECDSA P-256/P-384/
-//! P-521 (named curves), RSA with a modulus of exactly 3072 or 4096 bits. Mirrors Go's
-//! `x509.ParsePKIXPublicKey` strictness where it matters (NULL RSA parameters, no Ed25519
-//! parameters, uncompressed EC points on the curve).
+//! P-521 (named curves), RSA with a modulus of exactly 3072 or 4096 bits, and (Kubernetes 1.38)
+//! ML-DSA-44/65/87 (FIPS 204). Mirrors Go's `x509.ParsePKIXPublicKey` strictness where it
+//! matters (NULL RSA parameters, no Ed25519 or ML-DSA parameters, uncompressed EC points on
+//! the curve, ML-DSA keys of exactly their parameter set's size).
 
 use der::asn1::{ObjectIdentifier, UintRef};
 use der::{Decode, Tag, Tagged};
@@ -19,6 +20,14 @@ const OID_X25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.110")
 const OID_X448: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.111");
 const OID_DSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10040.4.1");
 const OID_DH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10046.2.1");
+
+// FIPS 204 ML-DSA (RFC 9881): the same OIDs name the key and the signature algorithm.
+pub(crate) const OID_ML_DSA_44: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.17");
+pub(crate) const OID_ML_DSA_65: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.18");
+pub(crate) const OID_ML_DSA_87: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.19");
 
 const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
@@ -120,6 +129,27 @@ pub(crate) fn parse_spki<'a>(der: &'a [u8], field: &str) -> Result<ParsedKey<'a>
             }
             rsa_key_type(key_bytes, field)?
         }
+        OID_ML_DSA_44 | OID_ML_DSA_65 | OID_ML_DSA_87 => {
+            // RFC 9881: parameters absent; Go: "ML-DSA key encoded with illegal parameters".
+            if params.is_some() {
+                return Err(malformed(format_args!(
+                    "{field}: an ML-DSA key must not carry algorithm parameters"
+                )));
+            }
+            let key_type = match oid {
+                OID_ML_DSA_44 => KeyType::MlDsa44,
+                OID_ML_DSA_65 => KeyType::MlDsa65,
+                _ => KeyType::MlDsa87,
+            };
+            let want = ml_dsa_public_key_len(key_type);
+            if key_bytes.len() != want {
+                return Err(malformed(format_args!(
+                    "{field}: an {key_type} public key is {want} bytes, got {}",
+                    key_bytes.len()
+                )));
+            }
+            key_type
+        }
         OID_RSASSA_PSS => {
             return Err(unsupported(
                 "RSASSA-PSS (id-RSASSA-PSS) keys are not supported",
@@ -141,6 +171,16 @@ pub(crate) fn parse_spki<'a>(der: &'a [u8], field: &str) -> Result<ParsedKey<'a>
         spki_der: der,
         key_bytes,
     })
+}
+
+/// FIPS 204 table 2: the encoded public key of each ML-DSA parameter set.
+pub(crate) fn ml_dsa_public_key_len(key_type: KeyType) -> usize {
+    match key_type {
+        KeyType::MlDsa44 => 1312,
+        KeyType::MlDsa65 => 1952,
+        KeyType::MlDsa87 => 2592,
+        _ => 0,
+    }
 }
 
 /// Classifies an RSAPublicKey by modulus size; only 3072 and 4096 bits are allowed.
@@ -276,6 +316,55 @@ mod tests {
 
     fn uint(bytes: &[u8]) -> UintRef<'_> {
         UintRef::new(bytes).unwrap()
+    }
+
+    /// SEQUENCE { SEQUENCE { OID [, params] }, BIT STRING (0 unused bits) key }.
+    fn ml_dsa_spki(oid_last: u8, params: &[u8], key_len: usize) -> Vec<u8> {
+        fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+            let mut out = vec![tag];
+            match body.len() {
+                n if n < 0x80 => out.push(n as u8),
+                n if n < 0x100 => out.extend([0x81, n as u8]),
+                n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+            }
+            out.extend_from_slice(body);
+            out
+        }
+        let mut alg = tlv(
+            0x06,
+            &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, oid_last],
+        );
+        alg.extend_from_slice(params);
+        let mut bits = vec![0u8];
+        bits.extend(std::iter::repeat_n(0x5a, key_len));
+        let mut body = tlv(0x30, &alg);
+        body.extend(tlv(0x03, &bits));
+        tlv(0x30, &body)
+    }
+
+    #[test]
+    fn ml_dsa_keys_parse_by_oid_with_their_exact_sizes() {
+        for (last, kt, len) in [
+            (0x11, KeyType::MlDsa44, 1312),
+            (0x12, KeyType::MlDsa65, 1952),
+            (0x13, KeyType::MlDsa87, 2592),
+        ] {
+            let der = ml_dsa_spki(last, &[], len);
+            let key = parse_spki(&der, "f").unwrap();
+            assert_eq!(key.key_type, kt);
+            assert_eq!(key.key_bytes.len(), len);
+            for bad in [len - 1, len + 1, 1952 + 1312 - len] {
+                let err = parse_spki(&ml_dsa_spki(last, &[], bad), "f").unwrap_err();
+                assert!(matches!(err, ProofError::Malformed(_)), "{kt} {bad}: {err}");
+            }
+            // RFC 9881: parameters absent (Go: "ML-DSA key encoded with illegal parameters").
+            let err = parse_spki(&ml_dsa_spki(last, &[0x05, 0x00], len), "f").unwrap_err();
+            assert!(err.to_string().contains("parameters"), "{err}");
+        }
+        // Another arc of the NIST signature branch (SLH-DSA, 2.16.840.1.101.3.4.3.20): refused
+        // as a key type, not taken for ML-DSA.
+        let err = parse_spki(&ml_dsa_spki(0x14, &[], 1952), "f").unwrap_err();
+        assert!(matches!(err, ProofError::UnsupportedKeyType(_)), "{err}");
     }
 
     #[test]

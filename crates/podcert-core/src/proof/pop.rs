@@ -29,6 +29,16 @@ static RSA_PSS_SHA256_MAX_SALT: RsaParameters =
 
 /// Verifies `proof` over `pod_uid` with the subject key.
 pub(crate) fn verify(key: &ParsedKey<'_>, pod_uid: &[u8], proof: &[u8]) -> Result<(), ProofError> {
+    if key.key_type.is_ml_dsa() {
+        // Kubernetes 1.38 validation.go (validateDeprecatedPKIXPublicKey) knows only Ed25519,
+        // ECDSA and RSA on this carrier: "unknown public key type". No kubelet sends it, and
+        // no proof scheme over the pod UID is defined for ML-DSA, so nothing here can check one.
+        return Err(ProofError::UnsupportedKeyType(format!(
+            "{} keys are accepted only in spec.stubPKCS10Request (Kubernetes refuses them in \
+             spec.pkixPublicKey)",
+            key.key_type
+        )));
+    }
     if key.key_type == KeyType::Ed25519 {
         return if verify_ed25519_strict(key.key_bytes, pod_uid, proof) {
             Ok(())
@@ -42,6 +52,9 @@ pub(crate) fn verify(key: &ParsedKey<'_>, pod_uid: &[u8], proof: &[u8]) -> Resul
         KeyType::EcdsaP384 => &sig::ECDSA_P384_SHA256_ASN1,
         KeyType::EcdsaP521 => &sig::ECDSA_P521_SHA256_ASN1,
         KeyType::Rsa3072 | KeyType::Rsa4096 => &RSA_PSS_SHA256_MAX_SALT,
+        KeyType::MlDsa44 | KeyType::MlDsa65 | KeyType::MlDsa87 => {
+            return Err(invalid_proof(key.key_type))
+        }
     };
     let parsed = parse_public_key(alg, key)?;
     if parsed.verify_sig(pod_uid, proof).is_ok() {
@@ -92,6 +105,7 @@ fn scheme_name(k: KeyType) -> &'static str {
         KeyType::Ed25519 => "Ed25519",
         KeyType::EcdsaP256 | KeyType::EcdsaP384 | KeyType::EcdsaP521 => "ECDSA (SHA-256, ASN.1)",
         KeyType::Rsa3072 | KeyType::Rsa4096 => "RSASSA-PSS (SHA-256)",
+        KeyType::MlDsa44 | KeyType::MlDsa65 | KeyType::MlDsa87 => "ML-DSA",
     }
 }
 

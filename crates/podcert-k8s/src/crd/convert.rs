@@ -43,6 +43,9 @@ impl From<KeyTypeName> for KeyType {
             KeyTypeName::EcdsaP521 => KeyType::EcdsaP521,
             KeyTypeName::Rsa3072 => KeyType::Rsa3072,
             KeyTypeName::Rsa4096 => KeyType::Rsa4096,
+            KeyTypeName::MlDsa44 => KeyType::MlDsa44,
+            KeyTypeName::MlDsa65 => KeyType::MlDsa65,
+            KeyTypeName::MlDsa87 => KeyType::MlDsa87,
         }
     }
 }
@@ -54,6 +57,9 @@ impl From<CaKeyTypeName> for CaKeyType {
             CaKeyTypeName::EcdsaP384 => CaKeyType::EcdsaP384,
             CaKeyTypeName::Ed25519 => CaKeyType::Ed25519,
             CaKeyTypeName::Rsa3072 => CaKeyType::Rsa3072,
+            CaKeyTypeName::MlDsa44 => CaKeyType::MlDsa44,
+            CaKeyTypeName::MlDsa65 => CaKeyType::MlDsa65,
+            CaKeyTypeName::MlDsa87 => CaKeyType::MlDsa87,
         }
     }
 }
@@ -67,6 +73,9 @@ impl From<KeyType> for KeyTypeName {
             KeyType::EcdsaP521 => KeyTypeName::EcdsaP521,
             KeyType::Rsa3072 => KeyTypeName::Rsa3072,
             KeyType::Rsa4096 => KeyTypeName::Rsa4096,
+            KeyType::MlDsa44 => KeyTypeName::MlDsa44,
+            KeyType::MlDsa65 => KeyTypeName::MlDsa65,
+            KeyType::MlDsa87 => KeyTypeName::MlDsa87,
         }
     }
 }
@@ -78,6 +87,9 @@ impl From<CaKeyType> for CaKeyTypeName {
             CaKeyType::EcdsaP384 => CaKeyTypeName::EcdsaP384,
             CaKeyType::Ed25519 => CaKeyTypeName::Ed25519,
             CaKeyType::Rsa3072 => CaKeyTypeName::Rsa3072,
+            CaKeyType::MlDsa44 => CaKeyTypeName::MlDsa44,
+            CaKeyType::MlDsa65 => CaKeyTypeName::MlDsa65,
+            CaKeyType::MlDsa87 => CaKeyTypeName::MlDsa87,
         }
     }
 }

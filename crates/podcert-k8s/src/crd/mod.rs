@@ -218,6 +218,13 @@ pub enum KeyTypeName {
     Rsa3072,
     #[serde(rename = "RSA4096")]
     Rsa4096,
+    // ML-DSA (FIPS 204): Kubernetes 1.38+ with the PodCertificateMLDSA gate.
+    #[serde(rename = "MLDSA44")]
+    MlDsa44,
+    #[serde(rename = "MLDSA65")]
+    MlDsa65,
+    #[serde(rename = "MLDSA87")]
+    MlDsa87,
 }
 
 /// The signing CA: a Secret (existing, or bootstrapped by the signer) or files in the pod.
@@ -316,6 +323,13 @@ pub enum CaKeyTypeName {
     Ed25519,
     #[serde(rename = "RSA3072")]
     Rsa3072,
+    // An ML-DSA CA (FIPS 204): only verifiers that know ML-DSA can check what it issues.
+    #[serde(rename = "MLDSA44")]
+    MlDsa44,
+    #[serde(rename = "MLDSA65")]
+    MlDsa65,
+    #[serde(rename = "MLDSA87")]
+    MlDsa87,
 }
 
 /// PEM files mounted into the signer pods, re-read when they change.

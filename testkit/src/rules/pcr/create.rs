@@ -44,8 +44,8 @@ fn bytes_of(obj: &Value, key: &str, errs: &mut Vec<FieldError>) -> Vec<u8> {
     }
 }
 
-/// ValidatePodCertificateRequestCreate.
-pub fn validate(obj: &Value) -> Vec<FieldError> {
+/// ValidatePodCertificateRequestCreate of the kube-apiserver of minor `kube_minor`.
+pub fn validate(obj: &Value, kube_minor: u32) -> Vec<FieldError> {
     let mut errs = names::validate_object_meta(obj, true, &names::name_is_dns_subdomain);
     let signer = spec_str(obj, "signerName");
     errs.extend(names::validate_signer_name("spec.signerName", signer));
@@ -113,22 +113,40 @@ pub fn validate(obj: &Value) -> Vec<FieldError> {
     let pkix = bytes_of(obj, "pkixPublicKey", &mut errs);
     let pop = bytes_of(obj, "proofOfPossession", &mut errs);
     let stub = bytes_of(obj, "stubPKCS10Request", &mut errs);
-    if stub.is_empty() && pkix.is_empty() && pop.is_empty() {
-        // validation.go (1.36+): no carrier at all is one error on `spec`.
-        errs.push(FieldError::invalid_omitted(
+    let exactly_one = || {
+        FieldError::invalid_omitted(
             "spec",
             "exactly one of (stubPKCS10Request) or (pkixPublicKey, proofOfPossession) must be set",
-        ));
+        )
+    };
+    if kube_minor >= 36 {
+        // validation.go (1.36-1.38): the stub alone, or pkix and proof together; anything
+        // else is one error on `spec`.
+        match (stub.is_empty(), pkix.is_empty(), pop.is_empty()) {
+            (false, true, true) => validate_stub(&stub, &pkix, &pop, kube_minor, &mut errs),
+            (true, false, false) => {
+                validate_pkix_and_proof(obj, &pkix, &pop, kube_minor, &mut errs)
+            }
+            _ => errs.push(exactly_one()),
+        }
+    } else if stub.is_empty() && pkix.is_empty() && pop.is_empty() {
+        errs.push(exactly_one());
     } else if !stub.is_empty() {
-        validate_stub(&stub, &pkix, &pop, &mut errs);
+        validate_stub(&stub, &pkix, &pop, kube_minor, &mut errs);
     } else {
-        validate_pkix_and_proof(obj, &pkix, &pop, &mut errs);
+        validate_pkix_and_proof(obj, &pkix, &pop, kube_minor, &mut errs);
     }
     errs
 }
 
 /// The 1.35 carrier: size limits, ParsePKIXPublicKey, allowed key types, proof of possession.
-fn validate_pkix_and_proof(obj: &Value, pkix: &[u8], pop: &[u8], errs: &mut Vec<FieldError>) {
+fn validate_pkix_and_proof(
+    obj: &Value,
+    pkix: &[u8],
+    pop: &[u8],
+    kube_minor: u32,
+    errs: &mut Vec<FieldError>,
+) {
     if pkix.len() > MAX_KEY_MATERIAL {
         errs.push(FieldError::too_long(PKIX_PATH, MAX_KEY_MATERIAL));
         return;
@@ -137,7 +155,8 @@ fn validate_pkix_and_proof(obj: &Value, pkix: &[u8], pop: &[u8], errs: &mut Vec<
         errs.push(FieldError::too_long(POP_PATH, MAX_KEY_MATERIAL));
         return;
     }
-    let Some(key) = keys::parse_spki(pkix) else {
+    // Before 1.38 (Go 1.26) ParsePKIXPublicKey does not know ML-DSA at all.
+    let Some(key) = keys::parse_spki(pkix).filter(|k| knows(k, kube_minor)) else {
         errs.push(FieldError::invalid_raw(
             PKIX_PATH,
             gofmt::bytes(pkix),
@@ -145,7 +164,7 @@ fn validate_pkix_and_proof(obj: &Value, pkix: &[u8], pop: &[u8], errs: &mut Vec<
         ));
         return;
     };
-    if let Some(e) = check_key_type(&key, PKIX_PATH, pkix) {
+    if let Some(e) = check_pkix_key_type(&key, pkix) {
         errs.push(e);
         return;
     }
@@ -157,9 +176,20 @@ fn validate_pkix_and_proof(obj: &Value, pkix: &[u8], pop: &[u8], errs: &mut Vec<
     }
 }
 
-/// The 1.36+ carrier (contract: the stub is a self-signed PKCS#10 request; when it is set the
-/// deprecated fields are empty). Messages marked (contract) are not from the stored source.
-fn validate_stub(stub: &[u8], pkix: &[u8], pop: &[u8], errs: &mut Vec<FieldError>) {
+/// Whether Go's x509 of this release parses the key (ML-DSA from Go 1.27, Kubernetes 1.38).
+fn knows(key: &PublicKey, kube_minor: u32) -> bool {
+    !matches!(key, PublicKey::MlDsa { .. }) || kube_minor >= 38
+}
+
+/// validateStubPKCS10Request (1.36-1.38, read from the released sources): size,
+/// ParseCertificateRequest, the key-type switch, CheckSignature.
+fn validate_stub(
+    stub: &[u8],
+    pkix: &[u8],
+    pop: &[u8],
+    kube_minor: u32,
+    errs: &mut Vec<FieldError>,
+) {
     let mut mixed = false;
     if !pkix.is_empty() {
         errs.push(FieldError::forbidden(
@@ -182,51 +212,76 @@ fn validate_stub(stub: &[u8], pkix: &[u8], pop: &[u8], errs: &mut Vec<FieldError
         errs.push(FieldError::too_long(STUB_PATH, MAX_KEY_MATERIAL));
         return;
     }
-    let parsed = keys::parse_stub_request(stub);
-    let Some((req, key)) = parsed.and_then(|r| keys::parse_spki(&r.spki_der).map(|k| (r, k)))
-    else {
+    let Some(req) = keys::parse_stub_request(stub) else {
         errs.push(FieldError::invalid_omitted(
             STUB_PATH,
-            "must be a valid PKCS#10 certificate request",
+            "must be a valid PKCS#10 CSR",
         ));
         return;
     };
-    if let Some(e) = check_key_type(&key, STUB_PATH, &req.spki_der) {
+    // ParseCertificateRequest leaves PublicKey nil for an algorithm it does not know (ML-DSA
+    // before Go 1.27); the switch then reaches its default.
+    let key = keys::parse_spki(&req.spki_der).filter(|k| knows(k, kube_minor));
+    if let Some(e) = check_stub_key_type(key.as_ref(), kube_minor) {
         errs.push(e);
         return;
     }
     if !req.signature_ok {
-        errs.push(FieldError::invalid_omitted(
-            STUB_PATH,
-            "could not verify PKCS#10 request signature",
-        ));
+        errs.push(FieldError::invalid_omitted(STUB_PATH, "invalid signature"));
     }
 }
 
-/// The key-type switch of ValidatePodCertificateRequestCreate.
-fn check_key_type(key: &PublicKey, path: &str, der: &[u8]) -> Option<FieldError> {
+/// The key-type switch of validateStubPKCS10Request.
+fn check_stub_key_type(key: Option<&PublicKey>, kube_minor: u32) -> Option<FieldError> {
+    match key {
+        Some(PublicKey::Ed25519(_)) | Some(PublicKey::MlDsa { .. }) => None,
+        Some(PublicKey::Ec { curve, .. }) => match curve {
+            keys::Curve::P256 | keys::Curve::P384 | keys::Curve::P521 => None,
+            other => Some(FieldError::invalid(
+                STUB_PATH,
+                json!(format!("curve {}", other.go_name())),
+                "elliptic public keys must use curve P256, P384, or P521",
+            )),
+        },
+        Some(k @ PublicKey::Rsa { .. }) => rsa_size_error(k, STUB_PATH),
+        Some(PublicKey::Other) | None => Some(FieldError::invalid_omitted(
+            STUB_PATH,
+            if kube_minor >= 38 {
+                "unknown public key type; supported types are Ed25519, ECDSA, RSA, and ML-DSA"
+            } else {
+                "unknown public key type; supported types are Ed25519, ECDSA, and RSA"
+            },
+        )),
+    }
+}
+
+fn rsa_size_error(key: &PublicKey, path: &str) -> Option<FieldError> {
+    let bits = key.rsa_size_bits().unwrap_or(0);
+    (bits != 3072 && bits != 4096).then(|| {
+        FieldError::invalid(
+            path,
+            json!(format!("{bits}-bit modulus")),
+            "RSA keys must have modulus size 3072 or 4096",
+        )
+    })
+}
+
+/// The key-type switch of validateDeprecatedPKIXPublicKey (unchanged in 1.38: ML-DSA keys
+/// parse there but fall to its default).
+fn check_pkix_key_type(key: &PublicKey, der: &[u8]) -> Option<FieldError> {
     match key {
         PublicKey::Ed25519(_) => None,
         PublicKey::Ec { curve, .. } => match curve {
             keys::Curve::P256 | keys::Curve::P384 | keys::Curve::P521 => None,
             other => Some(FieldError::invalid(
-                path,
+                PKIX_PATH,
                 json!(format!("curve {}", other.go_name())),
                 "elliptic public keys must use curve P256 or P384",
             )),
         },
-        PublicKey::Rsa { .. } => {
-            let bits = key.rsa_size_bits().unwrap_or(0);
-            (bits != 3072 && bits != 4096).then(|| {
-                FieldError::invalid(
-                    path,
-                    json!(format!("{bits}-bit modulus")),
-                    "RSA keys must have modulus size 3072 or 4096",
-                )
-            })
-        }
-        PublicKey::Other => Some(FieldError::invalid_raw(
-            path,
+        PublicKey::Rsa { .. } => rsa_size_error(key, PKIX_PATH),
+        PublicKey::MlDsa { .. } | PublicKey::Other => Some(FieldError::invalid_raw(
+            PKIX_PATH,
             gofmt::bytes(der),
             "unknown public key type; supported types are Ed25519, ECDSA, and RSA",
         )),

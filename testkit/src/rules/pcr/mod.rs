@@ -146,10 +146,11 @@ pub(crate) fn spec_str<'a>(obj: &'a Value, key: &str) -> &'a str {
     obj["spec"][key].as_str().unwrap_or("")
 }
 
-/// PrepareForCreate + defaulting + ValidatePodCertificateRequestCreate on the internal object.
-pub fn validate_create(obj: &mut Value) -> Result<(), Vec<FieldError>> {
+/// PrepareForCreate + defaulting + ValidatePodCertificateRequestCreate on the internal object,
+/// as the kube-apiserver of minor version `kube_minor` does it (ML-DSA keys exist from 38 on).
+pub fn validate_create(obj: &mut Value, kube_minor: u32) -> Result<(), Vec<FieldError>> {
     create::prepare_for_create(obj);
-    let errs = create::validate(obj);
+    let errs = create::validate(obj, kube_minor);
     if errs.is_empty() {
         Ok(())
     } else {

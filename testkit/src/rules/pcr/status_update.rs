@@ -275,12 +275,7 @@ fn requested_key(old: &Value) -> Result<PublicKey, FieldError> {
     if !stub.is_empty() {
         return keys::parse_stub_request(&stub)
             .and_then(|r| keys::parse_spki(&r.spki_der))
-            .ok_or_else(|| {
-                FieldError::invalid_omitted(
-                    STUB_PATH,
-                    "must be a valid PKCS#10 certificate request",
-                )
-            });
+            .ok_or_else(|| FieldError::invalid_omitted(STUB_PATH, "must be a valid PKCS#10 CSR"));
     }
     let pkix = decode_bytes(&old["spec"]["pkixPublicKey"]).unwrap_or_default();
     keys::parse_spki(&pkix).ok_or_else(|| {

@@ -1,0 +1,3 @@
+module podcert.dev/mldsavectors
+
+go 1.27
