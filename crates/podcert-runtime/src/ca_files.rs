@@ -26,7 +26,7 @@ pub fn allow_insecure_key_permissions(allow: bool) {
 }
 
 fn human_size(bytes: u64) -> String {
-    if bytes % (1024 * 1024) == 0 {
+    if bytes.is_multiple_of(1024 * 1024) {
         format!("{} MiB", bytes / 1024 / 1024)
     } else {
         format!("{bytes} bytes")
