@@ -53,9 +53,10 @@ impl MembershipConfig {
             group: group.into(),
             identity: identity.into(),
             // A killed member's requests move once its Lease has gone unrenewed this long (by
-            // the others' clocks): short, since every pod of that share waits for it.
-            lease_duration: Duration::from_secs(2),
-            renew_every: Duration::from_millis(500),
+            // the others' clocks): short, since every pod of that share waits for it. Four
+            // renewals fit in it, so one failed call (a 500) does not drop a live member.
+            lease_duration: Duration::from_secs(1),
+            renew_every: Duration::from_millis(250),
             call_timeout: Duration::from_secs(2),
         }
     }
@@ -224,6 +225,8 @@ pub fn spawn(
         info!(identity = %cfg.identity, group = %cfg.group, "active-active: announcing this replica");
         let mut announced = false;
         loop {
+            // Rounds start every `renew_every`, however long the last one took.
+            let next_round = Instant::now() + cfg.renew_every;
             if !announced && ready.iter().all(|r| *r.borrow()) {
                 announced = true;
                 info!(identity = %cfg.identity, "ready: announcing this replica as a member");
@@ -259,7 +262,7 @@ pub fn spawn(
                 true
             });
             tokio::select! {
-                _ = tokio::time::sleep(cfg.renew_every) => {}
+                _ = tokio::time::sleep_until(next_round) => {}
                 _ = cancel.cancelled() => break,
             }
         }
