@@ -381,6 +381,22 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
     let mut latencies = handle.latencies();
     handle.shutdown().await;
     let log = cluster.server.store().writes();
+    // An identity holding more than one member Lease is how a dead member once stayed live.
+    let mut per_holder: HashMap<String, usize> = HashMap::new();
+    for lease in cluster.server.store().list("coordination.k8s.io", "leases") {
+        if lease["metadata"]["labels"]["podcert.dev/member-of"].is_string() {
+            let holder = lease["spec"]["holderIdentity"].as_str().unwrap_or("");
+            *per_holder.entry(holder.to_string()).or_default() += 1;
+        }
+    }
+    let multi: Vec<_> = per_holder
+        .iter()
+        .filter(|(h, n)| !h.is_empty() && **n > 1)
+        .collect();
+    eprintln!(
+        "chaos: {} member leases; holders of more than one: {multi:?}",
+        per_holder.values().sum::<usize>()
+    );
     let stale = cluster
         .server
         .store()

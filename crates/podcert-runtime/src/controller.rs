@@ -298,11 +298,7 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
         "metadata": { "resourceVersion": obj.resource_version() },
         "status": status,
     });
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &namespace, &ctx.resource);
-    let params = PatchParams::default();
-    let merge = Patch::Merge(&patch);
-    let write = api.patch_status(&name, &params, &merge);
+    let write = patch_status(&ctx, &namespace, &name, &patch);
     let written = match &ctx.issuance {
         // Checked right before the write and abandoned when leadership ends, which happens
         // before another replica can take the lease (see `leader`); becoming leader again
@@ -365,6 +361,27 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
     }
     publish_event(&ctx, &obj, st.condition, &st.reason, &st.message);
     Ok(Action::await_change())
+}
+
+/// The status write. Its answer (the whole object, certificate chain included) is read but
+/// not decoded: nothing uses it, and the watch brings the same object anyway.
+async fn patch_status(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    patch: &serde_json::Value,
+) -> Result<(), kube::Error> {
+    let url = DynamicObject::url_path(&ctx.resource, Some(namespace));
+    let mut req = kube::core::Request::new(url)
+        .patch_subresource(
+            "status",
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .map_err(kube::Error::BuildRequest)?;
+    req.extensions_mut().insert("patch_status");
+    ctx.client.request_text(req).await.map(drop)
 }
 
 /// Active-active: how long to leave `obj` to its live owner (None: decide it now). A request

@@ -53,9 +53,10 @@ impl MembershipConfig {
             group: group.into(),
             identity: identity.into(),
             // A killed member's requests move once its Lease has gone unrenewed this long (by
-            // the others' clocks): short, since every pod of that share waits for it.
-            lease_duration: Duration::from_secs(2),
-            renew_every: Duration::from_millis(500),
+            // the others' clocks): short, since every pod of that share waits for it. Four
+            // renewals fit in it, so one failed call (a 500) does not drop a live member.
+            lease_duration: Duration::from_secs(1),
+            renew_every: Duration::from_millis(250),
             call_timeout: Duration::from_secs(2),
         }
     }
@@ -135,11 +136,67 @@ pub fn owner<'a>(members: &'a [String], key: &str) -> Option<&'a str> {
         .map(|(_, m)| m)
 }
 
-/// What this replica last saw of one member's Lease.
+/// What this replica last saw of one member Lease.
 struct Seen {
+    holder: String,
     renew_time: Option<MicroTime>,
     duration: Duration,
+    /// When (by our clock) this Lease's holder or renewTime last changed.
     at: Instant,
+}
+
+/// The group's member Leases as this replica observed them, keyed by Lease name.
+///
+/// Keyed by Lease and not by holder: one identity can hold two Leases (a create whose answer
+/// was lost, then another), and a frozen one and a renewed one under one key would look like
+/// a change on every round, keeping the holder live for ever after it died.
+#[derive(Default)]
+struct Observed(BTreeMap<String, Seen>);
+
+impl Observed {
+    /// Records one listing of the group's Leases made at `now`.
+    fn update(&mut self, leases: Vec<Lease>, now: Instant) {
+        let mut present = BTreeSet::new();
+        for lease in leases {
+            let Some(name) = lease.metadata.name else {
+                continue;
+            };
+            let Some(spec) = lease.spec else { continue };
+            // A released Lease (no holder) is a member that left.
+            let Some(holder) = spec.holder_identity.filter(|h| !h.is_empty()) else {
+                continue;
+            };
+            let duration =
+                Duration::from_secs(spec.lease_duration_seconds.unwrap_or(8).max(1) as u64);
+            present.insert(name.clone());
+            match self.0.get_mut(&name) {
+                Some(s) if s.holder == holder && s.renew_time == spec.renew_time => {
+                    s.duration = duration
+                }
+                _ => {
+                    self.0.insert(
+                        name,
+                        Seen {
+                            holder,
+                            renew_time: spec.renew_time,
+                            duration,
+                            at: now,
+                        },
+                    );
+                }
+            }
+        }
+        self.0.retain(|name, _| present.contains(name));
+    }
+
+    /// The holders of Leases that changed within their duration before `now`.
+    fn live(&self, now: Instant) -> BTreeSet<String> {
+        self.0
+            .values()
+            .filter(|s| now.saturating_duration_since(s.at) <= s.duration)
+            .map(|s| s.holder.clone())
+            .collect()
+    }
 }
 
 /// Starts renewing this replica's Lease and following the others', in `tasks`; the Lease is
@@ -163,11 +220,13 @@ pub fn spawn(
     let cancel = tasks.token();
     tasks.spawn_graceful(async move {
         let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
-        let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
+        let mut seen = Observed::default();
         let mut mine: Option<Lease> = None;
         info!(identity = %cfg.identity, group = %cfg.group, "active-active: announcing this replica");
         let mut announced = false;
         loop {
+            // Rounds start every `renew_every`, however long the last one took.
+            let next_round = Instant::now() + cfg.renew_every;
             if !announced && ready.iter().all(|r| *r.borrow()) {
                 announced = true;
                 info!(identity = %cfg.identity, "ready: announcing this replica as a member");
@@ -185,11 +244,7 @@ pub fn spawn(
                 Ok(Err(e)) => warn!(error = %e, "listing member leases failed"),
                 Err(_) => warn!("member lease round timed out"),
             }
-            let mut now_live: BTreeSet<String> = seen
-                .iter()
-                .filter(|(_, s)| s.at.elapsed() <= s.duration)
-                .map(|(id, _)| id.clone())
-                .collect();
+            let mut now_live = seen.live(Instant::now());
             if announced {
                 now_live.insert(cfg.identity.clone());
             } else {
@@ -207,7 +262,7 @@ pub fn spawn(
                 true
             });
             tokio::select! {
-                _ = tokio::time::sleep(cfg.renew_every) => {}
+                _ = tokio::time::sleep_until(next_round) => {}
                 _ = cancel.cancelled() => break,
             }
         }
@@ -233,41 +288,39 @@ fn now_micro() -> MicroTime {
 
 /// Renews this replica's Lease (one guarded write per round, from the Lease as last written)
 /// or, without one, claims a free Lease of the group or creates one.
+///
+/// `mine` is only replaced after a call answered: a round cut short by its timeout, or a
+/// failed call, leaves the Lease ours, to renew next round rather than claim a second one.
 async fn renew(
     api: &Api<Lease>,
     cfg: &MembershipConfig,
     mine: &mut Option<Lease>,
 ) -> Result<(), kube::Error> {
-    let Some(mut lease) = mine.take() else {
+    let Some(held) = mine.as_ref() else {
         *mine = Some(claim(api, cfg).await?);
         return Ok(());
     };
+    let mut lease = held.clone();
     lease.spec = Some(held_spec(cfg));
     let name = lease.metadata.name.clone().unwrap_or_default();
     match api.replace(&name, &PostParams::default(), &lease).await {
         Ok(l) => *mine = Some(l),
-        // Changed under us: still ours (read it again) or claimed by a replica that judged it
-        // stale (claim another next round).
+        // Changed under us: still ours (a write whose answer was lost; read it again) or
+        // claimed by a replica that judged it stale (claim another next round).
         Err(kube::Error::Api(s)) if s.code == 409 => {
-            if let Some(current) = api.get_opt(&name).await? {
-                let holder = current
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.holder_identity.clone());
-                if holder.as_deref() == Some(cfg.identity.as_str()) {
-                    *mine = Some(current);
-                }
-            }
+            *mine = api
+                .get_opt(&name)
+                .await?
+                .filter(|current| holder(current) == Some(cfg.identity.as_str()));
         }
-        Err(kube::Error::Api(s)) if s.code == 404 => {}
-        // A failed call (a 500, a timeout) leaves the Lease ours: renew it next round rather
-        // than claim another.
-        Err(e) => {
-            *mine = Some(lease);
-            return Err(e);
-        }
+        Err(kube::Error::Api(s)) if s.code == 404 => *mine = None,
+        Err(e) => return Err(e),
     }
     Ok(())
+}
+
+fn holder(lease: &Lease) -> Option<&str> {
+    lease.spec.as_ref()?.holder_identity.as_deref()
 }
 
 fn held_spec(cfg: &MembershipConfig) -> LeaseSpec {
@@ -291,20 +344,33 @@ fn free(lease: &Lease, now: k8s_openapi::jiff::Timestamp) -> bool {
         .is_none_or(|t| now.as_second() - t.0.as_second() > STALE_AFTER.as_secs() as i64)
 }
 
-/// Takes over a free Lease of the group (guarded by its resourceVersion: of two replicas
-/// claiming one, one wins) or creates a new one.
+/// The Leases `identity` may take, best first: those it holds already (a create or a
+/// renewal whose answer was lost, then the replica went on without it), then free ones.
+fn claimable<'a>(
+    leases: &'a [Lease],
+    identity: &'a str,
+    now: k8s_openapi::jiff::Timestamp,
+) -> impl Iterator<Item = &'a Lease> {
+    let ours = leases.iter().filter(move |l| holder(l) == Some(identity));
+    let others = leases
+        .iter()
+        .filter(move |l| holder(l) != Some(identity) && free(l, now));
+    ours.chain(others)
+}
+
+/// Takes over a Lease of the group this replica already holds or nobody holds (guarded by
+/// its resourceVersion: of two replicas claiming one, one wins), or creates a new one.
 async fn claim(api: &Api<Lease>, cfg: &MembershipConfig) -> Result<Lease, kube::Error> {
     let lp = ListParams::default().labels(&format!("{MEMBER_OF_LABEL}={}", cfg.group));
     let now = k8s_openapi::jiff::Timestamp::now();
-    for mut lease in api.list(&lp).await?.items {
-        if !free(&lease, now) {
-            continue;
-        }
+    let leases = api.list(&lp).await?.items;
+    for lease in claimable(&leases, &cfg.identity, now) {
+        let mut lease = lease.clone();
         let name = lease.metadata.name.clone().unwrap_or_default();
         lease.spec = Some(held_spec(cfg));
         match api.replace(&name, &PostParams::default(), &lease).await {
             Ok(l) => {
-                info!(lease = %name, "took over a free member lease");
+                info!(lease = %name, "took over a member lease");
                 return Ok(l);
             }
             Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => continue,
@@ -343,34 +409,11 @@ pub const STALE_AFTER: Duration = Duration::from_secs(120);
 async fn observe(
     api: &Api<Lease>,
     cfg: &MembershipConfig,
-    seen: &mut BTreeMap<String, Seen>,
+    seen: &mut Observed,
 ) -> Result<(), kube::Error> {
     let lp = ListParams::default().labels(&format!("{MEMBER_OF_LABEL}={}", cfg.group));
     let list = api.list(&lp).await?;
-    let mut present = BTreeSet::new();
-    for lease in list.items {
-        let Some(spec) = lease.spec else { continue };
-        let Some(id) = spec.holder_identity.filter(|h| !h.is_empty()) else {
-            continue;
-        };
-        let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(8).max(1) as u64);
-        present.insert(id.clone());
-        match seen.get_mut(&id) {
-            Some(s) if s.renew_time == spec.renew_time => s.duration = duration,
-            _ => {
-                seen.insert(
-                    id,
-                    Seen {
-                        renew_time: spec.renew_time,
-                        duration,
-                        at: Instant::now(),
-                    },
-                );
-            }
-        }
-    }
-    // A released Lease (no holder) is a member that left.
-    seen.retain(|id, _| present.contains(id));
+    seen.update(list.items, Instant::now());
     Ok(())
 }
 
@@ -465,5 +508,81 @@ mod tests {
             !free(&lease(Some("a"), 5), now),
             "held: a slow renewal is not free"
         );
+    }
+
+    fn member_lease(name: &str, holder: &str, renewed_at_ms: i64) -> Lease {
+        Lease {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(holder.into()),
+                lease_duration_seconds: Some(2),
+                renew_time: Some(MicroTime(
+                    k8s_openapi::jiff::Timestamp::from_millisecond(renewed_at_ms).unwrap(),
+                )),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn a_member_holding_two_leases_expires_once_both_stop_changing() {
+        // "b" holds two Leases (its first create's answer was lost): one frozen, one renewed
+        // every 500 ms until b is SIGKILLed at round 4; "a" renews throughout.
+        let start = Instant::now();
+        let mut seen = Observed::default();
+        let mut live_at = Vec::new();
+        for round in 0..20i64 {
+            let now = start + Duration::from_millis(500 * round as u64);
+            let b_renewed = round.min(4) * 500;
+            seen.update(
+                vec![
+                    member_lease("g-member-1", "a", round * 500),
+                    member_lease("g-member-2", "b", 0),
+                    member_lease("g-member-3", "b", b_renewed),
+                ],
+                now,
+            );
+            live_at.push(seen.live(now).contains("b"));
+        }
+        assert!(live_at[..5].iter().all(|l| *l), "b is live while it renews");
+        // Its last renewal was seen at round 4 (2 s); 2 s later it is gone, and stays gone.
+        assert!(live_at[9..].iter().all(|l| !*l), "{live_at:?}");
+        assert!(seen.live(start + Duration::from_secs(10)).contains("a"));
+    }
+
+    #[test]
+    fn a_lease_taken_over_by_another_replica_counts_as_a_change() {
+        let start = Instant::now();
+        let mut seen = Observed::default();
+        seen.update(vec![member_lease("g-member-1", "old", 0)], start);
+        let later = start + Duration::from_secs(5);
+        // Same renewTime (the clocks agree to the millisecond), new holder: live from now.
+        seen.update(vec![member_lease("g-member-1", "new", 0)], later);
+        let live = seen.live(later);
+        assert!(live.contains("new") && !live.contains("old"), "{live:?}");
+        // Released: gone at once.
+        let mut released = member_lease("g-member-1", "", 0);
+        released.spec.as_mut().unwrap().holder_identity = None;
+        seen.update(vec![released], later);
+        assert!(seen.live(later).is_empty());
+    }
+
+    #[test]
+    fn a_replica_claims_the_lease_it_already_holds_before_a_free_one() {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let mut free_one = lease(None, 0);
+        free_one.metadata.name = Some("g-member-free".into());
+        let mut mine = lease(Some("me"), 0);
+        mine.metadata.name = Some("g-member-mine".into());
+        let mut held = lease(Some("other"), 0);
+        held.metadata.name = Some("g-member-held".into());
+        let leases = [free_one, held, mine];
+        let order: Vec<_> = claimable(&leases, "me", now)
+            .map(|l| l.metadata.name.as_deref().unwrap())
+            .collect();
+        assert_eq!(order, ["g-member-mine", "g-member-free"]);
     }
 }

@@ -29,13 +29,15 @@ pub fn is_terminal(obj: &DynamicObject) -> bool {
     !terminal_conditions(obj).is_empty()
 }
 
-/// Drops what no reconcile reads: managed fields, labels and annotations always; for a
-/// decided request also the spec and everything in the status but its terminal conditions'
-/// types. Pending requests keep their spec and status: they are about to be decided.
+/// Drops what no reconcile reads: managed fields, labels, annotations and owner references
+/// (the pod's) always; for a decided request also the spec and everything in the status but
+/// its terminal conditions' types. Pending requests keep their spec and status: they are
+/// about to be decided.
 pub fn trim(obj: &mut DynamicObject) {
     obj.metadata.managed_fields = None;
     obj.metadata.annotations = None;
     obj.metadata.labels = None;
+    obj.metadata.owner_references = None;
     let terminal = terminal_conditions(obj);
     if terminal.is_empty() {
         return;
@@ -60,6 +62,7 @@ mod tests {
                 "creationTimestamp": "2026-11-25T10:00:00Z",
                 "annotations": { "a": "b" },
                 "managedFields": [{ "manager": "kubelet" }],
+                "ownerReferences": [{ "apiVersion": "v1", "kind": "Pod", "name": "p", "uid": "pu" }],
             },
             "spec": { "signerName": "example.com/spiffe", "stubPKCS10Request": "MIIB" },
             "status": status,
@@ -86,6 +89,7 @@ mod tests {
         assert_eq!(obj.metadata.resource_version.as_deref(), Some("7"));
         assert!(obj.metadata.creation_timestamp.is_some());
         assert!(obj.metadata.managed_fields.is_none() && obj.metadata.annotations.is_none());
+        assert!(obj.metadata.owner_references.is_none());
     }
 
     #[test]
@@ -96,6 +100,7 @@ mod tests {
         assert_eq!(obj.data["spec"], spec);
         assert!(!is_terminal(&obj));
         assert!(obj.metadata.managed_fields.is_none());
+        assert!(obj.metadata.owner_references.is_none());
     }
 
     #[test]

@@ -9,8 +9,9 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, PostParams};
+use kube::api::PostParams;
 use kube::runtime::events::{Event, EventType, Reporter};
+use kube::Resource;
 use std::sync::Arc;
 use tokio::sync::{mpsc, Mutex};
 use tracing::debug;
@@ -46,8 +47,7 @@ impl EventPublisher {
                         .namespace
                         .clone()
                         .unwrap_or_else(|| "default".into());
-                    let api: Api<K8sEvent> = Api::namespaced(client.clone(), &ns);
-                    if let Err(e) = api.create(&PostParams::default(), &event).await {
+                    if let Err(e) = create(&client, &ns, &event).await {
                         debug!(error = %e, "could not record an event");
                     }
                 }
@@ -63,6 +63,15 @@ impl EventPublisher {
             debug!("event queue full; dropping an event");
         }
     }
+}
+
+/// Creates `event`; the answer (the Event again) is not decoded, nothing reads it.
+async fn create(client: &kube::Client, ns: &str, event: &K8sEvent) -> Result<(), kube::Error> {
+    let body = serde_json::to_vec(event).map_err(kube::Error::SerdeError)?;
+    let req = kube::core::Request::new(K8sEvent::url_path(&(), Some(ns)))
+        .create(&PostParams::default(), body)
+        .map_err(kube::Error::BuildRequest)?;
+    client.request_text(req).await.map(drop)
 }
 
 /// The Event kube-runtime's `Recorder` would create for a first occurrence.

@@ -182,8 +182,13 @@ impl Cluster {
             .map(str::to_string)
     }
 
+    /// Stops the emulator. With `PODCERT_BENCH_KEEP_LOGS` set, the directory with the
+    /// signers' logs is kept (its path printed to stderr) to read what happened in a run.
     pub async fn shutdown(self) {
         self.server.shutdown().await;
+        if std::env::var_os("PODCERT_BENCH_KEEP_LOGS").is_some() {
+            eprintln!("signer logs kept in {}", self.dir.keep().display());
+        }
     }
 }
 
