@@ -469,11 +469,17 @@ pub async fn run(ctx: Arc<Context>, opts: RunOptions, shutdown: CancellationToke
         version = %ctx.resource.api_version,
         "watching PodCertificateRequests"
     );
-    // The cache holds trimmed objects (request_cache::trim): decided requests shrink to their
-    // identity, which keeps memory flat however many requests the cluster holds.
+    // The cache holds pending requests only, trimmed (request_cache::keep_pending): memory
+    // follows the backlog, not how many requests the cluster keeps.
     let writer = reflector::store::Writer::new(ctx.resource.clone());
     let store = writer.as_reader();
-    let trigger = reflector(writer, watcher(api, wc).modify(request_cache::trim)).applied_objects();
+    let events = watcher(api, wc).filter_map(|e| async move {
+        match e {
+            Ok(e) => request_cache::keep_pending(e).map(Ok),
+            Err(e) => Some(Err(e)),
+        }
+    });
+    let trigger = reflector(writer, events).applied_objects();
     let controller = Controller::for_stream_with(trigger, store.clone(), ctx.resource.clone())
         .with_config(ControllerConfig::default().concurrency(opts.concurrency));
 
