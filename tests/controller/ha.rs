@@ -155,6 +155,30 @@ async fn member_lease_objects(server: &TestServer) -> usize {
     api.list(&lp).await.unwrap().items.len()
 }
 
+/// Active-active: `/readyz` answers 200 only once the replica counts itself a member (its
+/// member Lease held and itself among the live members), so a lone replica never reports ready
+/// while every request would wait for a hedge, and a rolling update waits for the new member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_active_replica_is_ready_only_as_a_member() {
+    let (server, dir) = start().await;
+    let args = replica_args(dir.path(), &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let replica = spawn_signer(&server, dir.path(), "replica-0", &args);
+    let start = Instant::now();
+    loop {
+        let (code, body) = replica.get("/readyz").await;
+        if code == 200 {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "never ready: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(member_leases(&server).await, ["replica-0"]);
+    let (_, m) = replica.get("/metrics").await;
+    assert!(m.lines().any(|l| l == "podcert_members 1"), "{m}");
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_active_replicas_share_the_work_and_take_over_a_dead_ones() {
     let (server, dir) = start().await;

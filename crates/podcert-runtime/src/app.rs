@@ -116,6 +116,14 @@ async fn serve(
     if config.objects.is_some() {
         checks.push(("signers-synced", objects_synced));
     }
+    // Active-active: ready once this replica counts itself a member (a rolling update then
+    // waits for the new replica to take its share before stopping an old one).
+    let (joined_tx, joined) = watch::channel(false);
+    let active_active =
+        config.leader_election.is_some() && matches!(config.ha_mode, HaMode::ActiveActive { .. });
+    if active_active {
+        checks.push(("active-active-member", joined));
+    }
 
     let bound = http::serve(
         config.metrics_addr,
@@ -156,7 +164,8 @@ async fn serve(
     let issuance = match (&config.leader_election, config.ha_mode) {
         (Some(cfg), HaMode::ActiveActive { hedge }) => {
             let m = MembershipConfig::new(&cfg.namespace, &cfg.lease_name, &cfg.identity);
-            let members = membership::spawn(client.clone(), m, metrics.clone(), ready, tasks);
+            let members =
+                membership::spawn(client.clone(), m, metrics.clone(), ready, joined_tx, tasks);
             Issuance::ActiveActive { members, hedge }
         }
         _ => Issuance::Leader,

@@ -204,12 +204,15 @@ impl Observed {
 ///
 /// A replica announces itself (and counts itself live) only once every `ready` flag is true
 /// (its CA loaded, its watch caches synced): a member that owns requests it cannot yet decide
-/// would leave its share to the rationed hedges.
+/// would leave its share to the rationed hedges. It looks at once when a flag changes, and
+/// `joined` turns true once it counts itself a member (readiness waits for that: before, a
+/// lone replica owns nothing and its requests wait for a hedge).
 pub fn spawn(
     client: kube::Client,
     cfg: MembershipConfig,
     metrics: Arc<Metrics>,
-    ready: Vec<watch::Receiver<bool>>,
+    mut ready: Vec<watch::Receiver<bool>>,
+    joined: watch::Sender<bool>,
     tasks: &Tasks,
 ) -> Members {
     let (tx, live) = watch::channel(Arc::new(Vec::new()));
@@ -261,8 +264,20 @@ pub fn spawn(
                 *cur = Arc::new(now_live);
                 true
             });
+            if announced {
+                joined.send_if_modified(|j| !std::mem::replace(j, true));
+            }
+            // Not yet announced: also wake when a readiness flag changes, not a round later.
+            let ready_changed = async {
+                if announced || ready.is_empty() {
+                    return std::future::pending::<()>().await;
+                }
+                let changes = ready.iter_mut().map(|r| Box::pin(r.changed()));
+                let _ = futures::future::select_all(changes).await;
+            };
             tokio::select! {
                 _ = tokio::time::sleep_until(next_round) => {}
+                _ = ready_changed => {}
                 _ = cancel.cancelled() => break,
             }
         }

@@ -171,7 +171,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     eprintln!("bench: creating {} pods", args.requests);
     let fleet = kubelet.prepare().await?;
 
-    let mut extra = vec!["--leader-election=false".to_string()];
+    // One replica without election unless --signer-arg chooses (e.g. --leader-election=true for
+    // the active-active path: member Lease, ownership checks, a one-member set).
+    let chosen = args
+        .signer_args
+        .iter()
+        .any(|a| a == "--leader-election" || a.starts_with("--leader-election="));
+    let mut extra = Vec::new();
+    if !chosen {
+        extra.push("--leader-election=false".to_string());
+    }
     extra.extend(args.signer_args.iter().cloned());
     let mut signer = cluster.spawn_signer("bench-signer", &extra)?;
     signer.wait_ready(Duration::from_secs(60)).await?;
