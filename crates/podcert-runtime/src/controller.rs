@@ -174,6 +174,20 @@ pub enum ReconcileError {
     Encode(#[from] serde_json::Error),
 }
 
+/// Every `kind` of `podcert_errors_total` this controller counts: a malformed object
+/// (`decode`) and each [`ReconcileError::kind`]. The metrics create each at 0 per signer.
+pub const ERROR_KINDS: &[&str] = &[
+    "decode",
+    "ca_not_loaded",
+    "namespace_unknown",
+    "pod_data",
+    "issue",
+    "api_throttled",
+    "api_server_error",
+    "api_write",
+    "encode",
+];
+
 impl ReconcileError {
     fn kind(&self) -> &'static str {
         match self {
@@ -588,6 +602,48 @@ async fn pending_gauges(store: Store<DynamicObject>, ctx: Arc<Context>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_error_kind_is_listed() {
+        let api = |code: u16| {
+            let status: kube::core::Status =
+                serde_json::from_value(json!({ "code": code })).unwrap();
+            kube::Error::Api(status.into())
+        };
+        let all = [
+            ReconcileError::CaNotLoaded,
+            ReconcileError::NamespaceUnknown(podcert_core::policy::NamespaceUnknown("ns".into())),
+            ReconcileError::PodData(String::new()),
+            ReconcileError::Issue(podcert_core::issue::IssueError::Signing(String::new())),
+            ReconcileError::Write(api(429)),
+            ReconcileError::Write(api(500)),
+            ReconcileError::Write(api(404)),
+            ReconcileError::Encode(serde_json::from_str::<u8>("x").unwrap_err()),
+        ];
+        for e in &all {
+            // A new variant fails to compile here until listed above (and its kind below).
+            match e {
+                ReconcileError::CaNotLoaded
+                | ReconcileError::NamespaceUnknown(_)
+                | ReconcileError::PodData(_)
+                | ReconcileError::Issue(_)
+                | ReconcileError::Write(_)
+                | ReconcileError::Encode(_) => {}
+            }
+            assert!(
+                ERROR_KINDS.contains(&e.kind()),
+                "{} is not in ERROR_KINDS",
+                e.kind()
+            );
+        }
+        let used: std::collections::BTreeSet<&str> =
+            all.iter().map(|e| e.kind()).chain(["decode"]).collect();
+        assert_eq!(
+            used.len(),
+            ERROR_KINDS.len(),
+            "ERROR_KINDS lists a kind nothing counts"
+        );
+    }
 
     fn request(uid: &str, created: OffsetDateTime) -> DynamicObject {
         serde_json::from_value(json!({

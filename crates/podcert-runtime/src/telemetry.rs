@@ -94,18 +94,6 @@ pub struct Metrics {
     pub hedged: Family<SignerLabels, Counter>,
 }
 
-/// The `kind` values of `podcert_errors_total` (the request controller's retried errors).
-pub const ERROR_KINDS: &[&str] = &[
-    "decode",
-    "ca_not_loaded",
-    "namespace_unknown",
-    "issue",
-    "api_throttled",
-    "api_server_error",
-    "api_write",
-    "encode",
-];
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
@@ -244,10 +232,10 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// Creates a signer's counters at 0 (every denial reason and error kind included), so that
-    /// the first increment of each is a visible change to `rate()` and `increase()`: a series
-    /// that appears at 1 has no earlier sample to differ from.
-    pub fn register_signer(&self, name: &str) {
+    /// Creates a signer's counters at 0 (every denial reason and each of `error_kinds`), so
+    /// that the first increment of each is a visible change to `rate()` and `increase()`: a
+    /// series that appears at 1 has no earlier sample to differ from.
+    pub fn register_signer(&self, name: &str, error_kinds: &[&str]) {
         let signer = Self::signer(name);
         for family in [
             &self.issued,
@@ -267,7 +255,7 @@ impl Metrics {
                 reason: reason.as_str().to_string(),
             }));
         }
-        for kind in ERROR_KINDS {
+        for kind in error_kinds {
             drop(self.errors.get_or_create(&ErrorLabels {
                 signer_name: name.to_string(),
                 kind: kind.to_string(),
@@ -338,7 +326,7 @@ mod tests {
     #[test]
     fn a_registered_signer_exports_its_counters_at_zero() {
         let m = Metrics::new();
-        m.register_signer("example.com/x");
+        m.register_signer("example.com/x", &["decode", "api_server_error"]);
         let text = m.encode();
         let s = "signer_name=\"example.com/x\"";
         for line in [

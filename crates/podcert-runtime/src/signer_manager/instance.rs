@@ -123,7 +123,9 @@ impl Instance {
         let signer = &self.settings.config.signer_name;
         let serving = self.scope.child();
         // Its counters exist from now on, at 0 (a withheld signer, one in conflict, has none).
-        shared.metrics.register_signer(signer);
+        shared
+            .metrics
+            .register_signer(signer, controller::ERROR_KINDS);
         if let (Some(tb), Some(ctb)) = (&self.settings.trust_bundle, &shared.ctb) {
             info!(%signer, bundle = %tb.bundle_name(), version = %ctb.api_version, "publishing trust anchors");
             serving.spawn_graceful(trust_bundle::run(
