@@ -7,29 +7,24 @@
 
 use kube::api::DynamicObject;
 use kube::runtime::watcher;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-/// The terminal condition types (`status: "True"`) the object carries, if any.
-fn terminal_conditions(obj: &DynamicObject) -> Vec<String> {
+/// Whether the raw object already carries a terminal condition (`Issued`, `Denied` or
+/// `Failed` with `status: "True"`), checked before decoding.
+pub fn is_terminal(obj: &DynamicObject) -> bool {
     obj.data
         .get("status")
         .and_then(|s| s.get("conditions"))
         .and_then(Value::as_array)
-        .map(|conds| {
-            conds
-                .iter()
-                .filter(|c| c.get("status").and_then(Value::as_str) == Some("True"))
-                .filter_map(|c| c.get("type").and_then(Value::as_str))
-                .filter(|t| matches!(*t, "Issued" | "Denied" | "Failed"))
-                .map(str::to_string)
-                .collect()
+        .is_some_and(|conds| {
+            conds.iter().any(|c| {
+                c.get("status").and_then(Value::as_str) == Some("True")
+                    && matches!(
+                        c.get("type").and_then(Value::as_str),
+                        Some("Issued" | "Denied" | "Failed")
+                    )
+            })
         })
-        .unwrap_or_default()
-}
-
-/// Whether the raw object already carries a terminal condition (checked before decoding).
-pub fn is_terminal(obj: &DynamicObject) -> bool {
-    !terminal_conditions(obj).is_empty()
 }
 
 /// The watch event the cache stores for `event`: a decided request becomes a delete (it
@@ -53,28 +48,18 @@ pub fn keep_pending(event: watcher::Event<DynamicObject>) -> Option<watcher::Eve
 }
 
 /// Drops what no reconcile reads: managed fields, labels, annotations and owner references
-/// (the pod's) always; for a decided request also the spec and everything in the status but
-/// its terminal conditions' types. Pending requests keep their spec and status: they are
-/// about to be decided.
-pub fn trim(obj: &mut DynamicObject) {
+/// (the pod's). A pending request keeps its spec and status: it is about to be decided.
+fn trim(obj: &mut DynamicObject) {
     obj.metadata.managed_fields = None;
     obj.metadata.annotations = None;
     obj.metadata.labels = None;
     obj.metadata.owner_references = None;
-    let terminal = terminal_conditions(obj);
-    if terminal.is_empty() {
-        return;
-    }
-    let conditions: Vec<Value> = terminal
-        .into_iter()
-        .map(|t| json!({ "type": t, "status": "True" }))
-        .collect();
-    obj.data = json!({ "status": { "conditions": conditions } });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn decided_requests_leave_the_cache_and_pending_ones_stay_trimmed() {
@@ -130,28 +115,6 @@ mod tests {
             "status": status,
         }))
         .unwrap()
-    }
-
-    #[test]
-    fn a_decided_request_keeps_only_identity_and_decision() {
-        let mut obj = object(json!({
-            "conditions": [
-                { "type": "Issued", "status": "True", "reason": "Issued", "message": "ok" },
-            ],
-            "certificateChain": "-----BEGIN CERTIFICATE-----\n...",
-            "notAfter": "2026-11-26T10:00:00Z",
-        }));
-        trim(&mut obj);
-        assert_eq!(
-            obj.data,
-            json!({ "status": { "conditions": [{ "type": "Issued", "status": "True" }] } })
-        );
-        assert!(is_terminal(&obj));
-        assert_eq!(obj.metadata.name.as_deref(), Some("req-1"));
-        assert_eq!(obj.metadata.resource_version.as_deref(), Some("7"));
-        assert!(obj.metadata.creation_timestamp.is_some());
-        assert!(obj.metadata.managed_fields.is_none() && obj.metadata.annotations.is_none());
-        assert!(obj.metadata.owner_references.is_none());
     }
 
     #[test]
