@@ -18,16 +18,7 @@ const SIGNER: &str = "acceptance.podcert.test/spiffe";
 const GO_TOOLCHAIN: &str = "go1.27.4";
 
 fn ca_init(dir: &Path, key_type: &str) {
-    let out = Command::new(BIN)
-        .args(["ca", "init", "--key-type", key_type, "--out"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::fixtures::ca_init_with(dir, &["--key-type", key_type]);
 }
 
 /// `sign` of one vector; the chain PEM it issued.

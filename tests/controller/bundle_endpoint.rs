@@ -14,9 +14,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::fixtures::ca::pem_blocks;
-use crate::fixtures::e2e::{
-    ctb_resource, eventually, free_port, prepare, spawn_signer, Signer, SIGNER_NS,
-};
+use crate::fixtures::e2e::{ctb_resource, eventually, free_port, prepare, spawn_signer, Signer};
 
 const WAIT: Duration = Duration::from_secs(40);
 const PREVIEW: &str = "podcert.dev:spiffe:preview";
@@ -229,27 +227,7 @@ async fn go_spiffe_fetches_the_bundle_over_https_web_and_the_sequence_follows_a_
 
     // A rotation prepares the next CA: its root is served at once (a peer must hold it before
     // it signs), with a higher sequence.
-    let kubeconfig = dir.path().join("admin.kubeconfig");
-    server
-        .write_kubeconfig(&kubeconfig, &podcert_testkit::rules::UserInfo::admin())
-        .unwrap();
-    let out = Command::new(crate::fixtures::BIN)
-        .args([
-            "ca",
-            "rotate",
-            "--secret",
-            &format!("{SIGNER_NS}/podcert-signer-ca"),
-        ])
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::fixtures::e2e::ca_rotate(&server, dir.path(), &[]);
     let after = eventually(
         WAIT,
         || "the next root was never served".into(),

@@ -582,27 +582,7 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
     });
     signer.wait_counted("podcert_errors_total").await;
     server.set_faults(Faults::default());
-    let kubeconfig = dir.path().join("admin.kubeconfig");
-    server
-        .write_kubeconfig(&kubeconfig, &UserInfo::admin())
-        .unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "ca",
-            "rotate",
-            "--secret",
-            "podcert-system/podcert-signer-ca",
-        ])
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::fixtures::e2e::ca_rotate(&server, dir.path(), &[]);
     signer
         .wait_counted("podcert_ca_rotation_transitions_total")
         .await;

@@ -18,7 +18,6 @@ use podcert_testkit::apiserver::{ServerConfig, TestServer};
 use podcert_testkit::kubelet::{
     bundle::bundle_path, Clock, KeyType, KubeletHandle, KubeletVersion, Phase,
 };
-use podcert_testkit::rules::UserInfo;
 use podcert_workload::{AllowList, Client, Material, ServeConfig};
 use std::collections::BTreeMap;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -58,27 +57,6 @@ fn existing_ca_secret(server: &TestServer, dir: &Path) -> String {
 
 fn root_der(cert_pem: &str) -> Vec<u8> {
     pem_blocks(cert_pem).remove(0)
-}
-
-/// `podcert-signer ca rotate` as the cluster administrator; returns its output.
-fn ca_rotate(server: &TestServer, dir: &Path, extra: &[&str]) -> String {
-    let kubeconfig = dir.join("admin.kubeconfig");
-    server
-        .write_kubeconfig(&kubeconfig, &UserInfo::admin())
-        .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["ca", "rotate", "--secret", &format!("{SIGNER_NS}/{SECRET}")])
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 async fn event_reasons(server: &TestServer) -> Vec<(String, String)> {
