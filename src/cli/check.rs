@@ -637,17 +637,21 @@ async fn lease(client: &kube::Client, ns: &str, name: &str) -> Lease {
         Ok(None) => Lease::Missing,
         Ok(Some(l)) => {
             let spec = l.spec.unwrap_or_default();
-            let renewed = spec
-                .renew_time
-                .or(spec.acquire_time)
-                .map(|t| t.0.as_second());
             Lease::Found {
+                renewed: renewed(&spec),
                 holder: spec.holder_identity,
-                renewed,
                 duration_seconds: spec.lease_duration_seconds.map(i64::from),
             }
         }
     }
+}
+
+/// Unix seconds of a Lease's last renewal (or acquisition).
+fn renewed(spec: &k8s_openapi::api::coordination::v1::LeaseSpec) -> Option<i64> {
+    spec.renew_time
+        .as_ref()
+        .or(spec.acquire_time.as_ref())
+        .map(|t| t.0.as_second())
 }
 
 /// The active-active member Leases of the group `lease` (none in leader mode).
@@ -664,11 +668,8 @@ async fn members(client: &kube::Client, ns: &str, lease: &str) -> Result<Vec<Mem
         .map(|l| {
             let spec = l.spec.unwrap_or_default();
             Member {
+                renewed: renewed(&spec),
                 holder: spec.holder_identity,
-                renewed: spec
-                    .renew_time
-                    .or(spec.acquire_time)
-                    .map(|t| t.0.as_second()),
                 duration_seconds: spec.lease_duration_seconds.map(i64::from),
             }
         })

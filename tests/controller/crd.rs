@@ -10,7 +10,6 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams
 use podcert_k8s::crd::PodCertificateSigner;
 use podcert_testkit::apiserver::{KubeVersion, ServerConfig, TestServer};
 use serde_json::{json, Value};
-use x509_parser::prelude::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -132,28 +131,6 @@ async fn request(
     }
     let version = create_request(server, obj, ns, name).await;
     (version, name.to_string())
-}
-
-fn sans(obj: &Value) -> (Vec<String>, Vec<String>) {
-    let pem = obj["status"]["certificateChain"].as_str().unwrap();
-    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
-    let (_, cert) = X509Certificate::from_der(&p.contents).unwrap();
-    let mut uris = Vec::new();
-    let mut dns = Vec::new();
-    for n in &cert
-        .subject_alternative_name()
-        .unwrap()
-        .unwrap()
-        .value
-        .general_names
-    {
-        match n {
-            GeneralName::URI(u) => uris.push(u.to_string()),
-            GeneralName::DNSName(d) => dns.push(d.to_string()),
-            _ => {}
-        }
-    }
-    (uris, dns)
 }
 
 fn spawn(server: &TestServer, dir: &Path, name: &str, extra: &[&str]) -> Signer {

@@ -610,15 +610,7 @@ impl PublicKeyData for Pkcs11Key {
     }
 
     fn algorithm(&self) -> &'static SignatureAlgorithm {
-        match self.inner.key_type {
-            CaKeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-            CaKeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-            CaKeyType::Ed25519 => &rcgen::PKCS_ED25519,
-            CaKeyType::Rsa3072 => &rcgen::PKCS_RSA_SHA256,
-            CaKeyType::MlDsa44 => &rcgen::PKCS_ML_DSA_44,
-            CaKeyType::MlDsa65 => &rcgen::PKCS_ML_DSA_65,
-            CaKeyType::MlDsa87 => &rcgen::PKCS_ML_DSA_87,
-        }
+        self.inner.key_type.signature_algorithm()
     }
 }
 

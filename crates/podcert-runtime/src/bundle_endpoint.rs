@@ -351,7 +351,7 @@ impl SvidCert {
 
 impl ResolvesServerCert for SvidCert {
     fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let version = *self.ca.subscribe().borrow();
+        let version = self.ca.version();
         let mut g = self.cached.lock().ok()?;
         let fresh = g
             .as_ref()

@@ -49,7 +49,7 @@ impl CaKeyType {
     ];
 
     /// The signature algorithm a CA of this key type signs leaves with.
-    pub(crate) fn signature_algorithm(self) -> &'static rcgen::SignatureAlgorithm {
+    pub fn signature_algorithm(self) -> &'static rcgen::SignatureAlgorithm {
         match self {
             CaKeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
             CaKeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,

@@ -174,6 +174,11 @@ impl CaHandle {
         self.version.send_modify(|v| *v += 1);
     }
 
+    /// How many times a CA or bundle was installed (0 = none yet).
+    pub fn version(&self) -> u64 {
+        *self.version.borrow()
+    }
+
     /// Changes whenever a new CA or bundle is installed (0 = none yet).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.version.subscribe()
