@@ -66,7 +66,7 @@ pub struct Source {
 
 impl Source {
     /// The roots (DER) and the sequence to serve.
-    async fn bundle(&self) -> Option<(Vec<Vec<u8>>, u64)> {
+    async fn bundle(&self) -> Option<Served> {
         if let Some((client, resource, name)) = &self.published {
             let api: Api<DynamicObject> = Api::all_with(client.clone(), resource);
             match api.get_opt(name).await {
@@ -96,6 +96,32 @@ impl Source {
     }
 }
 
+/// [`Source::bundle`] kept for [`CACHE_FOR`]: the endpoint answers anyone, and each answer
+/// must not cost an API request.
+struct Cached {
+    source: Source,
+    last: tokio::sync::Mutex<Option<(Instant, Option<Served>)>>,
+}
+
+/// The roots (DER) and the sequence an answer carries.
+type Served = (Vec<Vec<u8>>, u64);
+
+const CACHE_FOR: Duration = Duration::from_secs(2);
+
+impl Cached {
+    async fn bundle(&self) -> Option<Served> {
+        let mut last = self.last.lock().await;
+        if let Some((at, b)) = last.as_ref() {
+            if at.elapsed() < CACHE_FOR {
+                return b.clone();
+            }
+        }
+        let b = self.source.bundle().await;
+        *last = Some((Instant::now(), b.clone()));
+        b
+    }
+}
+
 fn not_before(der: &[u8]) -> Option<u64> {
     use x509_parser::prelude::{FromDer, X509Certificate};
     let (_, c) = X509Certificate::from_der(der).ok()?;
@@ -121,7 +147,10 @@ pub async fn bind(cfg: EndpointConfig, source: Source) -> anyhow::Result<Bound> 
     Ok(Bound {
         acceptor,
         listener,
-        source: Arc::new(source),
+        source: Arc::new(Cached {
+            source,
+            last: tokio::sync::Mutex::new(None),
+        }),
         hint: cfg.refresh_hint.as_secs(),
     })
 }
@@ -130,7 +159,7 @@ pub async fn bind(cfg: EndpointConfig, source: Source) -> anyhow::Result<Bound> 
 pub struct Bound {
     acceptor: tokio_rustls::TlsAcceptor,
     listener: TcpListener,
-    source: Arc<Source>,
+    source: Arc<Cached>,
     hint: u64,
 }
 
@@ -155,7 +184,7 @@ impl Bound {
 async fn serve_loop(
     acceptor: tokio_rustls::TlsAcceptor,
     listener: TcpListener,
-    source: Arc<Source>,
+    source: Arc<Cached>,
     hint: u64,
     tasks: &Tasks,
     shutdown: CancellationToken,
@@ -194,7 +223,7 @@ async fn serve_loop(
     }
 }
 
-async fn answer<B>(req: &Request<B>, source: &Source, hint: u64) -> Response<Full<Bytes>> {
+async fn answer<B>(req: &Request<B>, source: &Cached, hint: u64) -> Response<Full<Bytes>> {
     let reply = |code: StatusCode, body: String, json: bool| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = code;
